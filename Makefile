@@ -1,0 +1,77 @@
+# Neco: build, test, benchmark and demo. Run `make help` for the targets.
+#
+# Every target installs what it needs, idempotently: Debian packages through
+# apt (only the missing ones) and Go tools pinned in go.mod / tools/*.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := build
+
+GO        ?= go
+BIN       := $(CURDIR)/bin
+VERSION   ?= $(shell git describe --tags --match '20*' 2>/dev/null || echo 0.0.0-dev)
+LDFLAGS   := -X github.com/openneco/neco/pkg/version.Version=$(VERSION)
+GOTESTFLAGS ?= -race -timeout 45m
+
+# Debian packages the tests, the demo and the packaging need.
+APT_PACKAGES := bird2 dnsmasq-base busybox-static iproute2 iputils-ping curl jq fakeroot lintian
+
+ETCD_VERSION := $(shell cd tools/etcd && $(GO) list -m -f '{{.Version}}' go.etcd.io/etcd/server/v3)
+
+.PHONY: help
+help: ## Show this help.
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+.PHONY: setup
+setup: ## Install the Debian packages the tests need (only those missing).
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing:" $$missing; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+.PHONY: build
+build: etcd ## Build every binary into bin/.
+	GOBIN=$(BIN) $(GO) install -ldflags "$(LDFLAGS)" ./cmd/...
+
+.PHONY: etcd
+etcd: $(BIN)/etcd $(BIN)/etcdctl ## Build the pinned etcd server and etcdctl into bin/.
+
+$(BIN)/etcd: tools/etcd/go.mod
+	cd tools/etcd && $(GO) build -o $@ go.etcd.io/etcd/server/v3
+	@$@ --version | head -1
+
+$(BIN)/etcdctl: tools/etcd/go.mod
+	cd tools/etcd && $(GO) build -o $@ go.etcd.io/etcd/etcdctl/v3
+
+.PHONY: lint
+lint: ## gofmt, go vet, staticcheck and a go.mod tidiness check.
+	@out=$$(gofmt -l $$(git ls-files -co --exclude-standard '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) tool staticcheck ./...
+	@cp go.mod /tmp/go.mod.lint; cp go.sum /tmp/go.sum.lint; \
+	$(GO) mod tidy; \
+	if ! git diff --no-index --quiet /tmp/go.mod.lint go.mod || ! git diff --no-index --quiet /tmp/go.sum.lint go.sum; then \
+		echo "go.mod/go.sum are not tidy: run go mod tidy"; git diff --no-index /tmp/go.mod.lint go.mod || true; exit 1; fi
+
+.PHONY: test
+test: setup etcd lint ## Lint, then every test (unit, integration, network namespaces) with -race.
+	PATH=$(BIN):$$PATH $(GO) test $(GOTESTFLAGS) ./...
+
+.PHONY: bench
+bench: setup etcd ## Run the benchmarks; see docs/benchmarks.md.
+	PATH=$(BIN):$$PATH $(GO) test -run '^$$' -bench . -benchmem -timeout 60m ./...
+
+.PHONY: demo
+demo: setup build ## Start etcd and sabakan locally, load a sample inventory, show it.
+	./demo/demo.sh start
+
+.PHONY: demo-stop
+demo-stop: ## Stop the demo and remove its data.
+	./demo/demo.sh stop
+
+.PHONY: clean
+clean: ## Remove build output.
+	rm -rf $(BIN)

@@ -1,0 +1,71 @@
+package daemon
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cybozu-go/log"
+)
+
+func TestLogHandler(t *testing.T) {
+	var buf bytes.Buffer
+	logger := log.NewLogger()
+	logger.SetOutput(&buf)
+	logger.SetFormatter(log.JSONFormat{})
+	logger.SetThreshold(log.LvInfo)
+
+	l := slog.New(NewLogHandler(logger)).With("component", "test", "message", "x").WithGroup("req")
+	l.Debug("hidden")
+	l.Info("served", "status", 200, "elapsed", 1500*time.Millisecond, "error", errors.New("boom"), "msg", "reserved")
+
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != 1 {
+		t.Fatalf("got %d lines, want 1 (debug must be filtered): %q", len(lines), buf.String())
+	}
+	var rec map[string]any
+	if err := json.Unmarshal([]byte(lines[0]), &rec); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{
+		"message": "served", "component": "test", "req_status": 200.0,
+		"req_elapsed": 1.5, "req_error": "boom", "req_msg": "reserved", "x_message": "x",
+	}
+	for k, v := range want {
+		if rec[k] != v {
+			t.Errorf("%s = %v, want %v (record %v)", k, rec[k], v, rec)
+		}
+	}
+}
+
+func TestHealthHandler(t *testing.T) {
+	var failing error
+	h := HealthHandler(func(context.Context) error { return failing })
+	for _, tt := range []struct {
+		name   string
+		err    error
+		status int
+		health string
+	}{
+		{"healthy", nil, http.StatusOK, "healthy"},
+		{"unhealthy", errors.New("etcd unreachable"), http.StatusInternalServerError, "unhealthy"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			failing = tt.err
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, httptest.NewRequest("GET", "/health", nil))
+			var body map[string]string
+			json.NewDecoder(rec.Body).Decode(&body)
+			if rec.Code != tt.status || body["health"] != tt.health {
+				t.Errorf("got %d %v, want %d %s", rec.Code, body, tt.status, tt.health)
+			}
+		})
+	}
+}

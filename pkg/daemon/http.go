@@ -1,0 +1,95 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/cybozu-go/well"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Server is an HTTP server that runs in the daemon's well environment and
+// drains its connections on shutdown.
+type Server struct {
+	// Addr is the listen address, host:port.
+	Addr string
+	// Handler serves the requests.
+	Handler http.Handler
+	// ShutdownTimeout bounds the graceful drain; zero means 30 s.
+	ShutdownTimeout time.Duration
+	// ReadTimeout bounds reading a whole request; zero means 30 s. Servers
+	// that accept large uploads set it to the longest upload they allow.
+	ReadTimeout time.Duration
+}
+
+// Start listens and serves in the background until the environment stops.
+// It returns the listener's address (useful with port 0).
+func (s Server) Start(env *well.Environment) (net.Addr, error) {
+	ln, err := net.Listen("tcp", s.Addr)
+	if err != nil {
+		return nil, err
+	}
+	shutdown := s.ShutdownTimeout
+	if shutdown == 0 {
+		shutdown = 30 * time.Second
+	}
+	read := s.ReadTimeout
+	if read == 0 {
+		read = 30 * time.Second
+	}
+	hs := &well.HTTPServer{
+		Server: &http.Server{
+			Handler:           s.Handler,
+			ReadHeaderTimeout: 10 * time.Second,
+			ReadTimeout:       read,
+			IdleTimeout:       2 * time.Minute,
+		},
+		ShutdownTimeout: shutdown,
+		Env:             env,
+	}
+	return ln.Addr(), hs.Serve(ln)
+}
+
+// HealthCheck reports why the daemon is unhealthy, or nil.
+type HealthCheck func(ctx context.Context) error
+
+// HealthHandler serves GET /health: 200 {"health":"healthy"} when check
+// passes within 5 s, else 500 {"health":"unhealthy","error":...} (the
+// reference boot server's format).
+func HealthHandler(check HealthCheck) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+		defer cancel()
+		body := map[string]string{"health": "healthy"}
+		status := http.StatusOK
+		if err := check(ctx); err != nil {
+			body = map[string]string{"health": "unhealthy", "error": err.Error()}
+			status = http.StatusInternalServerError
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		json.NewEncoder(w).Encode(body)
+	})
+}
+
+// NewRegistry returns a Prometheus registry with the Go runtime and process
+// collectors registered, ready for a daemon's own metrics.
+func NewRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
+}
+
+// MetricsMux serves /metrics from reg and /health from check: the metrics
+// listener every daemon opens.
+func MetricsMux(reg *prometheus.Registry, check HealthCheck) *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.Handle("GET /health", HealthHandler(check))
+	return mux
+}
