@@ -1,0 +1,55 @@
+package storage
+
+import (
+	"strconv"
+	"strings"
+)
+
+// Keys and prefixes under /neco/.
+const (
+	// Election prefixes (concurrency.Election appends "/").
+	LeaderUpdater  = "leader/updater"
+	LeaderContents = "leader/contents"
+	LockEtcd       = "leader/etcd-restart" // mutex: one etcd restart at a time
+
+	// InfoBootServers + LRN registers a boot server; bootstrap writes it.
+	InfoBootServers = "info/bootservers/"
+	// InfoRelease holds the latest release the updater found.
+	InfoRelease = "info/neco-release"
+	// StatusCurrent holds the UpdateRequest.
+	StatusCurrent = "status/current"
+	// StatusBootServers + LRN holds a worker's UpdateStatus.
+	StatusBootServers = "status/bootservers/"
+	// Contents + name records a cluster-wide upload (ContentsRecord).
+	Contents = "contents/"
+	// Config + key holds an operator setting (neco.ConfigKeys).
+	Config = "config/"
+)
+
+// ContentsSabakan records the upload of sabakan's contents.
+const ContentsSabakan = "sabakan"
+
+// BootServerKey is the registration key of a boot server.
+func BootServerKey(lrn int) string { return InfoBootServers + strconv.Itoa(lrn) }
+
+// StatusKey is the status key of a boot server's worker.
+func StatusKey(lrn int) string { return StatusBootServers + strconv.Itoa(lrn) }
+
+// ContentsKey is the record key of an upload.
+func ContentsKey(name string) string { return Contents + name }
+
+// ConfigKey is the key of a config setting.
+func ConfigKey(name string) string { return Config + name }
+
+// lrnOf parses the LRN at the end of key after prefix.
+func lrnOf(key, prefix string) (int, bool) {
+	s, ok := strings.CutPrefix(key, prefix)
+	if !ok {
+		return 0, false
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 || strconv.Itoa(n) != s {
+		return 0, false
+	}
+	return n, true
+}
