@@ -1,0 +1,94 @@
+package bird
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+)
+
+// Apply makes config the configuration of the BIRD behind c, whose
+// configuration file is path, with birdc's "configure" semantics:
+//
+//   - if path already holds config, nothing happens (changed is false);
+//   - otherwise config is written to a temporary file next to path, BIRD
+//     checks it (configure check) and switches to it (configure); BIRD
+//     restarts only the protocols whose configuration changed;
+//   - only then does the file replace path, so path always holds the
+//     configuration BIRD runs and a restarted BIRD runs it too.
+//
+// If BIRD rejects config, the running configuration and path stay as they
+// were and the returned error is a *Error with BIRD's message.
+func Apply(ctx context.Context, c *Client, path string, config []byte) (changed bool, err error) {
+	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, config) {
+		return false, nil
+	}
+	tmp, err := writeTemp(path, config)
+	if err != nil {
+		return false, err
+	}
+	defer os.Remove(tmp)
+	if err := c.Check(ctx, tmp); err != nil {
+		return false, err
+	}
+	if err := c.Configure(ctx, tmp); err != nil {
+		return false, err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return true, fmt.Errorf("bird: BIRD runs the new configuration but %s was not replaced: %w", path, err)
+	}
+	return true, nil
+}
+
+// writeTemp writes data to a new file in path's directory and syncs it.
+func writeTemp(path string, data []byte) (string, error) {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return "", fmt.Errorf("bird: %w", err)
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(f.Name(), 0o644)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return "", fmt.Errorf("bird: write %s: %w", f.Name(), err)
+	}
+	return f.Name(), nil
+}
+
+// WriteChecked writes config to path for a BIRD that is not running yet,
+// after "bird -p" parsed it. If the parse fails, path is left as it was and
+// the error carries BIRD's message.
+func WriteChecked(ctx context.Context, binary, path string, config []byte) error {
+	if binary == "" {
+		binary = "bird"
+	}
+	tmp, err := writeTemp(path, config)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp)
+	out, err := exec.CommandContext(ctx, binary, "-p", "-c", tmp).CombinedOutput()
+	if err != nil {
+		var exit *exec.ExitError
+		if errors.As(err, &exit) {
+			return &Error{Code: 8002, Message: strings.TrimSpace(strings.TrimPrefix(string(out), "bird: "))}
+		}
+		return fmt.Errorf("bird: parse %s: %w", tmp, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("bird: %w", err)
+	}
+	return nil
+}
