@@ -100,7 +100,12 @@ func TestIdentityInvalid(t *testing.T) {
 		{"spine AS is a rack AS", func(_ *Source, p *ASPlan) { p.Spine = 64600 }, "also the spine AS"},
 		{"spine and core share an AS", func(_ *Source, p *ASPlan) { p.Core = p.Spine }, "share AS"},
 		{"public AS", func(_ *Source, p *ASPlan) { p.RackBase = 3000 }, "private AS"},
-		{"rack AS beyond the private range", func(s *Source, p *ASPlan) { p.RackBase = 65534; s.Machine.Spec.Rack = 1; s.Machine.Spec.IPv4 = nil; s.Machine.Info.Network.IPv4 = nil }, "rack 1 would get AS 65535"},
+		{"rack AS beyond the private range", func(s *Source, p *ASPlan) {
+			p.RackBase = 65534
+			s.Machine.Spec.Rack = 1
+			s.Machine.Spec.IPv4 = nil
+			s.Machine.Info.Network.IPv4 = nil
+		}, "rack 1 would get AS 65535"},
 		{"gateway offset outside the link", func(s *Source, _ *ASPlan) {
 			s.IPAM.NodeGatewayOffset = 68
 			s.Machine.Info.Network.IPv4 = nil
@@ -242,7 +247,7 @@ func TestRenderNode(t *testing.T) {
 		{"node-reference.conf", NodeConfig{ID: id, Interfaces: [2]string{"eth0", "eth1"}, PodTable: DefaultPodTable, Timers: ReferenceNodeTimers()}},
 		{"boot-server.conf", NodeConfig{ID: boot, Interfaces: [2]string{"enp1s0", "enp2s0"}, Timers: FastTimers(),
 			Virtual: []VirtualAddress{{"bastion", netip.MustParseAddr("10.72.48.1")}, {"boot", netip.MustParseAddr("10.71.255.1")}},
-			Extra: "protocol static lb { ipv4; route 10.72.32.0/24 blackhole; }"}},
+			Extra:   "protocol static lb { ipv4; route 10.72.32.0/24 blackhole; }"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

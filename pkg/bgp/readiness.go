@@ -9,7 +9,7 @@ import (
 // Session is the state of one BGP session with a ToR.
 type Session struct {
 	// Name is the BIRD protocol name, "tor1" or "tor2".
-	Name string `json:"name"`
+	Name string     `json:"name"`
 	Peer netip.Addr `json:"peer"`
 	// State is BIRD's BGP state: Idle, Connect, Active, OpenSent,
 	// OpenConfirm or Established ("" when BIRD does not know the protocol).

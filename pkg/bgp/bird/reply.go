@@ -20,8 +20,8 @@ type Reply []Line
 
 // Reply code classes.
 const (
-	codeWelcome     = 1
-	codeConfigOK    = 20
+	codeWelcome      = 1
+	codeConfigOK     = 20
 	codeReconfigured = 3
 )
 
