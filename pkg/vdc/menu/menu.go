@@ -1,0 +1,424 @@
+// Package menu generates a whole virtual data center from a few numbers
+// (racks, spines, workers per rack, a boot server per rack, QEMU nodes):
+// the resource documents, the routers' BIRD configurations, the DHCP relays
+// on the ToR switches and the sabakan inventory (IPAM configuration and
+// machines JSON in the reference format). Generation is a pure function of
+// the menu; addresses follow the reference IPAM (10.69.0.0/20, /26 blocks,
+// three addresses per node) and stay inside the data center's namespaces.
+//
+// The topology is the reference's leaf-spine: a core router holding the
+// only default route (a blackhole: nothing leaves for the host's network),
+// spines in AS 64599, and per rack two ToR switches in AS 64600+rack, each
+// on its own node subnet, acting as BGP route reflectors for the rack's
+// nodes and relaying DHCP to the boot servers.
+package menu
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"github.com/openneco/neco/pkg/sabakan"
+	"github.com/openneco/neco/pkg/vdc/qemu"
+	"github.com/openneco/neco/pkg/vdc/spec"
+)
+
+// Menu is the shape of a data center.
+type Menu struct {
+	Racks          int `json:"racks"`
+	Spines         int `json:"spines"`
+	WorkersPerRack int `json:"workers-per-rack"`
+	// BootServers puts one boot server (an nspawn node) in every rack.
+	BootServers bool `json:"boot-servers"`
+	// QEMUNodes are UEFI machines placed round-robin over the racks that
+	// network-boot from sabakan.
+	QEMUNodes int `json:"qemu-nodes"`
+	// WorkerDHCP leaves workers' interfaces unaddressed, for DHCP through
+	// the ToRs' relays; otherwise they get their IPAM addresses statically.
+	WorkerDHCP bool `json:"worker-dhcp"`
+	// Suite is the Debian suite of the machines' root trees.
+	Suite string `json:"suite"`
+	// ExtraPackages are installed in the machines' root trees besides
+	// spec.DefaultRootfsPackages.
+	ExtraPackages []string `json:"extra-packages,omitempty"`
+}
+
+// Default is the default topology: 3 racks × (2 ToRs, a boot server, 2
+// workers), 2 spines, a core router and one QEMU UEFI machine.
+func Default() Menu {
+	return Menu{Racks: 3, Spines: 2, WorkersPerRack: 2, BootServers: true, QEMUNodes: 1, Suite: "bookworm"}
+}
+
+// Small is the smallest useful topology: one rack with its two ToRs, one
+// spine, the core and one worker.
+func Small() Menu {
+	return Menu{Racks: 1, Spines: 1, WorkersPerRack: 1, Suite: "bookworm"}
+}
+
+// Named returns a predefined menu.
+func Named(name string) (Menu, error) {
+	switch name {
+	case "default":
+		return Default(), nil
+	case "small":
+		return Small(), nil
+	case "routers":
+		m := Small()
+		m.WorkersPerRack = 0
+		m.Racks, m.Spines = 2, 2
+		return m, nil
+	}
+	return Menu{}, fmt.Errorf("menu: unknown menu %q (want default, small or routers)", name)
+}
+
+// Limits of a menu.
+const (
+	MaxRacks   = 16
+	MaxSpines  = 4
+	MaxWorkers = 24 // per rack; sabakan's max-nodes-in-rack is 28
+)
+
+// Validate checks the numbers.
+func (m Menu) Validate() error {
+	switch {
+	case m.Racks < 1 || m.Racks > MaxRacks:
+		return fmt.Errorf("menu: racks %d: want 1..%d", m.Racks, MaxRacks)
+	case m.Spines < 1 || m.Spines > MaxSpines:
+		return fmt.Errorf("menu: spines %d: want 1..%d", m.Spines, MaxSpines)
+	case m.WorkersPerRack < 0 || m.WorkersPerRack > MaxWorkers:
+		return fmt.Errorf("menu: workers-per-rack %d: want 0..%d", m.WorkersPerRack, MaxWorkers)
+	case m.QEMUNodes < 0 || m.QEMUNodes > m.Racks*4:
+		return fmt.Errorf("menu: qemu-nodes %d: want 0..%d", m.QEMUNodes, m.Racks*4)
+	}
+	return nil
+}
+
+// AS numbers of the reference design.
+const (
+	CoreAS  = 64597
+	SpineAS = 64599
+	RackAS  = 64600 // + rack number
+)
+
+// IPAM is the reference address plan that sabakan gets.
+func IPAM() sabakan.IPAMConfig {
+	return sabakan.IPAMConfig{
+		MaxNodesInRack: 28, NodeIPv4Pool: "10.69.0.0/20", NodeRangeSize: 6, NodeRangeMask: 26,
+		NodeIPPerNode: 3, NodeIndexOffset: 3, NodeGatewayOffset: 1,
+		BMCIPv4Pool: "10.72.16.0/20", BMCRangeSize: 5, BMCRangeMask: 20, BMCGatewayOffset: 1,
+	}
+}
+
+// linkPool holds the /31 point-to-point links between routers.
+var linkPool = netip.MustParsePrefix("10.72.0.0/22")
+
+// Peer is one BGP session of a router.
+type Peer struct {
+	Name    string     `json:"name"`
+	Address netip.Addr `json:"address"`
+	AS      int        `json:"as"`
+}
+
+// Router roles.
+const (
+	RoleCore  = "core"
+	RoleSpine = "spine"
+	RoleToR   = "tor"
+)
+
+// Router is everything a router's configuration is made from.
+type Router struct {
+	Name     string     `json:"name"`
+	Role     string     `json:"role"`
+	AS       int        `json:"as"`
+	RouterID netip.Addr `json:"router-id"`
+	Peers    []Peer     `json:"peers"`
+	// NodeSubnet is the rack subnet a ToR serves (route reflector for the
+	// nodes in it, DHCP relay from it); its address on it is NodeAddress.
+	NodeSubnet  netip.Prefix `json:"node-subnet,omitzero"`
+	NodeAddress netip.Addr   `json:"node-address,omitzero"`
+	// DHCPServers are where a ToR relays DHCP to.
+	DHCPServers []netip.Addr `json:"dhcp-servers,omitempty"`
+}
+
+// MachineEntry is one machine of the sabakan inventory, in the format the
+// reference's `sabactl machines create -f` reads.
+type MachineEntry struct {
+	Serial string            `json:"serial"`
+	Labels map[string]string `json:"labels,omitempty"`
+	Rack   uint              `json:"rack"`
+	Role   string            `json:"role"`
+	BMC    struct {
+		Type string `json:"type"`
+	} `json:"bmc"`
+}
+
+// Machine roles in the inventory.
+const (
+	RoleBoot   = sabakan.RoleBoot
+	RoleWorker = "cs"
+)
+
+// Plan is a generated data center.
+type Plan struct {
+	Menu     Menu                `json:"menu"`
+	Cluster  *spec.Cluster       `json:"-"`
+	Routers  []Router            `json:"routers"`
+	Machines []MachineEntry      `json:"machines"`
+	IPAM     sabakan.IPAMConfig  `json:"ipam"`
+	DHCP     sabakan.DHCPConfig  `json:"dhcp"`
+	Files    map[string][]byte   `json:"-"` // relative path → content
+	Hosts    map[string]HostPlan `json:"hosts"`
+}
+
+// HostPlan is what the plan expects of one machine.
+type HostPlan struct {
+	Rack        uint       `json:"rack"`
+	Role        string     `json:"role"`
+	Serial      string     `json:"serial"`
+	IndexInRack uint       `json:"index-in-rack"`
+	Node0       netip.Addr `json:"node0"`
+	Eth0        netip.Addr `json:"eth0"`
+	Eth1        netip.Addr `json:"eth1"`
+}
+
+// Options of Generate.
+type Options struct {
+	// FilesDir is the absolute directory the plan's Files will be written
+	// to; apps refer to their configuration files there.
+	FilesDir string
+	// RouterConfig renders a router's BIRD configuration; BIRDConfig when
+	// nil. It is the one place to switch to another generator.
+	RouterConfig func(r Router, socketDir string) []byte
+}
+
+// RootfsName is the name of the machines' Rootfs resource.
+const RootfsName = "debian"
+
+// Generate builds the plan of menu m.
+func Generate(m Menu, o Options) (*Plan, error) {
+	if err := m.Validate(); err != nil {
+		return nil, err
+	}
+	if !filepath.IsAbs(o.FilesDir) {
+		return nil, fmt.Errorf("menu: files directory %q is not absolute", o.FilesDir)
+	}
+	if o.RouterConfig == nil {
+		o.RouterConfig = BIRDConfig
+	}
+	if m.Suite == "" {
+		m.Suite = "bookworm"
+	}
+	ipam := IPAM()
+	if err := ipam.Validate(); err != nil {
+		return nil, err
+	}
+	p := &Plan{Menu: m, Cluster: &spec.Cluster{}, IPAM: ipam, Files: map[string][]byte{}, Hosts: map[string]HostPlan{},
+		DHCP: sabakan.DHCPConfig{LeaseMinutes: 60}}
+	c := p.Cluster
+	c.Rootfses = append(c.Rootfses, &spec.Rootfs{Name: RootfsName, Suite: m.Suite,
+		Packages: append(append([]string{}, spec.DefaultRootfsPackages...), m.ExtraPackages...)})
+
+	links := newLinks()
+	core := &Router{Name: "core", Role: RoleCore, AS: CoreAS}
+	coreNS := &spec.NetworkNamespace{Name: core.Name}
+	spines := make([]*Router, m.Spines)
+	spineNS := make([]*spec.NetworkNamespace, m.Spines)
+	for s := range spines {
+		name := "spine" + strconv.Itoa(s+1)
+		spines[s] = &Router{Name: name, Role: RoleSpine, AS: SpineAS}
+		spineNS[s] = &spec.NetworkNamespace{Name: name}
+		net := "core-s" + strconv.Itoa(s+1)
+		a, b := links.next()
+		c.Networks = append(c.Networks, &spec.Network{Name: net, Type: spec.NetworkInternal})
+		coreNS.Interfaces = append(coreNS.Interfaces, spec.Interface{Network: net, Addresses: []string{prefix31(a)}})
+		spineNS[s].Interfaces = append(spineNS[s].Interfaces, spec.Interface{Network: net, Addresses: []string{prefix31(b)}})
+		core.Peers = append(core.Peers, Peer{Name: name, Address: b, AS: SpineAS})
+		spines[s].Peers = append(spines[s].Peers, Peer{Name: "core", Address: a, AS: CoreAS})
+	}
+
+	// Machines first, so the ToRs know where to relay DHCP.
+	var bootNode0 []netip.Addr
+	type machine struct {
+		name  string
+		rack  uint
+		index uint
+		role  string
+		kind  string
+	}
+	var machines []machine
+	next := make([]uint, m.Racks)
+	first, _ := ipam.IndexRange()
+	for r := range m.Racks {
+		next[r] = first
+		if m.BootServers {
+			machines = append(machines, machine{fmt.Sprintf("boot-%d", r), uint(r), ipam.NodeIndexOffset, RoleBoot, "nspawn"})
+		}
+		for w := range m.WorkersPerRack {
+			machines = append(machines, machine{fmt.Sprintf("rack%d-cs%d", r, w+1), uint(r), next[r], RoleWorker, "nspawn"})
+			next[r]++
+		}
+	}
+	for q := range m.QEMUNodes {
+		r := q % m.Racks
+		machines = append(machines, machine{fmt.Sprintf("rack%d-vm%d", r, q/m.Racks+1), uint(r), next[r], RoleWorker, "qemu"})
+		next[r]++
+	}
+	for _, mc := range machines {
+		addrs := ipam.NodeAddresses(mc.rack, mc.index)
+		serial := qemu.DefaultSerial(mc.name)
+		p.Hosts[mc.name] = HostPlan{Rack: mc.rack, Role: mc.role, Serial: serial, IndexInRack: mc.index,
+			Node0: addrs[0], Eth0: addrs[1], Eth1: addrs[2]}
+		e := MachineEntry{Serial: serial, Rack: mc.rack, Role: mc.role, Labels: map[string]string{"machine-type": mc.kind}}
+		e.BMC.Type = "IPMI-2.0"
+		p.Machines = append(p.Machines, e)
+		if mc.role == RoleBoot {
+			bootNode0 = append(bootNode0, addrs[0])
+		}
+		nets := [2]string{rackNet(int(mc.rack), 1), rackNet(int(mc.rack), 2)}
+		switch mc.kind {
+		case "nspawn":
+			n := &spec.NspawnNode{Name: mc.name, Rootfs: RootfsName, SMBIOS: spec.SMBIOS{Serial: serial}}
+			for i, net := range nets {
+				ifc := spec.Interface{Network: net}
+				if mc.role == RoleBoot || !m.WorkerDHCP {
+					ifc.Addresses = []string{netip.PrefixFrom(addrs[i+1], int(ipam.NodeRangeMask)).String()}
+				}
+				n.Interfaces = append(n.Interfaces, ifc)
+			}
+			c.NspawnNodes = append(c.NspawnNodes, n)
+		case "qemu":
+			c.Nodes = append(c.Nodes, &spec.Node{Name: mc.name, Interfaces: nets[:], CPU: 1, Memory: "2G", UEFI: true,
+				SMBIOS: spec.SMBIOS{Manufacturer: "openneco", Product: "vdc-qemu", Serial: serial},
+				Volumes: []spec.Volume{{Kind: spec.VolumeRaw, Name: "data", Size: "10G"}}})
+		}
+	}
+
+	var tors []*Router
+	var torNS []*spec.NetworkNamespace
+	for r := range m.Racks {
+		c.Networks = append(c.Networks,
+			&spec.Network{Name: rackNet(r, 1), Type: spec.NetworkInternal},
+			&spec.Network{Name: rackNet(r, 2), Type: spec.NetworkInternal})
+		for t := 1; t <= 2; t++ {
+			name := fmt.Sprintf("rack%d-tor%d", r, t)
+			tor := &Router{Name: name, Role: RoleToR, AS: RackAS + r, DHCPServers: bootNode0}
+			ns := &spec.NetworkNamespace{Name: name}
+			for s, spine := range spines {
+				net := fmt.Sprintf("s%d-r%dt%d", s+1, r, t)
+				a, b := links.next()
+				c.Networks = append(c.Networks, &spec.Network{Name: net, Type: spec.NetworkInternal})
+				spineNS[s].Interfaces = append(spineNS[s].Interfaces, spec.Interface{Network: net, Addresses: []string{prefix31(a)}})
+				ns.Interfaces = append(ns.Interfaces, spec.Interface{Network: net, Addresses: []string{prefix31(b)}})
+				spine.Peers = append(spine.Peers, Peer{Name: name, Address: b, AS: tor.AS})
+				tor.Peers = append(tor.Peers, Peer{Name: spine.Name, Address: a, AS: SpineAS})
+			}
+			// The ToR's node subnet: the gateway of the t-th link block.
+			blockAddr := ipam.NodeAddresses(uint(r), ipam.NodeIndexOffset)[t]
+			tor.NodeAddress = ipam.NodeGateway(blockAddr)
+			tor.NodeSubnet = netip.PrefixFrom(tor.NodeAddress, int(ipam.NodeRangeMask)).Masked()
+			ns.Interfaces = append(ns.Interfaces, spec.Interface{Network: rackNet(r, t),
+				Addresses: []string{netip.PrefixFrom(tor.NodeAddress, int(ipam.NodeRangeMask)).String()}})
+			tors, torNS = append(tors, tor), append(torNS, ns)
+		}
+	}
+	if !links.ok() {
+		return nil, fmt.Errorf("menu: %d router links do not fit in %s", links.n, linkPool)
+	}
+
+	// Router IDs: the router's first link address.
+	all := append(append([]*Router{core}, spines...), tors...)
+	allNS := append(append([]*spec.NetworkNamespace{coreNS}, spineNS...), torNS...)
+	for i, rt := range all {
+		first, _ := netip.ParsePrefix(allNS[i].Interfaces[0].Addresses[0])
+		rt.RouterID = first.Addr()
+		conf := filepath.Join("bird", rt.Name+".conf")
+		sockDir := filepath.Join(o.FilesDir, "run", rt.Name)
+		p.Files[conf] = o.RouterConfig(*rt, sockDir)
+		p.Files[filepath.Join("run", rt.Name, ".keep")] = nil
+		allNS[i].Apps = append(allNS[i].Apps, spec.App{Name: "bird", Command: []string{
+			"bird", "-f", "-c", filepath.Join(o.FilesDir, conf), "-s", filepath.Join(sockDir, "bird.ctl"),
+			"-P", filepath.Join(sockDir, "bird.pid")}})
+		if rt.Role == RoleToR && len(rt.DHCPServers) > 0 {
+			allNS[i].Apps = append(allNS[i].Apps, spec.App{Name: "dhcp-relay", Command: RelayCommand(*rt, sockDir)})
+		}
+		p.Routers = append(p.Routers, *rt)
+	}
+	c.Namespaces = allNS
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("menu: generated an invalid cluster: %w", err)
+	}
+	return p, nil
+}
+
+func rackNet(rack, tor int) string { return fmt.Sprintf("r%d-node%d", rack, tor) }
+
+func prefix31(a netip.Addr) string { return netip.PrefixFrom(a, 31).String() }
+
+type links struct{ n int }
+
+func newLinks() *links { return &links{} }
+
+// next returns both ends of the next /31 link.
+func (l *links) next() (netip.Addr, netip.Addr) {
+	base := linkPool.Addr().As4()
+	v := uint32(base[0])<<24 | uint32(base[1])<<16 | uint32(base[2])<<8 | uint32(base[3])
+	v += uint32(2 * l.n)
+	l.n++
+	a := netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+	return a, a.Next()
+}
+
+func (l *links) ok() bool { return 2*l.n <= 1<<(32-linkPool.Bits()) }
+
+// RelayCommand is the dnsmasq command line of a ToR's DHCP relay: no DNS,
+// no DHCP server of its own, relaying from its node subnet address to every
+// boot server.
+func RelayCommand(r Router, runDir string) []string {
+	cmd := []string{"dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts",
+		"--port=0", "--log-facility=-", "--log-dhcp", "--user=root", "--group=root",
+		"--pid-file=" + filepath.Join(runDir, "dnsmasq.pid")}
+	for _, s := range r.DHCPServers {
+		cmd = append(cmd, "--dhcp-relay="+r.NodeAddress.String()+","+s.String())
+	}
+	return cmd
+}
+
+// Write stores the plan under dir: the files, cluster.yml, routers.json,
+// the sabakan inventory (machines.json, ipam.json, dhcp.json) and
+// hosts.json (what each machine's addresses will be).
+func (p *Plan) Write(dir string) error {
+	for rel, data := range p.Files {
+		full := filepath.Join(dir, rel)
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			return err
+		}
+		if filepath.Base(rel) == ".keep" {
+			continue
+		}
+		if err := os.WriteFile(full, data, 0o644); err != nil {
+			return err
+		}
+	}
+	doc, err := p.Cluster.Marshal()
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "cluster.yml"), doc, 0o644); err != nil {
+		return err
+	}
+	for name, v := range map[string]any{"machines.json": p.Machines, "ipam.json": p.IPAM, "dhcp.json": p.DHCP,
+		"routers.json": p.Routers, "hosts.json": p.Hosts} {
+		b, err := json.MarshalIndent(v, "", "  ")
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), append(b, '\n'), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,241 @@
+package menu
+
+import (
+	"encoding/json"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/openneco/neco/pkg/sabakan"
+	"github.com/openneco/neco/pkg/testutil"
+)
+
+func TestValidate(t *testing.T) {
+	tests := []struct {
+		name string
+		m    Menu
+		ok   bool
+	}{
+		{"default", Default(), true},
+		{"small", Small(), true},
+		{"no racks", Menu{Racks: 0, Spines: 1}, false},
+		{"too many racks", Menu{Racks: MaxRacks + 1, Spines: 1}, false},
+		{"no spines", Menu{Racks: 1}, false},
+		{"negative workers", Menu{Racks: 1, Spines: 1, WorkersPerRack: -1}, false},
+		{"too many workers", Menu{Racks: 1, Spines: 1, WorkersPerRack: MaxWorkers + 1}, false},
+		{"too many qemu", Menu{Racks: 1, Spines: 1, QEMUNodes: 5}, false},
+		{"largest", Menu{Racks: MaxRacks, Spines: MaxSpines, WorkersPerRack: MaxWorkers, BootServers: true, QEMUNodes: 4}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.m.Validate()
+			if (err == nil) != tt.ok {
+				t.Fatalf("Validate() = %v, want ok=%v", err, tt.ok)
+			}
+			if !tt.ok {
+				return
+			}
+			if _, err := Generate(tt.m, Options{FilesDir: "/x"}); err != nil {
+				t.Fatalf("Generate: %v", err)
+			}
+		})
+	}
+}
+
+func TestGenerateDefault(t *testing.T) {
+	p, err := Generate(Default(), Options{FilesDir: "/srv/vdc/files"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := p.Cluster
+	// core + 2 spines + 3 racks × 2 ToRs.
+	if got := len(c.Namespaces); got != 9 {
+		t.Errorf("namespaces = %d, want 9", got)
+	}
+	// 2 core links + 2 spines × 6 ToRs + 6 node networks.
+	if got := len(c.Networks); got != 20 {
+		t.Errorf("networks = %d, want 20", got)
+	}
+	if got := len(c.NspawnNodes); got != 9 {
+		t.Errorf("nspawn nodes = %d, want 9 (3 boot + 6 workers)", got)
+	}
+	if got := len(c.Nodes); got != 1 || !c.Nodes[0].UEFI {
+		t.Errorf("qemu nodes = %+v, want one UEFI node", c.Nodes)
+	}
+
+	// The reference addresses: rack 0's ToRs and its first worker.
+	tests := []struct {
+		host string
+		want HostPlan
+	}{
+		{"boot-0", HostPlan{Rack: 0, Role: RoleBoot, IndexInRack: 3, Node0: ip("10.69.0.3"), Eth0: ip("10.69.0.67"), Eth1: ip("10.69.0.131")}},
+		{"rack0-cs1", HostPlan{Rack: 0, Role: RoleWorker, IndexInRack: 4, Node0: ip("10.69.0.4"), Eth0: ip("10.69.0.68"), Eth1: ip("10.69.0.132")}},
+		{"rack1-cs2", HostPlan{Rack: 1, Role: RoleWorker, IndexInRack: 5, Node0: ip("10.69.0.197"), Eth0: ip("10.69.1.5"), Eth1: ip("10.69.1.69")}},
+		{"rack0-vm1", HostPlan{Rack: 0, Role: RoleWorker, IndexInRack: 6, Node0: ip("10.69.0.6"), Eth0: ip("10.69.0.70"), Eth1: ip("10.69.0.134")}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.host, func(t *testing.T) {
+			got, ok := p.Hosts[tt.host]
+			if !ok {
+				t.Fatalf("no host %s", tt.host)
+			}
+			tt.want.Serial = got.Serial
+			if got != tt.want {
+				t.Errorf("got %+v\nwant %+v", got, tt.want)
+			}
+		})
+	}
+	var tor Router
+	for _, r := range p.Routers {
+		if r.Name == "rack0-tor2" {
+			tor = r
+		}
+	}
+	if tor.NodeAddress != ip("10.69.0.129") || tor.NodeSubnet.String() != "10.69.0.128/26" || tor.AS != 64600 {
+		t.Errorf("rack0-tor2 = %+v", tor)
+	}
+	if len(tor.DHCPServers) != 3 || tor.DHCPServers[1] != ip("10.69.0.195") {
+		t.Errorf("relay targets = %v, want the 3 boot servers' node0", tor.DHCPServers)
+	}
+	if len(tor.Peers) != 2 || tor.Peers[0].AS != SpineAS {
+		t.Errorf("tor peers = %+v", tor.Peers)
+	}
+
+	// Every link is a /31 used exactly twice, never inside the node pool.
+	seen := map[string]int{}
+	pool := netip.MustParsePrefix(p.IPAM.NodeIPv4Pool)
+	for _, ns := range c.Namespaces {
+		for _, ifc := range ns.Interfaces {
+			for _, a := range ifc.Addresses {
+				pf := netip.MustParsePrefix(a)
+				if pf.Bits() == 31 {
+					seen[pf.Masked().String()]++
+					if pool.Contains(pf.Addr()) {
+						t.Errorf("%s: link %s inside the node pool", ns.Name, a)
+					}
+				}
+			}
+		}
+	}
+	for l, n := range seen {
+		if n != 2 {
+			t.Errorf("link %s used %d times", l, n)
+		}
+	}
+
+	// The inventory is what sabakan accepts, in registration order: a boot
+	// server before the workers of its rack.
+	if len(p.Machines) != 10 || p.Machines[0].Role != RoleBoot {
+		t.Fatalf("machines = %+v", p.Machines)
+	}
+	for _, m := range p.Machines {
+		spec := sabakan.MachineSpec{Serial: m.Serial, Labels: m.Labels, Rack: m.Rack, Role: m.Role, BMC: sabakan.MachineBMC{Type: m.BMC.Type}}
+		if err := spec.Validate(); err != nil {
+			t.Errorf("machine %s: %v", m.Serial, err)
+		}
+	}
+	b, _ := json.Marshal(p.Machines[0])
+	if !strings.Contains(string(b), `"bmc":{"type":"IPMI-2.0"}`) || !strings.Contains(string(b), `"role":"boot"`) {
+		t.Errorf("machine JSON = %s", b)
+	}
+
+	// Apps refer to files under FilesDir.
+	if got := c.Namespaces[0].Apps[0].Command; got[3] != "/srv/vdc/files/bird/core.conf" {
+		t.Errorf("core bird command = %v", got)
+	}
+}
+
+func TestWorkerDHCP(t *testing.T) {
+	m := Small()
+	m.BootServers = true
+	m.WorkerDHCP = true
+	p, err := Generate(m, Options{FilesDir: "/x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range p.Cluster.NspawnNodes {
+		has := len(n.Interfaces[0].Addresses) > 0
+		if want := n.Name == "boot-0"; has != want {
+			t.Errorf("%s: static address = %v, want %v", n.Name, has, want)
+		}
+	}
+}
+
+func TestBIRDConfig(t *testing.T) {
+	p, err := Generate(Default(), Options{FilesDir: "/x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := string(p.Files["bird/rack2-tor1.conf"])
+	for _, want := range []string{
+		"local as 64602",
+		"neighbor range 10.69.1.192/26 as 64602",
+		"rr client",
+		"protocol bgp spine2 { local as 64602;",
+	} {
+		if !strings.Contains(conf, want) {
+			t.Errorf("rack2-tor1 config lacks %q:\n%s", want, conf)
+		}
+	}
+	if !strings.Contains(string(p.Files["bird/core.conf"]), "route 0.0.0.0/0 blackhole") {
+		t.Error("core does not originate the default route")
+	}
+
+	// BIRD itself accepts every generated configuration.
+	bird, err := exec.LookPath("bird")
+	if err != nil {
+		testutil.Missing(t, "bird not found (make setup installs bird2)")
+	}
+	dir := t.TempDir()
+	for rel, data := range p.Files {
+		if !strings.HasPrefix(rel, "bird/") {
+			continue
+		}
+		f := filepath.Join(dir, filepath.Base(rel))
+		if err := os.WriteFile(f, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := exec.Command(bird, "-p", "-c", f).CombinedOutput(); err != nil {
+			t.Errorf("bird -p %s: %v\n%s\n%s", rel, err, out, data)
+		}
+	}
+}
+
+func TestRelayCommand(t *testing.T) {
+	r := Router{NodeAddress: ip("10.69.0.65"), DHCPServers: []netip.Addr{ip("10.69.0.3"), ip("10.69.0.195")}}
+	got := strings.Join(RelayCommand(r, "/run/x"), " ")
+	for _, want := range []string{"--port=0", "--dhcp-relay=10.69.0.65,10.69.0.3", "--dhcp-relay=10.69.0.65,10.69.0.195", "--pid-file=/run/x/dnsmasq.pid"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("relay command %q lacks %q", got, want)
+		}
+	}
+}
+
+func TestWrite(t *testing.T) {
+	dir := t.TempDir()
+	p, err := Generate(Small(), Options{FilesDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Write(dir); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"cluster.yml", "machines.json", "ipam.json", "dhcp.json", "routers.json", "hosts.json", "bird/core.conf", "bird/rack0-tor1.conf"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Error(err)
+		}
+	}
+	var ipam sabakan.IPAMConfig
+	b, _ := os.ReadFile(filepath.Join(dir, "ipam.json"))
+	if err := json.Unmarshal(b, &ipam); err != nil || ipam.Validate() != nil {
+		t.Errorf("ipam.json: %v %v", err, ipam.Validate())
+	}
+	if _, err := os.Stat(filepath.Join(dir, "run", "core")); err != nil {
+		t.Errorf("socket dir: %v", err)
+	}
+}
+
+func ip(s string) netip.Addr { return netip.MustParseAddr(s) }

@@ -1,0 +1,291 @@
+// Package proc starts and stops the long-running processes of a virtual
+// data center (BIRD, dnsmasq, QEMU, systemd-nspawn) so that none can be
+// lost: each is started detached, in its own session, already inside a
+// cgroup named after the data center (in the pids and name=systemd v1
+// hierarchies and the unified one, or in the cgroup v2 tree), and optionally
+// inside a named network namespace. Stopping a data center kills whatever
+// is in its cgroups, children included, and removes the cgroups.
+//
+// Memory hierarchies are left alone on purpose: the processes keep the
+// memory cgroup (and limits) of whoever started them.
+package proc
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Hierarchies are the cgroup directories processes are placed in. The first
+// one is used to find processes.
+type Hierarchies []string
+
+// Detect finds the cgroup hierarchies of this machine from mountinfo: the
+// pids controller and the name=systemd hierarchy on v1 or hybrid hosts plus
+// the unified (v2) mount, or just the v2 root on a pure v2 host.
+func Detect() (Hierarchies, error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var pids, systemd, unified string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		sep := slices.Index(fields, "-")
+		if sep < 0 || sep+3 >= len(fields) || len(fields) < 5 {
+			continue
+		}
+		mnt, fstype, opts := fields[4], fields[sep+1], strings.Split(fields[sep+3], ",")
+		switch fstype {
+		case "cgroup2":
+			unified = mnt
+		case "cgroup":
+			if slices.Contains(opts, "pids") {
+				pids = mnt
+			}
+			if slices.Contains(opts, "name=systemd") {
+				systemd = mnt
+			}
+		}
+	}
+	var h Hierarchies
+	for _, m := range []string{pids, systemd, unified} {
+		if m != "" {
+			h = append(h, m)
+		}
+	}
+	if len(h) == 0 {
+		return nil, errors.New("proc: no cgroup hierarchy is mounted")
+	}
+	return h, nil
+}
+
+// Group is one cgroup path (like "vdc-dc/core/bird") in every hierarchy.
+type Group struct {
+	H    Hierarchies
+	Path string
+}
+
+// Sub is a child group.
+func (g Group) Sub(name string) Group { return Group{H: g.H, Path: filepath.Join(g.Path, name)} }
+
+// Dirs are the group's directories, one per hierarchy.
+func (g Group) Dirs() []string {
+	dirs := make([]string, len(g.H))
+	for i, h := range g.H {
+		dirs[i] = filepath.Join(h, g.Path)
+	}
+	return dirs
+}
+
+// Create makes the group's directories.
+func (g Group) Create() error {
+	for _, d := range g.Dirs() {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return fmt.Errorf("proc: create cgroup: %w", err)
+		}
+	}
+	return nil
+}
+
+// Exists reports whether the group exists in any hierarchy.
+func (g Group) Exists() bool {
+	for _, d := range g.Dirs() {
+		if _, err := os.Stat(d); err == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// PIDs lists every process in the group and its descendants.
+func (g Group) PIDs() ([]int, error) {
+	var pids []int
+	root := filepath.Join(g.H[0], g.Path)
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		if !d.IsDir() {
+			return nil
+		}
+		data, err := os.ReadFile(filepath.Join(p, "cgroup.procs"))
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		for _, f := range strings.Fields(string(data)) {
+			if pid, err := strconv.Atoi(f); err == nil {
+				pids = append(pids, pid)
+			}
+		}
+		return nil
+	})
+	sort.Ints(pids)
+	return pids, err
+}
+
+// Kill stops every process of the group: SIGTERM first, so that BIRD,
+// QEMU and systemd-nspawn (which shuts its machine down) end cleanly, then
+// SIGKILL after grace. It returns once the group is empty.
+func (g Group) Kill(ctx context.Context, grace time.Duration) error {
+	pids, err := g.PIDs()
+	if err != nil || len(pids) == 0 {
+		return err
+	}
+	for _, p := range pids {
+		syscall.Kill(p, syscall.SIGTERM)
+	}
+	deadline := time.Now().Add(grace)
+	for {
+		pids, err := g.PIDs()
+		if err != nil {
+			return err
+		}
+		if len(pids) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			for _, p := range pids {
+				syscall.Kill(p, syscall.SIGKILL)
+			}
+		}
+		if time.Now().After(deadline.Add(10 * time.Second)) {
+			return fmt.Errorf("proc: %d processes of %s survive SIGKILL: %v", len(pids), g.Path, pids)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// Remove deletes the group's directories, deepest first (systemd-nspawn
+// and systemd inside it leave sub-groups behind). The group must be empty.
+func (g Group) Remove() error {
+	var errs []error
+	for _, d := range g.Dirs() {
+		var dirs []string
+		filepath.WalkDir(d, func(p string, e fs.DirEntry, err error) error {
+			if err == nil && e.IsDir() {
+				dirs = append(dirs, p)
+			}
+			return nil
+		})
+		for i := len(dirs) - 1; i >= 0; i-- {
+			if err := os.Remove(dirs[i]); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				errs = append(errs, fmt.Errorf("proc: remove cgroup %s: %w", dirs[i], err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Spec is a process to start.
+type Spec struct {
+	Group   Group    // the cgroup to run in (created if missing)
+	Netns   string   // named network namespace, or "" for the host's
+	Command []string // program and arguments
+	Log     string   // file receiving stdout and stderr (appended)
+	Dir     string   // working directory
+	Env     []string // extra environment
+}
+
+// trampoline joins the cgroups given as arguments up to "--", then execs
+// the rest, so the program and all its children start inside them.
+const trampoline = `while [ "$1" != "--" ]; do echo $$ > "$1/cgroup.procs" || exit 127; shift; done; shift; exec "$@"`
+
+// Start launches spec detached (its own session, stdin from /dev/null) and
+// returns its PID. The process outlives the caller.
+func Start(spec Spec) (int, error) {
+	if len(spec.Command) == 0 {
+		return 0, errors.New("proc: empty command")
+	}
+	if err := spec.Group.Create(); err != nil {
+		return 0, err
+	}
+	args := []string{"-c", trampoline, "sh"}
+	args = append(args, spec.Group.Dirs()...)
+	args = append(args, "--")
+	if spec.Netns != "" {
+		args = append(args, "ip", "netns", "exec", spec.Netns)
+	}
+	args = append(args, spec.Command...)
+	cmd := exec.Command("/bin/sh", args...)
+	cmd.Dir = spec.Dir
+	cmd.Env = append(os.Environ(), spec.Env...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if spec.Log != "" {
+		f, err := os.OpenFile(spec.Log, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+		if err != nil {
+			return 0, fmt.Errorf("proc: %w", err)
+		}
+		defer f.Close()
+		cmd.Stdout, cmd.Stderr = f, f
+	}
+	if err := cmd.Start(); err != nil {
+		return 0, fmt.Errorf("proc: start %s: %w", spec.Command[0], err)
+	}
+	pid := cmd.Process.Pid
+	// Reap it in the background while this process lives; after we exit,
+	// init adopts it.
+	go cmd.Wait()
+	return pid, nil
+}
+
+// Alive reports whether pid exists and is not a zombie.
+func Alive(pid int) bool {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	s := string(data)
+	i := strings.LastIndexByte(s, ')')
+	return i >= 0 && i+2 < len(s) && s[i+2] != 'Z'
+}
+
+// Children lists the direct children of pid.
+func Children(pid int) []int {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+	if err != nil {
+		return nil
+	}
+	var out []int
+	for _, f := range strings.Fields(string(data)) {
+		if c, err := strconv.Atoi(f); err == nil {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// WaitFor polls cond every interval until it holds or ctx ends.
+func WaitFor(ctx context.Context, interval time.Duration, cond func() bool) error {
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(interval):
+		}
+	}
+	return nil
+}
