@@ -45,6 +45,13 @@ $(BIN)/etcd: tools/etcd/go.mod
 $(BIN)/etcdctl: tools/etcd/go.mod
 	cd tools/etcd && $(GO) build -o $@ go.etcd.io/etcd/etcdctl/v3
 
+.PHONY: vault
+vault: $(BIN)/vault ## Build the pinned Vault server into bin/ (~5 min the first time; only when tools/vault changes).
+
+$(BIN)/vault: tools/vault/go.mod tools/vault/go.sum
+	cd tools/vault && $(GO) build -o $@ github.com/hashicorp/vault
+	@$@ version
+
 .PHONY: lint
 lint: ## gofmt, go vet, staticcheck and a go.mod tidiness check.
 	@out=$$(gofmt -l $$(git ls-files -co --exclude-standard '*.go')); \
@@ -57,11 +64,11 @@ lint: ## gofmt, go vet, staticcheck and a go.mod tidiness check.
 		echo "go.mod/go.sum are not tidy: run go mod tidy"; git diff --no-index /tmp/go.mod.lint go.mod || true; exit 1; fi
 
 .PHONY: test
-test: setup etcd lint ## Lint, then every test (unit, integration, network namespaces) with -race.
+test: setup etcd vault lint ## Lint, then every test (unit, integration, network namespaces) with -race.
 	PATH=$(BIN):$$PATH $(GO) test $(GOTESTFLAGS) ./...
 
 .PHONY: bench
-bench: setup etcd ## Run the benchmarks; see docs/benchmarks.md.
+bench: setup etcd vault ## Run the benchmarks; see docs/benchmarks.md.
 	PATH=$(BIN):$$PATH $(GO) test -run '^$$' -bench . -benchmem -timeout 60m ./...
 
 .PHONY: demo

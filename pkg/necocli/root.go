@@ -46,6 +46,7 @@ and steering continuous delivery.
 Exit codes: 0 success, 1 failure, 2 usage error.`,
 	}
 	root.PersistentFlags().StringVar(&opts.configFile, "config", DefaultConfigFile, "neco configuration file (etcd endpoints and client certificate)")
+	addBootstrapCommands(root, opts)
 	return root
 }
 

@@ -1,0 +1,217 @@
+package setup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/openneco/neco/pkg/etcdutil"
+)
+
+// EtcdUnit is the etcd service of server me in a cluster of members. state
+// is "new" for a bootstrap and "existing" for a server joining; etcd ignores
+// both once its data directory holds a member.
+func EtcdUnit(c *Cluster, me Server, members []Server, p Paths, state, token string) (Unit, error) {
+	initial := make([]string, len(members))
+	for i, s := range members {
+		initial[i] = s.Name() + "=" + c.EtcdPeerURL(s)
+	}
+	cmd, err := Command("etcd",
+		"--name="+me.Name(),
+		"--data-dir="+p.EtcdDataDir,
+		"--listen-client-urls="+c.EtcdClientURL(me),
+		"--advertise-client-urls="+c.EtcdClientURL(me),
+		"--listen-peer-urls="+c.EtcdPeerURL(me),
+		"--initial-advertise-peer-urls="+c.EtcdPeerURL(me),
+		"--initial-cluster="+strings.Join(initial, ","),
+		"--initial-cluster-state="+state,
+		"--initial-cluster-token="+token,
+		// Client side: TLS server certificate; clients authenticate with
+		// certificates of the etcd client CA, whose CN is the etcd user.
+		"--cert-file="+p.ServerCert, "--key-file="+p.ServerKey,
+		"--client-cert-auth", "--trusted-ca-file="+p.ClientCA,
+		// Peers: mutual TLS with the peer CA.
+		"--peer-cert-file="+p.PeerCert, "--peer-key-file="+p.PeerKey,
+		"--peer-client-cert-auth", "--peer-trusted-ca-file="+p.PeerCA,
+		// Keep an hour of history; check data against the peers at start
+		// and every few minutes, and compaction hashes after compactions.
+		"--auto-compaction-mode=periodic", "--auto-compaction-retention=1h",
+		"--feature-gates=InitialCorruptCheck=true,CompactHashCheck=true",
+		"--corrupt-check-time=5m",
+		"--log-level=warn",
+	)
+	if err != nil {
+		return Unit{}, err
+	}
+	return Unit{Name: "etcd", Description: "etcd of the neco boot servers", Command: cmd, StopTimeout: 30 * time.Second}, nil
+}
+
+// EtcdConfig is how a boot server's root user reaches etcd: every member's
+// client URL, the server CA, the CN=root client certificate.
+func EtcdConfig(c *Cluster, servers []Server, p Paths, prefix string) *etcdutil.Config {
+	cfg := etcdutil.NewConfig(prefix)
+	cfg.Endpoints = c.EtcdEndpoints(servers)
+	cfg.TLSCAFile = p.ServerCA
+	cfg.TLSCertFile = p.ClientCert
+	cfg.TLSKeyFile = p.ClientKey
+	return cfg
+}
+
+// waitEtcd waits until etcd answers a linearizable read through client (so
+// a quorum is up) and lists at least n members.
+func waitEtcd(ctx context.Context, client *clientv3.Client, n int) error {
+	var lastErr error
+	for {
+		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		ml, err := client.MemberList(cctx)
+		if err == nil {
+			_, err = client.Get(cctx, "health")
+		}
+		cancel()
+		if err == nil && len(ml.Members) >= n {
+			return nil
+		}
+		if err == nil {
+			err = fmt.Errorf("%d of %d members", len(ml.Members), n)
+		}
+		lastErr = err
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("etcd did not become healthy: %v", lastErr)
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// etcd users and roles made by setup.
+const (
+	EtcdRootUser   = "root"   // boot servers: the neco CLI and the CD daemons
+	EtcdVaultUser  = "vault"  // Vault's storage: readwrite /vault/
+	EtcdBackupUser = "backup" // backups: read-only everything
+)
+
+// ServiceRole is what `neco init NAME` grants: readwrite on /NAME/.
+func ServiceRole(name string) (role, prefix string) { return name, "/" + name + "/" }
+
+// EnsureEtcdUser creates user (certificate authentication: no password)
+// with a role of the same name that may readwrite prefix, or read all
+// keys when readOnlyAll. It is idempotent.
+func EnsureEtcdUser(ctx context.Context, client *clientv3.Client, user, prefix string, readOnlyAll bool) error {
+	if _, err := client.RoleAdd(ctx, user); err != nil && !errors.Is(err, rpctypes.ErrRoleAlreadyExist) {
+		return fmt.Errorf("etcd role %s: %w", user, err)
+	}
+	var err error
+	if readOnlyAll {
+		_, err = client.RoleGrantPermission(ctx, user, "\x00", "\x00", clientv3.PermissionType(clientv3.PermRead))
+	} else {
+		_, err = client.RoleGrantPermission(ctx, user, prefix, clientv3.GetPrefixRangeEnd(prefix), clientv3.PermissionType(clientv3.PermReadWrite))
+	}
+	if err != nil {
+		return fmt.Errorf("etcd role %s: grant: %w", user, err)
+	}
+	if _, err := client.UserAddWithOptions(ctx, user, "", &clientv3.UserAddOptions{NoPassword: true}); err != nil && !errors.Is(err, rpctypes.ErrUserAlreadyExist) {
+		return fmt.Errorf("etcd user %s: %w", user, err)
+	}
+	if _, err := client.UserGrantRole(ctx, user, user); err != nil {
+		return fmt.Errorf("etcd user %s: grant role: %w", user, err)
+	}
+	return nil
+}
+
+// EnableEtcdAuth creates root, vault and backup and turns authentication
+// on. From then on a client is the user named by its certificate's CN.
+func EnableEtcdAuth(ctx context.Context, client *clientv3.Client) error {
+	if _, err := client.UserAddWithOptions(ctx, EtcdRootUser, "", &clientv3.UserAddOptions{NoPassword: true}); err != nil && !errors.Is(err, rpctypes.ErrUserAlreadyExist) {
+		return fmt.Errorf("etcd user root: %w", err)
+	}
+	if _, err := client.UserGrantRole(ctx, EtcdRootUser, "root"); err != nil {
+		return fmt.Errorf("etcd user root: %w", err)
+	}
+	if err := EnsureEtcdUser(ctx, client, EtcdVaultUser, "/vault/", false); err != nil {
+		return err
+	}
+	if err := EnsureEtcdUser(ctx, client, EtcdBackupUser, "", true); err != nil {
+		return err
+	}
+	if _, err := client.AuthEnable(ctx); err != nil {
+		return fmt.Errorf("enable etcd authentication: %w", err)
+	}
+	return nil
+}
+
+// EnsureMember adds s to the etcd cluster unless a member already has its
+// peer URL. It is what a CD worker (and neco join) calls for a new server.
+func EnsureMember(ctx context.Context, client *clientv3.Client, c *Cluster, s Server) (members []Server, err error) {
+	ml, err := client.MemberList(ctx)
+	if err != nil {
+		return nil, err
+	}
+	peer := c.EtcdPeerURL(s)
+	found := false
+	for _, m := range ml.Members {
+		if slices.Contains(m.PeerURLs, peer) {
+			found = true
+		}
+	}
+	if !found {
+		if _, err := client.MemberAdd(ctx, []string{peer}); err != nil {
+			return nil, fmt.Errorf("add etcd member %s: %w", s.Name(), err)
+		}
+		ml, err = client.MemberList(ctx)
+		if err != nil {
+			return nil, err
+		}
+	}
+	for _, m := range ml.Members {
+		name := m.Name
+		if name == "" && slices.Contains(m.PeerURLs, peer) {
+			name = s.Name()
+		}
+		srv := Server{Address: ""}
+		if _, err := fmt.Sscanf(name, "boot-%d", &srv.LRN); err != nil {
+			return nil, fmt.Errorf("etcd member %q has no boot-<lrn> name", name)
+		}
+		if srv.LRN == s.LRN {
+			srv = s
+		} else if srv, err = c.Lookup(srv.LRN); err != nil {
+			return nil, err
+		}
+		members = append(members, srv)
+	}
+	slices.SortFunc(members, func(a, b Server) int { return a.LRN - b.LRN })
+	return members, nil
+}
+
+// RemoveMember removes the etcd member of s, if any. It is what a CD worker
+// (and neco leave) calls for a server that left.
+func RemoveMember(ctx context.Context, client *clientv3.Client, c *Cluster, s Server) error {
+	ml, err := client.MemberList(ctx)
+	if err != nil {
+		return err
+	}
+	peer := c.EtcdPeerURL(s)
+	for _, m := range ml.Members {
+		if m.Name == s.Name() || slices.Contains(m.PeerURLs, peer) {
+			if len(ml.Members) <= MinServers {
+				return fmt.Errorf("etcd has %d members; removing %s would leave fewer than %d: join a replacement first", len(ml.Members), s.Name(), MinServers)
+			}
+			if _, err := client.MemberRemove(ctx, m.ID); err != nil {
+				return fmt.Errorf("remove etcd member %s: %w", s.Name(), err)
+			}
+		}
+	}
+	return nil
+}
+
+// dataDirHasMember reports whether etcd already keeps a member in dir.
+func dataDirHasMember(dir string) bool {
+	_, err := os.Stat(dir + "/member/snap")
+	return err == nil
+}
