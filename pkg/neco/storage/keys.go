@@ -53,3 +53,12 @@ func lrnOf(key, prefix string) (int, bool) {
 	}
 	return n, true
 }
+
+// InstallPrefix + LRN + "/services/" + unit records the neco version whose
+// binaries the unit was last (re)started with by a worker step.
+const InstallPrefix = "install/"
+
+// ServiceKey is the restart record of unit on boot server lrn.
+func ServiceKey(lrn int, unit string) string {
+	return InstallPrefix + strconv.Itoa(lrn) + "/services/" + unit
+}

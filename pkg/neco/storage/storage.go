@@ -274,3 +274,23 @@ func (s *Storage) WaitChange(ctx context.Context, rev int64, timeout time.Durati
 	}
 	return false
 }
+
+// ServiceVersion is the version unit on lrn was last restarted for, or "".
+func (s *Storage) ServiceVersion(ctx context.Context, lrn int, unit string) (string, error) {
+	resp, err := s.Client.Get(ctx, ServiceKey(lrn, unit))
+	if err != nil {
+		return "", fmt.Errorf("storage: get restart record of %s: %w", unit, err)
+	}
+	if len(resp.Kvs) == 0 {
+		return "", nil
+	}
+	return string(resp.Kvs[0].Value), nil
+}
+
+// SetServiceVersion records that unit on lrn was restarted for version.
+func (s *Storage) SetServiceVersion(ctx context.Context, lrn int, unit, version string) error {
+	if _, err := s.Client.Put(ctx, ServiceKey(lrn, unit), version); err != nil {
+		return fmt.Errorf("storage: put restart record of %s: %w", unit, err)
+	}
+	return nil
+}

@@ -1,0 +1,85 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/openneco/neco/pkg/etcdutil"
+	"github.com/openneco/neco/pkg/neco/storage"
+)
+
+// FinalStep is the last barrier: it does nothing, so that no server
+// reports completion before every server finished every step.
+func FinalStep() Step {
+	return Step{Name: "final-barrier", Run: func(context.Context, *StepEnv) error { return nil }}
+}
+
+// ServiceConfigStep keeps a service's configuration file and process in
+// line with the requested version: it renders the file, writes it when it
+// changed, and restarts the service when the file changed, the service is
+// not running, or the service was last (re)started for another version
+// (so that the binary of the new package runs). Running it twice changes
+// nothing.
+func ServiceConfigStep(name, unit, path string, render func(e *StepEnv) ([]byte, error), svc ServiceManager) Step {
+	return Step{Name: name, Run: func(ctx context.Context, e *StepEnv) error {
+		data, err := render(e)
+		if err != nil {
+			return fmt.Errorf("render %s: %w", path, err)
+		}
+		changed, err := writeIfChanged(path, data, 0o644)
+		if err != nil {
+			return fmt.Errorf("write %s: %w", path, err)
+		}
+		active, err := svc.Active(ctx, unit)
+		if err != nil {
+			return err
+		}
+		ran, err := e.Storage.ServiceVersion(ctx, e.LRN, unit)
+		if err != nil {
+			return err
+		}
+		if !changed && active && ran == e.Request.Version {
+			return nil
+		}
+		slog.Info("restarting service", "unit", unit, "config_changed", changed, "was_active", active, "last_version", ran)
+		if err := svc.Restart(ctx, unit); err != nil {
+			return fmt.Errorf("restart %s: %w", unit, err)
+		}
+		return e.Storage.SetServiceVersion(ctx, e.LRN, unit, e.Request.Version)
+	}}
+}
+
+// OnceStep runs do once per version for the whole cluster: the workers
+// take turns under an election, and whoever finds contents/<record>
+// already done for the requested version skips. The record is written
+// fenced by the election, after do succeeded.
+func OnceStep(name, record string, do func(ctx context.Context, e *StepEnv) error) Step {
+	return Step{Name: name, Run: func(ctx context.Context, e *StepEnv) error {
+		leader, err := etcdutil.Campaign(ctx, e.Storage.Client, storage.LeaderContents+"/"+record, fmt.Sprint(e.LRN), 30)
+		if err != nil {
+			return err
+		}
+		defer leader.Resign(context.WithoutCancel(ctx))
+		snap, err := e.Storage.Snapshot(ctx)
+		if err != nil {
+			return err
+		}
+		if rec := snap.Contents[record]; rec != nil && rec.Success && rec.Version == e.Request.Version {
+			slog.Info("already done for this version", "step", name, "version", rec.Version)
+			return nil
+		}
+		if err := do(ctx, e); err != nil {
+			return err
+		}
+		g := storage.PutContentsRecord(snap, record, e.Request.Version)
+		if _, err := leader.Do(ctx, g.Cmps, g.Ops...); err != nil {
+			if errors.Is(err, etcdutil.ErrNotLeader) {
+				return fmt.Errorf("lost the %s election before recording it: %w", name, err)
+			}
+			return err
+		}
+		return nil
+	}}
+}
