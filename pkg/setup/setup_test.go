@@ -1,0 +1,232 @@
+package setup
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/openneco/neco/pkg/pki"
+)
+
+func TestClusterResolve(t *testing.T) {
+	def := &Cluster{}
+	def.fillDefaults()
+	explicit := &Cluster{Servers: []Server{{0, "127.1.1.1"}, {1, "127.1.1.2"}, {2, "127.1.1.2"}}}
+	explicit.fillDefaults()
+	for _, tt := range []struct {
+		name  string
+		c     *Cluster
+		lrns  []int
+		want  []string
+		error string
+	}{
+		{"reference plan", def, []int{2, 0, 1}, []string{"10.69.0.3", "10.69.0.195", "10.69.1.131"}, ""},
+		{"too few", def, []int{0, 1}, nil, "at least 3"},
+		{"duplicate", def, []int{0, 1, 1}, nil, "given twice"},
+		{"outside the pool", def, []int{0, 1, 99}, nil, "outside the address pools"},
+		{"shared address", explicit, []int{0, 1, 2}, nil, "share address"},
+		{"not described", explicit, []int{0, 1, 3}, nil, "not in the cluster description"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := tt.c.Resolve(tt.lrns, MinServers)
+			if tt.error != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.error) {
+					t.Fatalf("got %v, want %q", err, tt.error)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, s := range got {
+				if s.Address != tt.want[i] || s.LRN != i {
+					t.Errorf("server %d: %+v, want %s", i, s, tt.want[i])
+				}
+			}
+		})
+	}
+}
+
+func TestLoadCluster(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "c.yml")
+	os.WriteFile(p, []byte("servers:\n- lrn: 0\n  address: 127.0.0.1\n- lrn: 0\n  address: 127.0.0.2\n"), 0o644)
+	if _, err := LoadCluster(p, false); err == nil || !strings.Contains(err.Error(), "listed twice") {
+		t.Fatalf("duplicate LRN in the description: %v", err)
+	}
+	os.WriteFile(p, []byte("servers: []\nunknown: 1\n"), 0o644)
+	if _, err := LoadCluster(p, false); err == nil {
+		t.Fatal("unknown key accepted")
+	}
+	c, err := LoadCluster(filepath.Join(dir, "absent"), true)
+	if err != nil || c.EtcdClientPort != 2379 || c.IPAM == nil {
+		t.Fatalf("default description: %+v %v", c, err)
+	}
+}
+
+// TestRendezvous runs the leader's rendezvous and a follower over real TLS.
+func TestRendezvous(t *testing.T) {
+	cas, err := LoadOrCreateTempCAs(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := Server{LRN: 0, Address: "127.0.0.1"}
+	sess := Session{ClusterToken: "neco-x", Leader: 0, Servers: []int{0, 1, 2},
+		ServerCA: string(cas.Server.CertPEM()), PeerCA: string(cas.Peer.CertPEM()), ClientCA: string(cas.Client.CertPEM())}
+	token := []byte("0123456789abcdef-secret")
+	rv := &Rendezvous{Session: sess, Token: token, CAs: cas, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Signer: func(kind string, lrn int, csr *x509.CertificateRequest) ([]byte, error) {
+			return cas.Sign(kind, Server{LRN: lrn, Address: "127.0.0.2"}, csr)
+		}}
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := l.Addr().String()
+	l.Close()
+	key, _ := pki.NewKey()
+	csrPEM, _ := pki.NewCSR(key, "x")
+	csr, _ := pki.ParseCSR(csrPEM)
+	certPEM, _ := cas.Sign(KindServer, srv, csr)
+	keyPEM, _ := pki.EncodeKey(key)
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := rv.Serve(ctx, addr, cert); err != nil {
+		t.Fatal(err)
+	}
+
+	wrong := &RendezvousClient{URL: "https://" + addr, Token: []byte("another-token-of-16")}
+	if _, err := wrong.Hello(ctx); !errors.Is(err, ErrWrongToken) {
+		t.Fatalf("wrong token: %v", err)
+	}
+
+	c := &RendezvousClient{URL: "https://" + addr, Token: token}
+	got, err := c.Hello(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.ClusterToken != "neco-x" {
+		t.Fatalf("session %+v", got)
+	}
+	signed, err := c.Sign(ctx, 1, KindPeer, csrPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, _ := pki.ParseCert(signed)
+	if pc.Subject.CommonName != "boot-1" || pc.CheckSignatureFrom(cas.Peer.Cert) != nil {
+		t.Fatalf("peer certificate %v", pc.Subject)
+	}
+	if _, err := c.Sign(ctx, 7, KindPeer, csrPEM); err == nil || !strings.Contains(err.Error(), "not part of this setup") {
+		t.Fatalf("a server outside the setup got a certificate: %v", err)
+	}
+	// A follower that knows the token but forges nothing cannot sign with a
+	// wrong bearer token either.
+	c2 := &RendezvousClient{URL: "https://" + addr, Token: token}
+	c2.Hello(ctx)
+	c2.Token = []byte("tampered-token-0000")
+	if _, err := c2.Sign(ctx, 1, KindPeer, csrPEM); !errors.Is(err, ErrWrongToken) {
+		t.Fatalf("tampered bearer: %v", err)
+	}
+
+	// The barrier completes when everyone arrived; a missing server is named.
+	rv.Arrive("b", 0)
+	wctx, wcancel := context.WithTimeout(ctx, 1500*time.Millisecond)
+	defer wcancel()
+	err = waitBarrier(wctx, "b", []int{0, 1, 2}, func(ctx context.Context) ([]int, error) { return c.Arrive(ctx, "b", 1) })
+	if err == nil || !strings.Contains(err.Error(), "boot server(s) 2") {
+		t.Fatalf("barrier: %v", err)
+	}
+	rv.Arrive("b", 2)
+	if err := waitBarrier(ctx, "b", []int{0, 1, 2}, func(ctx context.Context) ([]int, error) { return c.Arrive(ctx, "b", 1) }); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestRunRefuses: Run's preflight never starts a second cluster.
+func TestRunRefuses(t *testing.T) {
+	c := &Cluster{Servers: []Server{{0, "127.0.0.1"}, {1, "127.0.0.2"}, {2, "127.0.0.3"}}}
+	c.fillDefaults()
+	base := func(t *testing.T) *Options {
+		return &Options{Cluster: c, Servers: c.Servers, Me: c.Servers[1], Paths: NewPaths(t.TempDir()),
+			Token: []byte("0123456789abcdef"), Timeout: time.Second, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	}
+	writeState := func(t *testing.T, o *Options, st state) {
+		data, _ := json.Marshal(st)
+		os.MkdirAll(filepath.Dir(o.Paths.StateFile), 0o700)
+		os.WriteFile(o.Paths.StateFile, data, 0o600)
+	}
+	for _, tt := range []struct {
+		name  string
+		prep  func(t *testing.T, o *Options)
+		error string
+	}{
+		{"short token", func(t *testing.T, o *Options) { o.Token = []byte("short") }, "at least 16"},
+		{"other server list", func(t *testing.T, o *Options) {
+			writeState(t, o, state{Servers: []int{0, 1, 3}, Stage: StageCerts})
+		}, "re-run with the same list"},
+		{"etcd data lost", func(t *testing.T, o *Options) {
+			writeState(t, o, state{Servers: []int{0, 1, 2}, Stage: StageEtcd})
+		}, "etcd data"},
+		{"foreign etcd data", func(t *testing.T, o *Options) {
+			os.MkdirAll(o.Paths.EtcdDataDir+"/member/snap", 0o700)
+		}, "belongs to another cluster"},
+		{"leader lost its session", func(t *testing.T, o *Options) {
+			o.Me = c.Servers[0]
+			writeState(t, o, state{Servers: []int{0, 1, 2}, Stage: StageCerts})
+		}, "bootstrap session"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			o := base(t)
+			tt.prep(t, o)
+			err := Run(context.Background(), o)
+			if err == nil || !strings.Contains(err.Error(), tt.error) {
+				t.Fatalf("got %v, want %q", err, tt.error)
+			}
+		})
+	}
+}
+
+func TestProcesses(t *testing.T) {
+	p := &Processes{Dir: t.TempDir()}
+	ctx := context.Background()
+	cmd, err := Command("sleep", "60")
+	if err != nil {
+		t.Skip(err)
+	}
+	u := Unit{Name: "s", Command: cmd, StopTimeout: time.Second}
+	if err := p.Start(ctx, u); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Stop(ctx, "s") })
+	pid := p.pid("s")
+	if pid == 0 {
+		t.Fatal("not running")
+	}
+	if err := p.Start(ctx, u); err != nil || p.pid("s") != pid {
+		t.Fatal("an unchanged unit was restarted")
+	}
+	if err := p.Restart(ctx, "s"); err != nil || p.pid("s") == pid || p.pid("s") == 0 {
+		t.Fatalf("restart: %v", err)
+	}
+	if err := p.Stop(ctx, "s"); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := p.Active(ctx, "s"); ok {
+		t.Fatal("still active after stop")
+	}
+	bad, _ := Command("false")
+	if err := p.Start(ctx, Unit{Name: "f", Command: bad}); err == nil || !strings.Contains(err.Error(), "exited right after start") {
+		t.Fatalf("a daemon that dies at once: %v", err)
+	}
+}
