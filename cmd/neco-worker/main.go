@@ -1,0 +1,103 @@
+// Command neco-worker keeps its boot server at the neco version the updater
+// requests: it installs the package and runs the update steps in lock-step
+// with the other boot servers. See docs/cd.md.
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"log/slog"
+	"path/filepath"
+	"text/template"
+
+	"github.com/openneco/neco/pkg/daemon"
+	"github.com/openneco/neco/pkg/deb"
+	"github.com/openneco/neco/pkg/etcdutil"
+	"github.com/openneco/neco/pkg/neco/storage"
+	"github.com/openneco/neco/pkg/setup"
+	"github.com/openneco/neco/pkg/worker"
+)
+
+func main() {
+	load := storage.AddFlags(flag.CommandLine)
+	listen := flag.String("listen", "127.0.0.1:10091", "address of /health and /metrics")
+	lrn := flag.Int("lrn", -1, "logical rack number of this boot server (default: read from -rack-file)")
+	rackFile := flag.String("rack-file", storage.DefaultRackFile, "file holding this boot server's LRN")
+	shareDir := flag.String("share-dir", "/usr/share/neco", "the package's data: sabakan config template, Ignition templates, images, assets, dhcp.json")
+	sabakanConfig := flag.String("sabakan-config", "/etc/sabakan/config.yml", "sabakan configuration file the worker renders")
+	contentsDir := flag.String("contents-dir", "/var/lib/neco/sabakan-contents", "where sabakan contents are uploaded until the sabakan client is wired in")
+	clusterFile := flag.String("cluster", "/etc/neco/cluster.yml", "cluster description (boot server addresses and ports; written by neco setup)")
+	flag.Parse()
+
+	daemon.Run(func(ctx context.Context) error {
+		cfg, err := load()
+		if err != nil {
+			return err
+		}
+		if *lrn < 0 {
+			if *lrn, err = storage.ReadLRN(*rackFile); err != nil {
+				return err
+			}
+		}
+		client, err := etcdutil.New(cfg)
+		if err != nil {
+			return err
+		}
+		defer client.Close()
+		st := storage.New(client)
+
+		reg := daemon.NewRegistry()
+		health := func(ctx context.Context) error { _, err := st.Snapshot(ctx); return err }
+		if _, err := (daemon.Server{Addr: *listen, Handler: daemon.MetricsMux(reg, health)}).Start(nil); err != nil {
+			return err
+		}
+
+		cluster, err := setup.LoadCluster(*clusterFile, true)
+		if err != nil {
+			return err
+		}
+		me, err := cluster.Lookup(*lrn)
+		if err != nil {
+			return err
+		}
+		peerURL := func(lrn int) string {
+			s, err := cluster.Lookup(lrn)
+			if err != nil {
+				return ""
+			}
+			return cluster.EtcdPeerURL(s)
+		}
+		svc := worker.Systemctl{}
+		steps := []worker.Step{
+			worker.EtcdStep(client.Cluster,
+				worker.ServiceEtcd{Services: svc, Maintenance: client.Maintenance, Endpoint: cluster.EtcdClientURL(me)}, peerURL),
+			worker.ServiceConfigStep("sabakan-config", "sabakan", *sabakanConfig, renderTemplate(filepath.Join(*shareDir, "sabakan.yml"), me.Address), svc),
+			worker.SabakanContentsStep(*shareDir, worker.DirUploader{Dir: *contentsDir}),
+			worker.FinalStep(),
+		}
+		w := &worker.Worker{LRN: *lrn, Storage: st, Installer: deb.SystemInstaller{}, Steps: steps, Metrics: worker.NewMetrics(reg)}
+		err = w.Run(ctx)
+		if errors.Is(err, worker.ErrHandover) {
+			// The package's postinst restarts this service; exiting
+			// non-zero makes systemd start the new binary otherwise.
+			slog.Info("handing over to the newly installed neco-worker")
+		}
+		return err
+	})
+}
+
+// renderTemplate renders a text/template file with the boot server's
+// facts: .LRN, .Address, .Version, .Servers.
+func renderTemplate(path, address string) func(e *worker.StepEnv) ([]byte, error) {
+	return func(e *worker.StepEnv) ([]byte, error) {
+		tmpl, err := template.New(filepath.Base(path)).Option("missingkey=error").ParseFiles(path)
+		if err != nil {
+			return nil, err
+		}
+		var b bytes.Buffer
+		err = tmpl.Execute(&b, map[string]any{"LRN": e.LRN, "Address": address, "Version": e.Request.Version, "Servers": e.Request.Servers})
+		return b.Bytes(), err
+	}
+}
