@@ -43,7 +43,6 @@ type EtcdLeases struct {
 	byMAC  map[string]netip.Addr
 	offers map[netip.Addr]pendingOffer
 	ready  chan struct{}
-	err    error // why the watch stopped
 }
 
 type viewEntry struct {

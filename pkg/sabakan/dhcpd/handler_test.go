@@ -322,7 +322,11 @@ func TestDrops(t *testing.T) {
 		"no mac":    discover(net.HardwareAddr{0, 0, 0, 0, 0, 0}).ToBytes(),
 		"bootp":     func() []byte { d := discover(mac(1)); d.Options.Del(dhcpv4.OptionDHCPMessageType); return d.ToBytes() }(),
 		"foreign":   discover(mac(1), dhcpv4.WithRelay(net.ParseIP("192.0.2.1"))).ToBytes(),
-		"offer":     func() []byte { d := discover(mac(1)); d.UpdateOption(dhcpv4.OptMessageType(dhcpv4.MessageTypeOffer)); return d.ToBytes() }(),
+		"offer": func() []byte {
+			d := discover(mac(1))
+			d.UpdateOption(dhcpv4.OptMessageType(dhcpv4.MessageTypeOffer))
+			return d.ToBytes()
+		}(),
 	} {
 		r, err := f.h.HandlePacket(context.Background(), raw, f.in)
 		if r != nil || err == nil {

@@ -1,0 +1,449 @@
+// Package bootapi serves sabakan's network boot REST API under /api/v1:
+// OS images, assets, kernel parameters, Ignition templates, and the boot
+// endpoints a booting node calls (ipxe.efi, iPXE scripts, kernel, initrd,
+// its rendered Ignition). Paths, bodies and statuses are the reference's.
+//
+// The inventory's web server registers these handlers on its mux (see
+// Register) and wraps them with its access control and actor middleware.
+package bootapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+
+	"github.com/openneco/neco/pkg/sabakan"
+	"github.com/openneco/neco/pkg/sabakan/content"
+	"github.com/openneco/neco/pkg/sabakan/ignition"
+)
+
+// DefaultIPXEEFI is where Debian's ipxe package installs the EFI binary.
+const DefaultIPXEEFI = "/usr/lib/ipxe/ipxe.efi"
+
+// Machines finds machines; the inventory store implements it.
+type Machines interface {
+	Machine(ctx context.Context, serial string) (*sabakan.Machine, error)
+}
+
+// API holds what the handlers serve.
+type API struct {
+	Content   *content.Store
+	Ignitions *ignition.Store
+	Machines  Machines
+	// URLs are this server's advertised base URLs (no /api/v1 suffix).
+	URLs ignition.URLs
+	// IPXEEFI is the path of ipxe.efi; DefaultIPXEEFI when empty.
+	IPXEEFI string
+	// WriteError, when set, renders errors (the web server's single
+	// error-to-status mapping); otherwise Error is used.
+	WriteError func(w http.ResponseWriter, r *http.Request, err error)
+}
+
+// Register adds every route to mux (Go 1.22 method and wildcard patterns).
+func (a *API) Register(mux *http.ServeMux) {
+	mux.HandleFunc("GET /api/v1/images/{os}", a.imageIndex)
+	mux.HandleFunc("PUT /api/v1/images/{os}/{id}", a.putImage)
+	mux.HandleFunc("GET /api/v1/images/{os}/{id}", a.getImage)
+	mux.HandleFunc("DELETE /api/v1/images/{os}/{id}", a.deleteImage)
+
+	mux.HandleFunc("GET /api/v1/assets", a.listAssets)
+	mux.HandleFunc("GET /api/v1/assets/{name}", a.getAsset) // and HEAD
+	mux.HandleFunc("PUT /api/v1/assets/{name}", a.putAsset)
+	mux.HandleFunc("DELETE /api/v1/assets/{name}", a.deleteAsset)
+	mux.HandleFunc("GET /api/v1/assets/{name}/meta", a.assetMeta)
+
+	mux.HandleFunc("GET /api/v1/kernel_params/{os}", a.getKernelParams)
+	mux.HandleFunc("PUT /api/v1/kernel_params/{os}", a.putKernelParams)
+
+	mux.HandleFunc("GET /api/v1/ignitions/{role}", a.ignitionIDs)
+	mux.HandleFunc("GET /api/v1/ignitions/{role}/{id}", a.getIgnition)
+	mux.HandleFunc("PUT /api/v1/ignitions/{role}/{id}", a.putIgnition)
+	mux.HandleFunc("DELETE /api/v1/ignitions/{role}/{id}", a.deleteIgnition)
+
+	mux.HandleFunc("GET /api/v1/boot/ipxe.efi", a.ipxeEFI)
+	// Only coreos boots (as in the reference); a literal keeps these
+	// patterns apart from boot/ignitions/{serial}/{id}.
+	mux.HandleFunc("GET /api/v1/boot/coreos/ipxe", a.ipxeChain)
+	mux.HandleFunc("GET /api/v1/boot/coreos/ipxe/{serial}", a.ipxeScript)
+	mux.HandleFunc("GET /api/v1/boot/coreos/kernel", a.bootFile(content.KernelFile))
+	mux.HandleFunc("GET /api/v1/boot/coreos/initrd.gz", a.bootFile(content.InitrdFile))
+	mux.HandleFunc("GET /api/v1/boot/ignitions/{serial}/{id}", a.bootIgnition)
+}
+
+// Status maps an error of this API to its HTTP status.
+func Status(err error) int {
+	switch {
+	case errors.Is(err, content.ErrLengthRequired):
+		return http.StatusLengthRequired
+	case errors.Is(err, content.ErrTooLarge):
+		return http.StatusRequestEntityTooLarge
+	case errors.Is(err, sabakan.ErrBadRequest):
+		return http.StatusBadRequest
+	case errors.Is(err, sabakan.ErrNotFound):
+		return http.StatusNotFound
+	case errors.Is(err, sabakan.ErrConflict):
+		return http.StatusConflict
+	case errors.Is(err, sabakan.ErrUnavailable):
+		return http.StatusServiceUnavailable
+	}
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return http.StatusRequestEntityTooLarge
+	}
+	return http.StatusInternalServerError
+}
+
+// Error writes err as the reference's JSON error body.
+func Error(w http.ResponseWriter, _ *http.Request, err error) {
+	status := Status(err)
+	writeJSON(w, status, map[string]any{"status": status, "error": err.Error()})
+}
+
+func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
+	if a.WriteError != nil {
+		// The web server maps sabakan's sentinels; the statuses only this
+		// API produces are written here.
+		if s := Status(err); s == http.StatusLengthRequired || s == http.StatusRequestEntityTooLarge {
+			Error(w, r, err)
+			return
+		}
+		a.WriteError(w, r, err)
+		return
+	}
+	Error(w, r, err)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+func badRequest(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{sabakan.ErrBadRequest}, args...)...)
+}
+
+// readSmall reads a body of at most limit bytes.
+func readSmall(r *http.Request, w http.ResponseWriter, limit int64) ([]byte, error) {
+	return io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+}
+
+// images
+
+func (a *API) imageIndex(w http.ResponseWriter, r *http.Request) {
+	index, err := a.Content.ImageIndex(r.Context(), r.PathValue("os"))
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, index)
+}
+
+func (a *API) putImage(w http.ResponseWriter, r *http.Request) {
+	if r.ContentLength > content.MaxImageSize {
+		a.fail(w, r, fmt.Errorf("%w: image of %d bytes is over %d", content.ErrTooLarge, r.ContentLength, int64(content.MaxImageSize)))
+		return
+	}
+	if err := a.Content.PutImage(r.Context(), r.PathValue("os"), r.PathValue("id"), r.Body); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, map[string]any{"status": http.StatusCreated})
+}
+
+func (a *API) getImage(w http.ResponseWriter, r *http.Request) {
+	osName, id := r.PathValue("os"), r.PathValue("id")
+	img, err := a.Content.Image(r.Context(), osName, id)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if !img.Exists {
+		if u, ok := a.Content.PeerURL(img.URLs); ok {
+			http.Redirect(w, r, u, http.StatusFound)
+			return
+		}
+		a.fail(w, r, fmt.Errorf("%w: image %s has no copy anywhere", sabakan.ErrNotFound, id))
+		return
+	}
+	w.Header().Set("Content-Type", "application/tar")
+	if r.Method == http.MethodHead {
+		return
+	}
+	a.Content.WriteImageTar(r.Context(), osName, id, w)
+}
+
+func (a *API) deleteImage(w http.ResponseWriter, r *http.Request) {
+	if err := a.Content.DeleteImage(r.Context(), r.PathValue("os"), r.PathValue("id")); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+// assets
+
+func (a *API) listAssets(w http.ResponseWriter, r *http.Request) {
+	names, err := a.Content.ListAssets(r.Context())
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, names)
+}
+
+// OptionsHeader prefixes the headers whose values are stored as options.
+const OptionsHeader = "X-Sabakan-Asset-Options-"
+
+func (a *API) putAsset(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	if !content.IsValidAssetName(name) {
+		a.fail(w, r, badRequest("invalid asset name %q", name))
+		return
+	}
+	if r.ContentLength > content.MaxAssetSize {
+		a.fail(w, r, fmt.Errorf("%w: asset of %d bytes is over the limit of %d", content.ErrTooLarge, r.ContentLength, int64(content.MaxAssetSize)))
+		return
+	}
+	opts := map[string]string{}
+	for k, v := range r.Header {
+		if len(k) > len(OptionsHeader) && strings.EqualFold(k[:len(OptionsHeader)], OptionsHeader) && len(v) > 0 {
+			opts[strings.ToLower(k[len(OptionsHeader):])] = v[0]
+		}
+	}
+	created, id, err := a.Content.PutAsset(r.Context(), content.AssetUpload{
+		Name: name, ContentType: r.Header.Get("Content-Type"), Size: r.ContentLength,
+		SHA256: r.Header.Get("X-Sabakan-Asset-SHA256"), Options: opts,
+	}, r.Body)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+	}
+	writeJSON(w, status, map[string]any{"status": status, "id": fmt.Sprint(id)})
+}
+
+func (a *API) getAsset(w http.ResponseWriter, r *http.Request) {
+	asset, f, err := a.Content.OpenAsset(r.Context(), r.PathValue("name"))
+	if errors.Is(err, content.ErrNotLocal) {
+		if u, ok := a.Content.PeerURL(asset.URLs); ok {
+			http.Redirect(w, r, u, http.StatusFound)
+			return
+		}
+		err = fmt.Errorf("%w: asset %s has no copy anywhere yet", sabakan.ErrNotFound, asset.Name)
+	}
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	defer f.Close()
+	h := w.Header()
+	h.Set("Content-Type", asset.ContentType)
+	h.Set("X-Sabakan-Asset-ID", fmt.Sprint(asset.ID))
+	h.Set("X-Sabakan-Asset-SHA256", asset.SHA256)
+	h.Set("ETag", `"`+asset.SHA256+`"`)
+	http.ServeContent(w, r, "", asset.Date, f)
+}
+
+func (a *API) assetMeta(w http.ResponseWriter, r *http.Request) {
+	asset, err := a.Content.GetAsset(r.Context(), r.PathValue("name"))
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, asset)
+}
+
+func (a *API) deleteAsset(w http.ResponseWriter, r *http.Request) {
+	if err := a.Content.DeleteAsset(r.Context(), r.PathValue("name")); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+// kernel parameters
+
+func (a *API) getKernelParams(w http.ResponseWriter, r *http.Request) {
+	p, err := a.Content.KernelParams(r.Context(), r.PathValue("os"))
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	io.WriteString(w, p)
+}
+
+func (a *API) putKernelParams(w http.ResponseWriter, r *http.Request) {
+	body, err := readSmall(r, w, content.MaxKernelParamsSize+1024)
+	if err != nil {
+		a.fail(w, r, badRequest("kernel parameters: %v", err))
+		return
+	}
+	if err := a.Content.PutKernelParams(r.Context(), r.PathValue("os"), string(body)); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+// ignition templates
+
+func (a *API) ignitionIDs(w http.ResponseWriter, r *http.Request) {
+	ids, err := a.Ignitions.IDs(r.Context(), r.PathValue("role"))
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, ids)
+}
+
+func (a *API) getIgnition(w http.ResponseWriter, r *http.Request) {
+	t, err := a.Ignitions.Get(r.Context(), r.PathValue("role"), r.PathValue("id"))
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, t)
+}
+
+func (a *API) putIgnition(w http.ResponseWriter, r *http.Request) {
+	body, err := readSmall(r, w, ignition.MaxTemplateSize)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			a.fail(w, r, fmt.Errorf("%w: template is over %d bytes", content.ErrTooLarge, ignition.MaxTemplateSize))
+			return
+		}
+		a.fail(w, r, badRequest("%v", err))
+		return
+	}
+	var t ignition.Template
+	dec := json.NewDecoder(strings.NewReader(string(body)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&t); err != nil {
+		a.fail(w, r, badRequest("template body: %v", err))
+		return
+	}
+	role, id := r.PathValue("role"), r.PathValue("id")
+	if err := a.Ignitions.Put(r.Context(), role, id, &t); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, map[string]any{"status": http.StatusCreated, "role": role, "id": id})
+}
+
+func (a *API) deleteIgnition(w http.ResponseWriter, r *http.Request) {
+	if err := a.Ignitions.Delete(r.Context(), r.PathValue("role"), r.PathValue("id")); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+// boot
+
+func (a *API) ipxeEFI(w http.ResponseWriter, r *http.Request) {
+	path := a.IPXEEFI
+	if path == "" {
+		path = DefaultIPXEEFI
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		a.fail(w, r, fmt.Errorf("ipxe.efi: %w", err))
+		return
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/efi")
+	http.ServeContent(w, r, "", fi.ModTime(), f)
+}
+
+func (a *API) ipxeChain(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	fmt.Fprintf(w, "#!ipxe\nchain %s/api/v1/boot/%s/ipxe/${serial}\n", a.URLs.HTTP, content.OSCoreOS)
+}
+
+// IPXEScript is the script that boots the machine with the newest image,
+// pointing the kernel at the ignition template id.
+func IPXEScript(baseURL, serial, ignitionID, params string) string {
+	var b strings.Builder
+	b.WriteString("#!ipxe\n")
+	fmt.Fprintf(&b, "set base-url %s/api/v1/boot/%s\n", baseURL, content.OSCoreOS)
+	fmt.Fprintf(&b, "kernel ${base-url}/kernel initrd=initrd.gz coreos.first_boot=1 coreos.config.url=%s/api/v1/boot/ignitions/%s/%s",
+		baseURL, serial, ignitionID)
+	if params != "" {
+		b.WriteString(" " + params)
+	}
+	b.WriteString("\ninitrd ${base-url}/initrd.gz\nboot\n")
+	return b.String()
+}
+
+func (a *API) ipxeScript(w http.ResponseWriter, r *http.Request) {
+	m, err := a.Machines.Machine(r.Context(), r.PathValue("serial"))
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	id, err := a.Ignitions.Newest(r.Context(), m.Spec.Role)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	params, err := a.Content.KernelParams(r.Context(), content.OSCoreOS)
+	if err != nil && !errors.Is(err, sabakan.ErrNotFound) {
+		a.fail(w, r, err)
+		return
+	}
+	if r.URL.Query().Get("serial") == "1" {
+		params = strings.TrimSpace(params + " console=ttyS0")
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	io.WriteString(w, IPXEScript(a.URLs.HTTP, m.Spec.Serial, id, params))
+}
+
+func (a *API) bootFile(name string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		path, img, err := a.Content.NewestLocalFile(r.Context(), content.OSCoreOS, name)
+		if err != nil {
+			a.fail(w, r, err)
+			return
+		}
+		f, err := os.Open(path)
+		if err != nil {
+			a.fail(w, r, err)
+			return
+		}
+		defer f.Close()
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Header().Set("X-Sabakan-Image-ID", img.ID)
+		http.ServeContent(w, r, "", img.Date, f)
+	}
+}
+
+func (a *API) bootIgnition(w http.ResponseWriter, r *http.Request) {
+	m, err := a.Machines.Machine(r.Context(), r.PathValue("serial"))
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	out, err := a.Ignitions.RenderFor(r.Context(), m, r.PathValue("id"), a.URLs)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Write(out)
+}
