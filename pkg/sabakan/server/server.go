@@ -1,0 +1,186 @@
+// Package server wires the sabakan daemon: etcd client, store, web API on the
+// HTTP and HTTPS listeners, metrics, the janitor election, and the
+// extensions other packages plug in (DHCP server, boot content and its
+// replication).
+//
+// # Extension contract
+//
+// An Extension is called once at start, after the store is open and before
+// the listeners accept connections:
+//
+//	func Extension(ctx context.Context, env *server.Env) error {
+//		env.Web.Handle("GET", "/api/v1/boot/ipxe.efi", ...) // routes: see package web
+//		env.Go(dhcpServer.Run)                             // long-running parts
+//		return nil
+//	}
+//
+// and listed in cmd/sabakan/main.go: server.Run(ctx, cfg, dhcpd.Extension, content.Extension).
+// env.Store reads the IPAM and DHCP configuration and machines (by serial,
+// by IPv4 address, by any query), each read reflecting every write
+// acknowledged before it; env.Store.AuditOp gives the audit entry to put
+// into an extension's own etcd transactions so that a mutation and its audit
+// entry commit together; env.Client is the etcd client scoped to the sabakan
+// prefix for the extension's own keys (list them in docs/etcd.md). A function
+// passed to env.Go runs until the daemon stops (its context is cancelled; it
+// returns nil then); returning an error stops the daemon.
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/cybozu-go/well"
+	"github.com/prometheus/client_golang/prometheus"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/openneco/neco/pkg/daemon"
+	"github.com/openneco/neco/pkg/etcdutil"
+	"github.com/openneco/neco/pkg/sabakan/store"
+	"github.com/openneco/neco/pkg/sabakan/web"
+	"github.com/openneco/neco/pkg/version"
+)
+
+// Env is what an Extension gets.
+type Env struct {
+	Config   *Config
+	Store    *store.Store
+	Client   *clientv3.Client
+	Web      *web.Server
+	Registry *prometheus.Registry
+	Hostname string
+
+	env *well.Environment
+}
+
+// Go runs f until the daemon stops. An error returned by f stops the daemon.
+func (e *Env) Go(f func(ctx context.Context) error) { e.env.Go(f) }
+
+// Extension adds a capability to the daemon; see the package documentation.
+type Extension func(ctx context.Context, env *Env) error
+
+// apiReadTimeout bounds reading one request on the HTTP listener; it is
+// long because boot content uploads are large.
+const apiReadTimeout = time.Hour
+
+// Run runs the daemon until ctx ends, then drains the listeners and returns
+// nil; it returns an error when starting fails or a component fails.
+func Run(ctx context.Context, cfg *Config, exts ...Extension) error {
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("configuration: %w", err)
+	}
+	allow, _ := web.ParseAllowIPs(cfg.AllowIPs)
+	leaderTTL, _ := time.ParseDuration(cfg.LeaderTTL)
+	hostname, _ := os.Hostname()
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return fmt.Errorf("data-dir: %w", err)
+	}
+	tlsCfg, err := loadOrCreateCert(cfg)
+	if err != nil {
+		return err
+	}
+
+	client, err := etcdutil.New(cfg.Etcd)
+	if err != nil {
+		return fmt.Errorf("etcd: %w", err)
+	}
+	defer client.Close()
+	st, err := openStore(ctx, client, hostname)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	reg := daemon.NewRegistry()
+	reg.MustRegister(st.Collector())
+	srv := web.New(web.Config{Store: st, AllowedIPs: allow, Hostname: hostname, Version: version.Version, Registry: reg})
+
+	env := well.NewEnvironment(ctx)
+	e := &Env{Config: cfg, Store: st, Client: client, Web: srv, Registry: reg, Hostname: hostname, env: env}
+	for _, ext := range exts {
+		if err := ext(ctx, e); err != nil {
+			env.Cancel(err)
+			env.Stop()
+			env.Wait()
+			return fmt.Errorf("extension: %w", err)
+		}
+	}
+
+	start := func(name string, f func() (net.Addr, error)) error {
+		addr, err := f()
+		if err != nil {
+			return fmt.Errorf("%s listener: %w", name, err)
+		}
+		slog.Info("sabakan: listening", "listener", name, "address", addr.String())
+		return nil
+	}
+	err = start("http", func() (net.Addr, error) {
+		return daemon.Server{Addr: cfg.HTTP, Handler: srv.Handler(), ReadTimeout: apiReadTimeout}.Start(env)
+	})
+	if err == nil {
+		err = start("https", func() (net.Addr, error) { return serveTLS(env, cfg.HTTPS, srv.TLSHandler(), tlsCfg) })
+	}
+	if err == nil {
+		err = start("metrics", func() (net.Addr, error) {
+			return daemon.Server{Addr: cfg.Metrics, Handler: daemon.MetricsMux(reg, st.Health)}.Start(env)
+		})
+	}
+	if err != nil {
+		env.Cancel(err)
+	}
+	env.Go(func(ctx context.Context) error {
+		return st.RunJanitor(ctx, hostname, int(max(leaderTTL/time.Second, 1)))
+	})
+	env.Stop()
+	err = env.Wait()
+	if well.IsSignaled(err) || err == context.Canceled {
+		return nil
+	}
+	return err
+}
+
+// openStore opens the store, waiting for etcd while it is unreachable.
+func openStore(ctx context.Context, client *clientv3.Client, hostname string) (*store.Store, error) {
+	backoff := time.Second
+	for {
+		st, err := store.Open(ctx, client, store.Options{Hostname: hostname})
+		if err == nil {
+			return st, nil
+		}
+		if ctx.Err() != nil {
+			return nil, err
+		}
+		slog.Warn("sabakan: cannot open the store yet; retrying", "error", err, "retry_in", backoff)
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 30*time.Second)
+	}
+}
+
+// serveTLS serves h over TLS on addr until env is cancelled.
+func serveTLS(env *well.Environment, addr string, h http.Handler, cfg *tls.Config) (net.Addr, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	hs := &well.HTTPServer{
+		Server: &http.Server{
+			Handler:           h,
+			TLSConfig:         cfg,
+			ReadHeaderTimeout: 10 * time.Second,
+			ReadTimeout:       time.Minute,
+			IdleTimeout:       2 * time.Minute,
+		},
+		ShutdownTimeout: 30 * time.Second,
+		Env:             env,
+	}
+	return ln.Addr(), hs.Serve(tls.NewListener(ln, cfg))
+}

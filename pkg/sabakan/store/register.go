@@ -1,0 +1,299 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/openneco/neco/pkg/etcdutil"
+	"github.com/openneco/neco/pkg/sabakan"
+)
+
+// Limits that keep every transaction within etcd's defaults: at most 128
+// operations and comparisons each (--max-txn-ops) and 1.5 MiB per request
+// (--max-request-bytes).
+const (
+	// chunkMachines is how many machines one transaction writes: two
+	// create-only comparisons and two puts each, plus two guards.
+	chunkMachines = 60
+	// chunkBytes bounds the machine records of one transaction.
+	chunkBytes = 1 << 20
+	// maxRecordBytes bounds one machine record.
+	maxRecordBytes = 64 << 10
+	// registerAttempts bounds retries after losing a race for an index.
+	registerAttempts = 10
+)
+
+// assignIndices decides the index in rack of each new machine: a boot server
+// gets node-index-offset, any other machine the first free index of its
+// rack. used holds the indices taken per rack; it is not modified. Errors
+// wrap sabakan.ErrConflict (rack full, boot slot taken).
+func assignIndices(ipam *sabakan.IPAMConfig, used map[uint]map[uint]bool, specs []sabakan.MachineSpec) ([]uint, error) {
+	taken := map[uint]map[uint]bool{}
+	isTaken := func(rack, idx uint) bool { return used[rack][idx] || taken[rack][idx] }
+	take := func(rack, idx uint) {
+		if taken[rack] == nil {
+			taken[rack] = map[uint]bool{}
+		}
+		taken[rack][idx] = true
+	}
+	first, last := ipam.IndexRange()
+	out := make([]uint, len(specs))
+	// Boot servers first: their slot is fixed.
+	for i, s := range specs {
+		if s.Role != sabakan.RoleBoot {
+			continue
+		}
+		if isTaken(s.Rack, ipam.NodeIndexOffset) {
+			return nil, fmt.Errorf("%w: rack %d already has a boot server (index %d); cannot add %s", sabakan.ErrConflict, s.Rack, ipam.NodeIndexOffset, s.Serial)
+		}
+		take(s.Rack, ipam.NodeIndexOffset)
+		out[i] = ipam.NodeIndexOffset
+	}
+	next := map[uint]uint{} // per rack, where the search for a free index resumes
+	for i, s := range specs {
+		if s.Role == sabakan.RoleBoot {
+			continue
+		}
+		idx := max(next[s.Rack], first)
+		for idx <= last && isTaken(s.Rack, idx) {
+			idx++
+		}
+		if idx > last {
+			return nil, fmt.Errorf("%w: rack %d is full (indices %d-%d are taken); cannot add %s", sabakan.ErrConflict, s.Rack, first, last, s.Serial)
+		}
+		take(s.Rack, idx)
+		next[s.Rack] = idx + 1
+		out[i] = idx
+	}
+	return out, nil
+}
+
+// Register adds machines all-or-nothing and returns them. specs must come
+// from sabakan.DecodeMachineSpecs (validated, no duplicates). Any number of
+// machines may be registered at once, concurrently with other servers:
+// create-only comparisons on each serial and each rack index keep serials
+// and addresses unique, and readers never see a partial registration.
+func (s *Store) Register(ctx context.Context, specs []sabakan.MachineSpec) ([]*sabakan.Machine, error) {
+	if len(specs) == 0 {
+		return nil, fmt.Errorf("%w: no machines to register", sabakan.ErrBadRequest)
+	}
+	var machines []*sabakan.Machine
+	var err error
+	backoff := 5 * time.Millisecond
+	for range registerAttempts {
+		machines, err = s.tryRegister(ctx, specs)
+		if !errors.Is(err, etcdutil.ErrConflict) {
+			return machines, err
+		}
+		// Another registration took an index we chose: choose again.
+		sleep(ctx, backoff)
+		backoff = min(2*backoff, 500*time.Millisecond)
+	}
+	return nil, fmt.Errorf("%w: lost %d races for rack indices to concurrent registrations; try again", sabakan.ErrUnavailable, registerAttempts)
+}
+
+// written is a chunk of machines committed at rev.
+type written struct {
+	machines []*sabakan.Machine
+	rev      int64
+}
+
+// tryRegister makes one attempt. etcdutil.ErrConflict means a race was lost
+// and everything written was rolled back.
+func (s *Store) tryRegister(ctx context.Context, specs []sabakan.MachineSpec) ([]*sabakan.Machine, error) {
+	if err := s.sync(ctx); err != nil {
+		return nil, err
+	}
+	ipam, ipamRev, _ := s.idx.config()
+	if ipam == nil {
+		return nil, fmt.Errorf("%w: set the IPAM configuration (PUT /api/v1/config/ipam) before registering machines", sabakan.ErrConflict)
+	}
+	serials := make([]string, len(specs))
+	racks := map[uint]bool{}
+	for i, sp := range specs {
+		if err := ipam.CheckPlacement(sp.Rack, ipam.NodeIndexOffset); err != nil {
+			return nil, fmt.Errorf("machine %s: %w", sp.Serial, err)
+		}
+		serials[i] = sp.Serial
+		racks[sp.Rack] = true
+	}
+	pl := s.idx.placementOf(serials, racks)
+	if len(pl.existing) > 0 {
+		var dup []string
+		for _, sr := range serials {
+			if _, ok := pl.existing[sr]; ok {
+				dup = append(dup, sr)
+			}
+		}
+		return nil, fmt.Errorf("%w: already registered (or being registered): %s", sabakan.ErrConflict, abbreviate(dup))
+	}
+	indices, err := assignIndices(ipam, pl.used, specs)
+	if err != nil {
+		return nil, err
+	}
+
+	id := randomHex(8)
+	now := s.opts.Now()
+	machines := make([]*sabakan.Machine, len(specs))
+	values := make([]string, len(specs))
+	for i, sp := range specs {
+		sp.IndexInRack = indices[i]
+		m := sabakan.NewMachine(sp, now)
+		ipam.Assign(m)
+		data, err := json.Marshal(record{Machine: *m, Registration: id})
+		if err != nil {
+			return nil, err
+		}
+		if len(data) > maxRecordBytes {
+			return nil, fmt.Errorf("%w: machine %s has %d bytes of JSON, more than %d", sabakan.ErrBadRequest, sp.Serial, len(data), maxRecordBytes)
+		}
+		machines[i], values[i] = m, string(data)
+	}
+
+	// The record, bound to a lease kept alive while this request runs.
+	lease, err := s.client.Grant(ctx, int64(max(s.opts.RegistrationTTL/time.Second, 2)))
+	if err != nil {
+		return nil, etcdErr("grant registration lease", err)
+	}
+	kctx, stopKeepAlive := context.WithCancel(context.Background())
+	defer stopKeepAlive()
+	if ka, err := s.client.KeepAlive(kctx, lease.ID); err == nil {
+		go func() {
+			for range ka {
+			}
+		}()
+	}
+	recKey := registrationKey(id)
+	rec, _ := json.Marshal(registration{State: regPending, Created: now.UTC(), Server: s.opts.Hostname, Machines: len(specs)})
+	resp, err := etcdutil.Commit(s.client.Txn(ctx).If(etcdutil.Absent(recKey)).
+		Then(clientv3.OpPut(recKey, string(rec), clientv3.WithLease(lease.ID))))
+	if err != nil {
+		s.revoke(lease.ID)
+		return nil, etcdErr("create registration record", err)
+	}
+	recRev := resp.Header.Revision
+
+	// The machines, chunk by chunk, each guarded by the record and the IPAM
+	// configuration they were computed from.
+	var done []written
+	guards := []clientv3.Cmp{
+		clientv3.Compare(clientv3.CreateRevision(recKey), "=", recRev),
+		etcdutil.Unchanged(KeyIPAM, ipamRev),
+	}
+	for start := 0; start < len(machines); {
+		end, size := start, 0
+		for end < len(machines) && end-start < chunkMachines && size+len(values[end]) <= chunkBytes {
+			size += len(values[end])
+			end++
+		}
+		cmps := slices.Clone(guards)
+		var ops []clientv3.Op
+		for i := start; i < end; i++ {
+			sp := machines[i].Spec
+			mk, sk := machineKey(sp.Serial), slotKey(sp.Rack, sp.IndexInRack)
+			cmps = append(cmps, etcdutil.Absent(mk), etcdutil.Absent(sk))
+			ops = append(ops, clientv3.OpPut(mk, values[i]), clientv3.OpPut(sk, sp.Serial))
+		}
+		resp, err := s.client.Txn(ctx).If(cmps...).Then(ops...).Else(clientv3.OpGet(recKey)).Commit()
+		if err != nil {
+			s.rollback(done, lease.ID)
+			return nil, etcdErr("write machines", err)
+		}
+		if !resp.Succeeded {
+			s.rollback(done, lease.ID)
+			if len(resp.Responses[0].GetResponseRange().Kvs) == 0 {
+				return nil, fmt.Errorf("%w: the registration took longer than its lease (%s) and was rolled back", sabakan.ErrUnavailable, s.opts.RegistrationTTL)
+			}
+			return nil, etcdutil.ErrConflict
+		}
+		done = append(done, written{machines: machines[start:end], rev: resp.Header.Revision})
+		start = end
+	}
+
+	// Commit: the record loses its lease and says committed; the audit
+	// entry goes with it.
+	rec, _ = json.Marshal(registration{State: regCommitted, Created: now.UTC(), Server: s.opts.Hostname, Machines: len(specs)})
+	resp, err = s.client.Txn(ctx).If(guards[0]).Then(
+		clientv3.OpPut(recKey, string(rec)),
+		s.AuditOp(ctx, sabakan.AuditMachines, registeredInstance(machines), "register", registeredDetail(machines)),
+	).Commit()
+	if err != nil {
+		// The outcome is unknown: the janitor either keeps the machines
+		// (committed) or removes them (lease expired).
+		return nil, etcdErr("commit registration (its outcome is unknown: query the machines)", err)
+	}
+	if !resp.Succeeded {
+		s.rollback(done, lease.ID)
+		return nil, fmt.Errorf("%w: the registration took longer than its lease (%s) and was rolled back", sabakan.ErrUnavailable, s.opts.RegistrationTTL)
+	}
+	s.revoke(lease.ID)
+	return machines, nil
+}
+
+// rollback deletes what a failed registration wrote and its record. It is
+// best effort: whatever it leaves, the janitor removes once the lease is gone.
+func (s *Store) rollback(done []written, lease clientv3.LeaseID) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, w := range done {
+		var cmps []clientv3.Cmp
+		var ops []clientv3.Op
+		for _, m := range w.machines {
+			mk := machineKey(m.Spec.Serial)
+			cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(mk), "=", w.rev))
+			ops = append(ops, clientv3.OpDelete(mk), clientv3.OpDelete(slotKey(m.Spec.Rack, m.Spec.IndexInRack)))
+		}
+		if _, err := s.client.Txn(ctx).If(cmps...).Then(ops...).Commit(); err != nil {
+			slog.Warn("store: rolling back a registration failed; the janitor will finish it", "error", err)
+			break
+		}
+	}
+	s.revoke(lease)
+}
+
+func (s *Store) revoke(lease clientv3.LeaseID) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := s.client.Revoke(ctx, lease); err != nil {
+		slog.Warn("store: revoking a registration lease failed; it expires by itself", "error", err)
+	}
+}
+
+func registeredInstance(ms []*sabakan.Machine) string {
+	if len(ms) == 1 {
+		return ms[0].Spec.Serial
+	}
+	return fmt.Sprintf("%d machines", len(ms))
+}
+
+// registeredDetail lists what was registered: serial, rack, index and role.
+func registeredDetail(ms []*sabakan.Machine) string {
+	type placed struct {
+		Serial string `json:"serial"`
+		Rack   uint   `json:"rack"`
+		Index  uint   `json:"index-in-rack"`
+		Role   string `json:"role"`
+	}
+	out := make([]placed, len(ms))
+	for i, m := range ms {
+		out[i] = placed{m.Spec.Serial, m.Spec.Rack, m.Spec.IndexInRack, m.Spec.Role}
+	}
+	data, _ := json.Marshal(out)
+	return string(data)
+}
+
+// abbreviate joins at most ten serials.
+func abbreviate(serials []string) string {
+	if len(serials) <= 10 {
+		return strings.Join(serials, ", ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(serials[:10], ", "), len(serials)-10)
+}

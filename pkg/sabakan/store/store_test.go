@@ -1,0 +1,592 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/openneco/neco/pkg/etcdutil/etcdtest"
+	"github.com/openneco/neco/pkg/sabakan"
+)
+
+func TestMain(m *testing.M) { etcdtest.Main(m) }
+
+// testIPAM is the reference's worked example with a pool for 300 racks.
+func testIPAM() *sabakan.IPAMConfig {
+	return &sabakan.IPAMConfig{
+		MaxNodesInRack:    28,
+		NodeIPv4Pool:      "10.64.0.0/12",
+		NodeRangeSize:     6,
+		NodeRangeMask:     26,
+		NodeIPPerNode:     3,
+		NodeIndexOffset:   3,
+		NodeGatewayOffset: 1,
+		BMCIPv4Pool:       "10.96.0.0/12",
+		BMCIPv4Offset:     "0.0.1.0",
+		BMCRangeSize:      5,
+		BMCRangeMask:      20,
+		BMCGatewayOffset:  1,
+	}
+}
+
+// openStore opens a store on a client of its own under prefix, as one
+// sabakan server would.
+func openStore(t testing.TB, prefix string) *Store {
+	t.Helper()
+	s, err := Open(context.Background(), etcdtest.NewClient(t, prefix), Options{Hostname: "test", RegistrationTTL: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func newStore(t testing.TB) *Store {
+	t.Helper()
+	s := openStore(t, t.Name()+"/")
+	if err := s.PutIPAM(context.Background(), testIPAM()); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// specs returns n machines spread over racks, one boot server per rack.
+func specs(prefix string, n, racks int) []sabakan.MachineSpec {
+	out := make([]sabakan.MachineSpec, n)
+	for i := range out {
+		role := "cs"
+		if i < racks {
+			role = sabakan.RoleBoot
+		} else if i%5 == 0 {
+			role = "ss"
+		}
+		out[i] = sabakan.MachineSpec{
+			Serial: fmt.Sprintf("%s%05d", prefix, i), Rack: uint(i % racks), Role: role,
+			Labels: map[string]string{"product": "R640"}, BMC: sabakan.MachineBMC{Type: "IPMI-2.0"},
+		}
+	}
+	return out
+}
+
+// checkInvariants asserts what must hold whatever happened: every index in
+// rack and every address is used once, every machine has its slot key and
+// every slot key its machine.
+func checkInvariants(t *testing.T, c *clientv3.Client) (machines int) {
+	t.Helper()
+	ctx := context.Background()
+	resp, err := c.Get(ctx, KeyMachines, clientv3.WithPrefix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	slots, err := c.Get(ctx, KeyNodeIndices, clientv3.WithPrefix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	slotOwner := map[string]string{}
+	for _, kv := range slots.Kvs {
+		slotOwner[string(kv.Key)] = string(kv.Value)
+	}
+	addrs := map[string]string{}
+	for _, kv := range resp.Kvs {
+		var r record
+		if err := json.Unmarshal(kv.Value, &r); err != nil {
+			t.Fatal(err)
+		}
+		s := r.Spec
+		sk := slotKey(s.Rack, s.IndexInRack)
+		if slotOwner[sk] != s.Serial {
+			t.Errorf("slot %s belongs to %q, not to its machine %s", sk, slotOwner[sk], s.Serial)
+		}
+		delete(slotOwner, sk)
+		for _, a := range append(s.IPv4, s.BMC.IPv4) {
+			if other, dup := addrs[a]; dup {
+				t.Errorf("address %s is used by %s and %s", a, other, s.Serial)
+			}
+			addrs[a] = s.Serial
+		}
+	}
+	for k, v := range slotOwner {
+		t.Errorf("slot %s (%s) has no machine", k, v)
+	}
+	return len(resp.Kvs)
+}
+
+func TestRegisterAndQuery(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	ms, err := s.Register(ctx, specs("a", 30, 3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ms) != 30 {
+		t.Fatalf("registered %d machines", len(ms))
+	}
+	boot, err := s.Machine(ctx, "a00001")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if boot.Spec.Role != "boot" || boot.Spec.IndexInRack != 3 || boot.Spec.Rack != 1 {
+		t.Errorf("boot server placed at rack %d index %d", boot.Spec.Rack, boot.Spec.IndexInRack)
+	}
+	// Worked example of the reference: rack 1, index 5 is 10.69.0.197 in a
+	// 10.69.0.0/16 pool; ours starts at 10.64.0.0.
+	cs, _ := s.Query(ctx, &sabakan.Query{Has: sabakan.Filter{Racks: []uint{1}, Roles: []string{"cs"}}})
+	if len(cs) == 0 || cs[0].Spec.IndexInRack != 4 {
+		t.Fatalf("first cs of rack 1: %+v", cs)
+	}
+	if got := cs[0].Spec.IPv4[0]; got != "10.64.0.196" {
+		t.Errorf("rack 1 index 4 address = %s, want 10.64.0.196", got)
+	}
+	if cs[0].Status.State != sabakan.StateUninitialized || cs[0].Spec.RegisterDate.IsZero() {
+		t.Errorf("new machine status %+v", cs[0].Status)
+	}
+	all, _ := s.Query(ctx, nil)
+	if len(all) != 30 {
+		t.Errorf("query all = %d machines", len(all))
+	}
+	byIP, _ := s.Query(ctx, &sabakan.Query{Has: sabakan.Filter{IPv4: []string{cs[0].Spec.IPv4[1]}}})
+	if len(byIP) != 1 || byIP[0].Spec.Serial != cs[0].Spec.Serial {
+		t.Errorf("query by second address = %v", byIP)
+	}
+	checkInvariants(t, s.client)
+
+	// Duplicates, a second boot server and a full rack are conflicts.
+	for name, sp := range map[string][]sabakan.MachineSpec{
+		"duplicate serial": {{Serial: "a00005", Role: "cs", BMC: sabakan.MachineBMC{Type: "x"}}},
+		"second boot":      {{Serial: "new-boot", Role: "boot", Rack: 2, BMC: sabakan.MachineBMC{Type: "x"}}},
+	} {
+		if _, err := s.Register(ctx, sp); !errors.Is(err, sabakan.ErrConflict) {
+			t.Errorf("%s: err = %v, want ErrConflict", name, err)
+		}
+	}
+	if _, err := s.Register(ctx, specs("full", 29, 1)[1:]); !errors.Is(err, sabakan.ErrConflict) {
+		t.Errorf("overfilling rack 0: err = %v, want ErrConflict", err)
+	}
+	if n := checkInvariants(t, s.client); n != 30 {
+		t.Errorf("%d machines after refused registrations, want 30", n)
+	}
+	if _, err := s.Register(ctx, []sabakan.MachineSpec{{Serial: "far", Role: "cs", Rack: 100000, BMC: sabakan.MachineBMC{Type: "x"}}}); !errors.Is(err, sabakan.ErrBadRequest) {
+		t.Errorf("rack outside the pool: err = %v, want ErrBadRequest", err)
+	}
+}
+
+func TestRegisterWithoutIPAM(t *testing.T) {
+	s := openStore(t, t.Name()+"/")
+	_, err := s.Register(context.Background(), specs("a", 1, 1))
+	if !errors.Is(err, sabakan.ErrConflict) || !strings.Contains(err.Error(), "IPAM") {
+		t.Errorf("err = %v, want a conflict naming IPAM", err)
+	}
+}
+
+// TestRegisterLarge registers 1,000 machines in one call against etcd's
+// default limits (128 operations per transaction, 1.5 MiB per request).
+func TestRegisterLarge(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	if _, err := s.Register(ctx, specs("big", 1200, 60)); err != nil {
+		t.Fatal(err)
+	}
+	other := openStore(t, t.Name()+"/")
+	all, err := other.Query(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) != 1200 {
+		t.Errorf("another server sees %d machines, want 1200", len(all))
+	}
+	checkInvariants(t, s.client)
+}
+
+// TestRegisterAllOrNothing makes the last chunk of a large registration
+// conflict and checks that nothing of it remains.
+func TestRegisterAllOrNothing(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	sp := specs("x", 500, 20)
+	// Another server registered the last serial meanwhile, bypassing this
+	// server's pre-check: only the create-only comparison catches it.
+	if _, err := s.client.Put(ctx, machineKey(sp[499].Serial), `{"spec":{"serial":"x00499","rack":19,"index-in-rack":99}}`); err != nil {
+		t.Fatal(err)
+	}
+	_, err := s.tryRegisterAfterSync(ctx, sp)
+	if err == nil {
+		t.Fatal("registration succeeded over an existing machine")
+	}
+	resp, _ := s.client.Get(ctx, KeyMachines, clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if resp.Count != 1 {
+		t.Errorf("%d machine keys left after the failed registration, want 1", resp.Count)
+	}
+	resp, _ = s.client.Get(ctx, KeyNodeIndices, clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if resp.Count != 0 {
+		t.Errorf("%d slot keys left after the failed registration, want 0", resp.Count)
+	}
+	resp, _ = s.client.Get(ctx, KeyRegistrations, clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if resp.Count != 0 {
+		t.Errorf("%d registration records left, want 0", resp.Count)
+	}
+}
+
+// tryRegisterAfterSync runs one attempt whose pre-check misses the machine
+// written behind the index's back.
+func (s *Store) tryRegisterAfterSync(ctx context.Context, sp []sabakan.MachineSpec) ([]*sabakan.Machine, error) {
+	s.idx.mu.Lock()
+	s.idx.rev += 1 << 40 // pretend the index is current
+	s.idx.mu.Unlock()
+	defer func() {
+		s.idx.mu.Lock()
+		s.idx.rev -= 1 << 40
+		s.idx.mu.Unlock()
+	}()
+	return s.tryRegister(ctx, sp)
+}
+
+// TestConcurrentRegistrations runs registrations from three servers into the
+// same racks at once.
+func TestConcurrentRegistrations(t *testing.T) {
+	ctx := context.Background()
+	stores := []*Store{newStore(t), openStore(t, t.Name()+"/"), openStore(t, t.Name()+"/")}
+	var wg sync.WaitGroup
+	const perServer, batches = 60, 4
+	for i, s := range stores {
+		for b := range batches {
+			wg.Go(func() {
+				sp := specs(fmt.Sprintf("s%d-b%d-", i, b), perServer, 30)
+				for j := range sp {
+					sp[j].Role = "cs" // boot slots would conflict by design
+				}
+				if _, err := s.Register(ctx, sp); err != nil {
+					t.Errorf("server %d batch %d: %v", i, b, err)
+				}
+			})
+		}
+	}
+	wg.Wait()
+	if n := checkInvariants(t, stores[0].client); n != 3*perServer*batches {
+		t.Errorf("%d machines registered, want %d", n, 3*perServer*batches)
+	}
+	for i, s := range stores {
+		all, err := s.Query(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(all) != 3*perServer*batches {
+			t.Errorf("server %d sees %d machines", i, len(all))
+		}
+	}
+}
+
+// TestKilledRegistration leaves a registration half-written, as a server
+// killed mid-request would, and checks that readers never see it and that the
+// janitor removes it once its lease expires.
+func TestKilledRegistration(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	if _, err := s.Register(ctx, specs("keep", 3, 3)); err != nil {
+		t.Fatal(err)
+	}
+	lease, err := s.client.Grant(ctx, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := "deadbeef"
+	rec, _ := json.Marshal(registration{State: regPending, Server: "killed"})
+	s.client.Put(ctx, registrationKey(id), string(rec), clientv3.WithLease(lease.ID))
+	ipam := testIPAM()
+	for i := range 100 {
+		m := sabakan.NewMachine(sabakan.MachineSpec{Serial: fmt.Sprintf("half%03d", i), Rack: uint(i % 4), IndexInRack: uint(10 + i/4), Role: "cs"}, time.Now())
+		ipam.Assign(m)
+		data, _ := json.Marshal(record{Machine: *m, Registration: id})
+		s.client.Put(ctx, machineKey(m.Spec.Serial), string(data))
+		s.client.Put(ctx, slotKey(m.Spec.Rack, m.Spec.IndexInRack), m.Spec.Serial)
+	}
+	other := openStore(t, t.Name()+"/")
+	for _, st := range []*Store{s, other} {
+		all, err := st.Query(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(all) != 3 {
+			t.Errorf("a reader sees %d machines during a pending registration, want 3", len(all))
+		}
+		if _, err := st.Machine(ctx, "half000"); !errors.Is(err, sabakan.ErrNotFound) {
+			t.Errorf("pending machine found: %v", err)
+		}
+		if _, err := st.SetState(ctx, "half000", sabakan.StateHealthy); !errors.Is(err, sabakan.ErrNotFound) {
+			t.Errorf("state of a pending machine changed: %v", err)
+		}
+	}
+	// Its slots are taken meanwhile: a new machine of rack 0 avoids them.
+	ms, err := s.Register(ctx, []sabakan.MachineSpec{{Serial: "new", Role: "cs", BMC: sabakan.MachineBMC{Type: "x"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ms[0].Spec.IndexInRack != 4 {
+		t.Errorf("new machine got index %d, want 4", ms[0].Spec.IndexInRack)
+	}
+	// Sweeping before the lease expires removes nothing.
+	if err := other.Sweep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := checkInvariants(t, s.client); n != 104 {
+		t.Fatalf("%d machines after an early sweep, want 104", n)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		if err := other.Sweep(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if n := checkInvariants(t, s.client); n == 4 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the abandoned registration was not removed")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// TestSweepTidiesCommitted checks that committed registrations end up as
+// plain machines and no records.
+func TestSweepTidiesCommitted(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	if _, err := s.Register(ctx, specs("t", 150, 10)); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if err := s.Sweep(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	resp, _ := s.client.Get(ctx, KeyRegistrations, clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if resp.Count != 0 {
+		t.Errorf("%d registration records left", resp.Count)
+	}
+	machines, _ := s.client.Get(ctx, KeyMachines, clientv3.WithPrefix())
+	for _, kv := range machines.Kvs {
+		if strings.Contains(string(kv.Value), `"registration"`) {
+			t.Fatalf("machine %s still names its registration", kv.Key)
+		}
+	}
+	if all, _ := s.Query(ctx, nil); len(all) != 150 {
+		t.Errorf("%d machines visible after tidying", len(all))
+	}
+}
+
+func TestLifeCycle(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	if _, err := s.Register(ctx, specs("m", 2, 1)); err != nil {
+		t.Fatal(err)
+	}
+	const serial = "m00001"
+	step := func(to sabakan.MachineState, want error) {
+		t.Helper()
+		_, err := s.SetState(ctx, serial, to)
+		if (want == nil) != (err == nil) || (want != nil && !errors.Is(err, want)) {
+			t.Fatalf("→ %s: err = %v, want %v", to, err, want)
+		}
+	}
+	step(sabakan.StateRetired, sabakan.ErrConflict)
+	step("sleeping", sabakan.ErrBadRequest)
+	step(sabakan.StateHealthy, nil)
+	step(sabakan.StateHealthy, nil) // no-op
+	if err := s.PutCrypt(ctx, serial, "pci-0000:00:1f.2-ata-1", []byte("secret")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutCrypt(ctx, serial, "pci-0000:00:1f.2-ata-1", []byte("other")); !errors.Is(err, sabakan.ErrConflict) {
+		t.Errorf("overwriting a key: %v", err)
+	}
+	if _, err := s.DeleteCrypts(ctx, serial); !errors.Is(err, sabakan.ErrConflict) {
+		t.Errorf("deleting keys of a healthy machine: %v", err)
+	}
+	step(sabakan.StateRetiring, nil)
+	if err := s.PutCrypt(ctx, serial, "pci-2", []byte("k")); !errors.Is(err, sabakan.ErrConflict) {
+		t.Errorf("adding a key while retiring: %v", err)
+	}
+	step(sabakan.StateRetired, sabakan.ErrBadRequest) // keys exist
+	if err := s.DeleteMachine(ctx, serial); !errors.Is(err, sabakan.ErrConflict) {
+		t.Errorf("deleting a retiring machine: %v", err)
+	}
+	paths, err := s.DeleteCrypts(ctx, serial)
+	if err != nil || len(paths) != 1 || paths[0] != "pci-0000:00:1f.2-ata-1" {
+		t.Fatalf("DeleteCrypts = %v, %v", paths, err)
+	}
+	if _, err := s.Crypt(ctx, serial, paths[0]); !errors.Is(err, sabakan.ErrNotFound) {
+		t.Errorf("key still readable: %v", err)
+	}
+	step(sabakan.StateRetired, nil)
+	if err := s.DeleteMachine(ctx, serial); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Machine(ctx, serial); !errors.Is(err, sabakan.ErrNotFound) {
+		t.Errorf("deleted machine found: %v", err)
+	}
+	// Its index is free again.
+	ms, err := s.Register(ctx, []sabakan.MachineSpec{{Serial: "again", Role: "cs", BMC: sabakan.MachineBMC{Type: "x"}}})
+	if err != nil || ms[0].Spec.IndexInRack != 4 {
+		t.Errorf("re-registration: %v, index %d", err, ms[0].Spec.IndexInRack)
+	}
+	checkInvariants(t, s.client)
+
+	var actions []string
+	err = s.Logs(ctx, time.Time{}, time.Time{}, func(e *sabakan.AuditEntry) error {
+		actions = append(actions, fmt.Sprintf("%s/%s/%s", e.Category, e.Action, e.Instance))
+		if e.Revision == 0 || e.Timestamp.IsZero() {
+			t.Errorf("entry without revision or time: %+v", e)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "ipam/put/config machines/register/2 machines machines/set-state/m00001 crypts/put/m00001 machines/set-state/m00001 crypts/delete/m00001 machines/set-state/m00001 machines/delete/m00001 machines/register/again"
+	if got := strings.Join(actions, " "); got != want {
+		t.Errorf("audit log:\n got %s\nwant %s", got, want)
+	}
+}
+
+func TestLabelsAndRetireDate(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	if _, err := s.Register(ctx, specs("l", 1, 1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetLabel(ctx, "l00000", "os", "1855.4.0"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetLabel(ctx, "l00000", "bad name", "x"); !errors.Is(err, sabakan.ErrBadRequest) {
+		t.Errorf("bad label name: %v", err)
+	}
+	if err := s.RemoveLabel(ctx, "l00000", "nothere"); !errors.Is(err, sabakan.ErrNotFound) {
+		t.Errorf("removing a missing label: %v", err)
+	}
+	if err := s.RemoveLabel(ctx, "l00000", "product"); err != nil {
+		t.Fatal(err)
+	}
+	date := time.Date(2030, 1, 2, 0, 0, 0, 0, time.UTC)
+	if err := s.SetRetireDate(ctx, "l00000", date); err != nil {
+		t.Fatal(err)
+	}
+	m, _ := s.Machine(ctx, "l00000")
+	if len(m.Spec.Labels) != 1 || m.Spec.Labels["os"] != "1855.4.0" || !m.Spec.RetireDate.Equal(date) {
+		t.Errorf("machine = %+v", m.Spec)
+	}
+	if err := s.SetLabel(ctx, "nobody", "a", "b"); !errors.Is(err, sabakan.ErrNotFound) {
+		t.Errorf("label on an unknown machine: %v", err)
+	}
+}
+
+func TestIPAMLockedByMachines(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	c := testIPAM()
+	c.MaxNodesInRack = 20
+	if err := s.PutIPAM(ctx, c); err != nil {
+		t.Fatalf("changing IPAM without machines: %v", err)
+	}
+	if got, _ := s.IPAM(ctx); got.MaxNodesInRack != 20 {
+		t.Errorf("IPAM not updated: %+v", got)
+	}
+	if _, err := s.Register(ctx, specs("i", 1, 1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutIPAM(ctx, testIPAM()); !errors.Is(err, sabakan.ErrConflict) {
+		t.Errorf("changing IPAM with machines: %v", err)
+	}
+	bad := testIPAM()
+	bad.NodeRangeMask = 40
+	if err := s.PutIPAM(ctx, bad); !errors.Is(err, sabakan.ErrBadRequest) {
+		t.Errorf("invalid IPAM: %v", err)
+	}
+	if _, err := s.DHCP(ctx); !errors.Is(err, sabakan.ErrNotFound) {
+		t.Errorf("unset DHCP: %v", err)
+	}
+	if err := s.PutDHCP(ctx, &sabakan.DHCPConfig{LeaseMinutes: 30, DNSServers: []string{"10.0.0.53"}}); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := s.DHCP(ctx); err != nil || d.LeaseMinutes != 30 {
+		t.Errorf("DHCP = %+v, %v", d, err)
+	}
+}
+
+// TestReadYourWritesAcrossServers checks that a query on one server reflects
+// a write acknowledged by another, also when the prefix is otherwise idle and
+// the revision advanced elsewhere.
+func TestReadYourWritesAcrossServers(t *testing.T) {
+	ctx := context.Background()
+	a := newStore(t)
+	b := openStore(t, t.Name()+"/")
+	if _, err := a.Register(ctx, specs("r", 5, 1)); err != nil {
+		t.Fatal(err)
+	}
+	outside := etcdtest.NewClient(t, t.Name()+"-elsewhere/")
+	for i := range 50 {
+		if _, err := a.SetState(ctx, "r00001", []sabakan.MachineState{sabakan.StateHealthy, sabakan.StateUnhealthy}[i%2]); err != nil {
+			t.Fatal(err)
+		}
+		outside.Put(ctx, "noise", fmt.Sprint(i))
+		m, err := b.Machine(ctx, "r00001")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := []sabakan.MachineState{sabakan.StateHealthy, sabakan.StateUnhealthy}[i%2]; m.Status.State != want {
+			t.Fatalf("round %d: server b sees %s, want %s", i, m.Status.State, want)
+		}
+	}
+}
+
+func TestAssignIndices(t *testing.T) {
+	ipam := testIPAM() // offset 3, indices 4..31
+	cs := func(serial string, rack uint) sabakan.MachineSpec {
+		return sabakan.MachineSpec{Serial: serial, Rack: rack, Role: "cs"}
+	}
+	boot := func(serial string, rack uint) sabakan.MachineSpec {
+		return sabakan.MachineSpec{Serial: serial, Rack: rack, Role: "boot"}
+	}
+	tests := []struct {
+		name  string
+		used  map[uint]map[uint]bool
+		specs []sabakan.MachineSpec
+		want  []uint
+		err   bool
+	}{
+		{"empty racks", nil, []sabakan.MachineSpec{cs("a", 0), boot("b", 0), cs("c", 1), cs("d", 0)}, []uint{4, 3, 4, 5}, false},
+		{"fills gaps", map[uint]map[uint]bool{0: {4: true, 6: true}}, []sabakan.MachineSpec{cs("a", 0), cs("b", 0), cs("c", 0)}, []uint{5, 7, 8}, false},
+		{"boot taken", map[uint]map[uint]bool{2: {3: true}}, []sabakan.MachineSpec{boot("a", 2)}, nil, true},
+		{"rack full", map[uint]map[uint]bool{0: full(4, 30)}, []sabakan.MachineSpec{cs("a", 0), cs("b", 0)}, nil, true},
+		{"last free index", map[uint]map[uint]bool{0: full(4, 30)}, []sabakan.MachineSpec{cs("a", 0)}, []uint{31}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := assignIndices(ipam, tt.used, tt.specs)
+			if tt.err {
+				if !errors.Is(err, sabakan.ErrConflict) {
+					t.Errorf("err = %v, want ErrConflict", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fmt.Sprint(got) != fmt.Sprint(tt.want) {
+				t.Errorf("indices = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func full(lo, hi uint) map[uint]bool {
+	m := map[uint]bool{}
+	for i := lo; i <= hi; i++ {
+		m[i] = true
+	}
+	return m
+}
