@@ -29,10 +29,10 @@ func isPrivateAS(as uint64) bool {
 func (p ASPlan) Rack(r uint) (uint32, error) {
 	as := uint64(p.RackBase) + uint64(r)
 	if !isPrivateAS(uint64(p.RackBase)) || !isPrivateAS(as) {
-		return 0, fmt.Errorf("%w: rack %d would get AS %d (rack-base %d + rack), outside the private AS ranges 64512-65534 and 4200000000-4294967294", ErrInvalidIdentity, r, as, p.RackBase)
+		return 0, fmt.Errorf("%w: rack %d would get AS %d (rack-base %d + rack), outside the private AS ranges 64512-65534 and 4200000000-4294967294", ErrInvalidSettings, r, as, p.RackBase)
 	}
 	if as == uint64(p.Spine) || as == uint64(p.Core) {
-		return 0, fmt.Errorf("%w: rack %d would get AS %d, which is also the %s AS", ErrInvalidIdentity, r, as, p.roleOf(uint32(as)))
+		return 0, fmt.Errorf("%w: rack %d would get AS %d, which is also the %s AS", ErrInvalidSettings, r, as, p.roleOf(uint32(as)))
 	}
 	return uint32(as), nil
 }
@@ -53,11 +53,11 @@ func (p ASPlan) Validate(racks uint) error {
 		as   uint32
 	}{{"rack-base", p.RackBase}, {"spine", p.Spine}, {"core", p.Core}} {
 		if !isPrivateAS(uint64(a.as)) {
-			return fmt.Errorf("%w: %s AS %d is outside the private AS ranges 64512-65534 and 4200000000-4294967294", ErrInvalidIdentity, a.name, a.as)
+			return fmt.Errorf("%w: %s AS %d is outside the private AS ranges 64512-65534 and 4200000000-4294967294", ErrInvalidSettings, a.name, a.as)
 		}
 	}
 	if p.Spine == p.Core {
-		return fmt.Errorf("%w: spine and core share AS %d", ErrInvalidIdentity, p.Spine)
+		return fmt.Errorf("%w: spine and core share AS %d", ErrInvalidSettings, p.Spine)
 	}
 	if racks == 0 {
 		return nil
@@ -68,7 +68,7 @@ func (p ASPlan) Validate(racks uint) error {
 	last := uint64(p.RackBase) + uint64(racks) - 1
 	for _, a := range []uint32{p.Spine, p.Core} {
 		if uint64(a) >= uint64(p.RackBase) && uint64(a) <= last {
-			return fmt.Errorf("%w: the %s AS %d is also the AS of rack %d", ErrInvalidIdentity, p.roleOf(a), a, uint64(a)-uint64(p.RackBase))
+			return fmt.Errorf("%w: the %s AS %d is also the AS of rack %d", ErrInvalidSettings, p.roleOf(a), a, uint64(a)-uint64(p.RackBase))
 		}
 	}
 	return nil

@@ -158,7 +158,7 @@ func TestASPlanValidate(t *testing.T) {
 				}
 				return
 			}
-			if !errors.Is(err, ErrInvalidIdentity) || !strings.Contains(err.Error(), tt.want) {
+			if !errors.Is(err, ErrInvalidSettings) || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("got %v, want %q", err, tt.want)
 			}
 		})
