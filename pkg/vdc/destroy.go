@@ -7,10 +7,9 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/openneco/neco/pkg/vdc/host"
 	"github.com/openneco/neco/pkg/vdc/nspawn"
@@ -112,12 +111,14 @@ func Destroy(ctx context.Context, n Names) error {
 			}
 		}
 	}
+	if err := releaseRuntimeDir(nspawn.RuntimeDir); err != nil {
+		errs = append(errs, err)
+	}
 	if len(errs) == 0 {
 		if err := os.RemoveAll(n.StateDir()); err != nil {
 			errs = append(errs, err)
 		}
 	}
-	releaseRuntimeDir()
 	return errors.Join(errs...)
 }
 
@@ -130,22 +131,25 @@ func isBridge(entries []Entry, name string) int {
 	return 0
 }
 
-// releaseRuntimeDir unmounts the nspawn runtime tmpfs when no
-// systemd-nspawn runs on the host any more (ours or anybody's).
-func releaseRuntimeDir() {
+// releaseRuntimeDir unmounts the nspawn runtime tmpfs at dir when no
+// systemd-nspawn runs on the host any more (ours or anybody's): its content
+// only matters to running machines, and whoever starts the next one mounts
+// it again (nspawn.PrepareRuntimeDir). Whoever mounted it, an instance
+// whose ledger was lost included, it does not outlive the last machine.
+func releaseRuntimeDir(dir string) error {
 	ents, err := os.ReadDir("/proc")
 	if err != nil {
-		return
+		return err
 	}
 	for _, e := range ents {
 		comm, err := os.ReadFile(filepath.Join("/proc", e.Name(), "comm"))
 		if err == nil && strings.TrimSpace(string(comm)) == "systemd-nspawn" {
-			return
+			if pid, err := strconv.Atoi(e.Name()); err == nil && proc.Alive(pid) {
+				return nil
+			}
 		}
 	}
-	if mps, _ := rootfs.MountsUnder(nspawn.RuntimeDir); len(mps) > 0 {
-		unix.Unmount(nspawn.RuntimeDir, unix.MNT_DETACH)
-	}
+	return rootfs.UnmountUnder(dir)
 }
 
 // Leftovers lists what of the instance still exists on the host: processes,

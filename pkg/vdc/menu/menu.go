@@ -292,7 +292,7 @@ func Generate(m Menu, o Options) (*Plan, error) {
 			c.NspawnNodes = append(c.NspawnNodes, n)
 		case "qemu":
 			c.Nodes = append(c.Nodes, &spec.Node{Name: mc.name, Interfaces: nets[:], CPU: 1, Memory: "2G", UEFI: true,
-				SMBIOS: spec.SMBIOS{Manufacturer: "openneco", Product: "vdc-qemu", Serial: serial},
+				SMBIOS:  spec.SMBIOS{Manufacturer: "openneco", Product: "vdc-qemu", Serial: serial},
 				Volumes: []spec.Volume{{Kind: spec.VolumeRaw, Name: "data", Size: "10G"}}})
 		}
 	}

@@ -131,7 +131,9 @@ func mirrorDeb822(text, suite string) string {
 	return ""
 }
 
-func isHTTP(u string) bool { return strings.HasPrefix(u, "http://") || strings.HasPrefix(u, "https://") }
+func isHTTP(u string) bool {
+	return strings.HasPrefix(u, "http://") || strings.HasPrefix(u, "https://")
+}
 
 // Ensure returns the directory of the tree for s under cacheDir, building
 // it first if needed. built tells whether this call built it.
