@@ -270,7 +270,7 @@ func (s *EtcdLeases) Lookup(_ context.Context, a netip.Addr) (Lease, bool, error
 
 // Acquire implements LeaseStore.
 func (s *EtcdLeases) Acquire(ctx context.Context, a netip.Addr, mac net.HardwareAddr, now time.Time, d time.Duration) (Lease, error) {
-	want := Lease{MAC: mac.String(), Expires: now.Add(d).UTC().Truncate(time.Second)}
+	want := Lease{MAC: mac.String(), Expires: now.Add(d).UTC()}
 	var got Lease
 	err := s.update(ctx, a, func(cur viewEntry, exists bool) (*Lease, error) {
 		if exists && cur.Active(now) && !cur.HeldBy(mac) {
@@ -300,7 +300,7 @@ func (s *EtcdLeases) Decline(ctx context.Context, a netip.Addr, mac net.Hardware
 		if !exists || !cur.HeldBy(mac) {
 			return nil, ErrTaken
 		}
-		return &Lease{Declined: true, Expires: now.Add(d).UTC().Truncate(time.Second)}, nil
+		return &Lease{Declined: true, Expires: now.Add(d).UTC()}, nil
 	})
 }
 
