@@ -11,7 +11,9 @@ import (
 func (s *Server) routes() {
 	s.Handle("GET", "/version", s.getVersion)
 	s.Handle("GET", "/health", s.getHealth)
-	s.Handle("POST", "/graphql", s.postGraphQL)
+	// Queries are open to every client like GET; setMachineState checks
+	// allow-ips itself.
+	s.add(s.http, "POST", "/graphql", s.postGraphQL, true)
 
 	s.Handle("GET", "/api/v1/config/ipam", s.getIPAM)
 	s.Handle("PUT", "/api/v1/config/ipam", s.putIPAM)

@@ -38,6 +38,7 @@ import (
 	"sync"
 	"time"
 
+	graphql "github.com/graph-gophers/graphql-go"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/openneco/neco/pkg/sabakan"
@@ -79,6 +80,7 @@ type Server struct {
 	http     map[string]*route
 	https    map[string]*route
 	requests *prometheus.CounterVec
+	graphql  *graphql.Schema
 }
 
 // New returns a Server with sabakan's own routes registered.
@@ -94,6 +96,7 @@ func New(cfg Config) *Server {
 	if cfg.Registry != nil {
 		cfg.Registry.MustRegister(s.requests)
 	}
+	s.graphql = s.newGraphQL()
 	s.routes()
 	return s
 }
@@ -107,6 +110,22 @@ func (s *Server) Store() *store.Store { return s.cfg.Store }
 // when the method of the pattern is already registered.
 func (s *Server) Handle(method, pattern string, h HandlerFunc) {
 	s.add(s.http, method, pattern, h, false)
+}
+
+// HandleFunc registers a plain http.HandlerFunc with a ServeMux-style
+// pattern that names its method ("PUT /api/v1/assets/{name}"), so that code
+// written against *http.ServeMux registers here unchanged. The handler
+// writes its own responses (render errors with RenderError); access control,
+// the actor and metrics apply as for Handle.
+func (s *Server) HandleFunc(pattern string, h func(http.ResponseWriter, *http.Request)) {
+	method, path, ok := strings.Cut(pattern, " ")
+	if !ok || method == "" || !strings.HasPrefix(path, "/") {
+		panic("web: HandleFunc pattern must be \"METHOD /path\", got " + pattern)
+	}
+	s.Handle(method, path, func(w http.ResponseWriter, r *http.Request) error {
+		h(w, r)
+		return nil
+	})
 }
 
 // HandleTLS registers h on the HTTPS listener. open makes a mutating method
