@@ -9,12 +9,13 @@ SHELL := /bin/bash
 
 GO        ?= go
 BIN       := $(CURDIR)/bin
-VERSION   ?= $(shell git describe --tags --match '20*' 2>/dev/null || echo 0.0.0-dev)
+# A release tag (release-YYYY.MM.DD-N, as the CD system expects) names the version.
+VERSION   ?= $(or $(patsubst release-%,%,$(shell git describe --tags --match 'release-20*' 2>/dev/null)),$(shell git describe --tags --match '20*' 2>/dev/null),0.0.0-dev)
 LDFLAGS   := -X github.com/openneco/neco/pkg/version.Version=$(VERSION)
 GOTESTFLAGS ?= -race -timeout 45m
 
 # Debian packages the tests, the demo and the packaging need.
-APT_PACKAGES := bird2 dnsmasq-base busybox-static iproute2 iputils-ping curl jq fakeroot lintian
+APT_PACKAGES := bird2 dnsmasq-base busybox-static iproute2 iputils-ping curl jq fakeroot lintian binutils systemd
 
 ETCD_VERSION := $(shell cd tools/etcd && $(GO) list -m -f '{{.Version}}' go.etcd.io/etcd/server/v3)
 
@@ -78,6 +79,16 @@ demo: setup build ## Start etcd and sabakan locally, load a sample inventory, sh
 .PHONY: demo-stop
 demo-stop: ## Stop the demo and remove its data.
 	./demo/demo.sh stop
+
+DEB_BIN := $(CURDIR)/build/deb-bin
+
+.PHONY: deb
+deb: setup etcd vault ## Build neco_$(VERSION)_amd64.deb: every ./cmd/... binary (static), etcd, etcdctl, vault; see docs/cd.md.
+	rm -rf $(DEB_BIN) && mkdir -p $(DEB_BIN)
+	CGO_ENABLED=0 GOBIN=$(DEB_BIN) $(GO) install -trimpath -ldflags "$(LDFLAGS) -s -w" ./cmd/...
+	cp $(BIN)/etcd $(BIN)/etcdctl $(BIN)/vault $(DEB_BIN)/
+	./debian/build.sh $(VERSION) $(DEB_BIN) $(CURDIR)
+	lintian --fail-on error $(CURDIR)/neco_$(VERSION)_amd64.deb
 
 .PHONY: clean
 clean: ## Remove build output.
