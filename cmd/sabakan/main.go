@@ -12,6 +12,7 @@ import (
 
 	"github.com/openneco/neco/pkg/config"
 	"github.com/openneco/neco/pkg/daemon"
+	"github.com/openneco/neco/pkg/sabakan/netboot"
 	"github.com/openneco/neco/pkg/sabakan/server"
 )
 
@@ -28,5 +29,5 @@ func main() {
 		fmt.Fprintln(os.Stderr, "sabakan:", err)
 		os.Exit(2)
 	}
-	daemon.Run(func(ctx context.Context) error { return server.Run(ctx, cfg) })
+	daemon.Run(func(ctx context.Context) error { return server.Run(ctx, cfg, netboot.Extension) })
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/vishvananda/netlink"
 	"golang.org/x/net/ipv4"
 	"golang.org/x/sys/unix"
 )
@@ -35,6 +36,7 @@ type Server struct {
 
 	mu     sync.Mutex
 	conn   *ipv4.PacketConn
+	nl     *netlink.Handle // in the socket's network namespace
 	ifaces map[int]ifaceAddrs
 }
 
@@ -63,13 +65,22 @@ func (s *Server) Listen(ctx context.Context) (net.Addr, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dhcpd: listen on %s: %w", s.Bind, err)
 	}
+	// Interfaces are looked up in the namespace the socket lives in, which
+	// is the calling thread's now but not necessarily later.
+	nl, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+	if err != nil {
+		pc.Close()
+		return nil, fmt.Errorf("dhcpd: netlink: %w", err)
+	}
 	conn := ipv4.NewPacketConn(pc)
 	if err := conn.SetControlMessage(ipv4.FlagInterface|ipv4.FlagDst, true); err != nil {
 		pc.Close()
+		nl.Close()
 		return nil, fmt.Errorf("dhcpd: enable IP_PKTINFO: %w", err)
 	}
 	s.mu.Lock()
 	s.conn = conn
+	s.nl = nl
 	s.ifaces = map[int]ifaceAddrs{}
 	s.mu.Unlock()
 	return pc.LocalAddr(), nil
@@ -91,6 +102,7 @@ func (s *Server) Run(ctx context.Context) error {
 		s.Log = slog.Default()
 	}
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer s.nl.Close()
 	defer stop()
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -175,11 +187,12 @@ func (s *Server) prefixes(index int) []netip.Prefix {
 		return c.prefixes
 	}
 	var found []netip.Prefix
-	if ifi, err := net.InterfaceByIndex(index); err == nil {
-		addrs, _ := ifi.Addrs()
+	if link, err := s.nl.LinkByIndex(index); err == nil {
+		addrs, _ := s.nl.AddrList(link, netlink.FAMILY_V4)
 		for _, a := range addrs {
-			if p, err := netip.ParsePrefix(a.String()); err == nil {
-				found = append(found, p)
+			if ip, ok := netip.AddrFromSlice(a.IP.To4()); ok && a.IPNet != nil {
+				ones, _ := a.IPNet.Mask.Size()
+				found = append(found, netip.PrefixFrom(ip, ones))
 			}
 		}
 	}
