@@ -143,15 +143,18 @@ func (g Group) PIDs() ([]int, error) {
 	return pids, err
 }
 
-// Kill stops every process of the group: SIGTERM first, so that BIRD,
-// QEMU and systemd-nspawn (which shuts its machine down) end cleanly, then
-// SIGKILL after grace. It returns once the group is empty.
+// Kill stops every process of the group. SIGTERM goes only to the roots
+// of the group's process trees (those whose parent is outside the group:
+// BIRD, dnsmasq, QEMU, systemd-nspawn), so that each ends cleanly on its
+// own terms; systemd-nspawn turns it into an orderly shutdown of its
+// machine, which a SIGTERM to the machine's systemd would not be. What is
+// left after grace gets SIGKILL. It returns once the group is empty.
 func (g Group) Kill(ctx context.Context, grace time.Duration) error {
 	pids, err := g.PIDs()
 	if err != nil || len(pids) == 0 {
 		return err
 	}
-	for _, p := range pids {
+	for _, p := range roots(pids) {
 		syscall.Kill(p, syscall.SIGTERM)
 	}
 	deadline := time.Now().Add(grace)
@@ -177,6 +180,40 @@ func (g Group) Kill(ctx context.Context, grace time.Duration) error {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// roots returns the pids whose parent is not among pids.
+func roots(pids []int) []int {
+	in := map[int]bool{}
+	for _, p := range pids {
+		in[p] = true
+	}
+	var out []int
+	for _, p := range pids {
+		if !in[PPID(p)] {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// PPID returns the parent of pid, or 0.
+func PPID(pid int) int {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(data)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 2 {
+		return 0
+	}
+	p, _ := strconv.Atoi(f[1])
+	return p
 }
 
 // Remove deletes the group's directories, deepest first (systemd-nspawn

@@ -1,0 +1,119 @@
+//go:build dctest
+
+package dctest
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/openneco/neco/pkg/vdc/menu"
+	"github.com/openneco/neco/pkg/vdc/proc"
+)
+
+// TestTopology brings up the default data center and checks what can run
+// today: routers converge, machines boot and are reachable in their racks,
+// ToRs relay DHCP, the QEMU machine starts network boot, nothing reaches the
+// host's network, and teardown leaves nothing behind.
+func TestTopology(t *testing.T) {
+	m := menu.Default()
+	d := newDC(t, m)
+	ctx := context.Background()
+
+	// BGP: core↔each spine, each spine↔each ToR, counted from both ends.
+	sessions, err := d.in.BGPSessions(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tors := m.Racks * 2
+	if want := 2*m.Spines + 2*m.Spines*tors; len(sessions) != want {
+		t.Errorf("%d BGP sessions, want %d: %+v", len(sessions), want, sessions)
+	}
+
+	// Every ToR has the core's default route over both spines (ECMP); the
+	// core's is a blackhole, so nothing leaves the data center.
+	for _, r := range d.plan.Routers {
+		out := d.run(r.Name, "ip", "route", "show", "default")
+		switch r.Role {
+		case menu.RoleCore:
+			if !strings.Contains(out, "blackhole") {
+				t.Errorf("core default route = %q, want a blackhole", out)
+			}
+		case menu.RoleToR:
+			if n := strings.Count(out, "nexthop via"); n != m.Spines {
+				t.Errorf("%s default route has %d paths, want %d:\n%s", r.Name, n, m.Spines, out)
+			}
+		}
+	}
+	host, _ := exec.Command("ip", "route").Output()
+	for _, pfx := range []string{"10.69.", "10.72."} {
+		if strings.Contains(string(host), pfx) {
+			t.Errorf("the host has a route into the data center (%s):\n%s", pfx, host)
+		}
+	}
+
+	// Machines: full systems with their identity, reaching both ToRs of
+	// their rack and every other machine of the rack on both links.
+	for name, hp := range d.plan.Hosts {
+		if hp.Role == menu.RoleWorker && strings.Contains(name, "-vm") {
+			continue // QEMU: checked below
+		}
+		out := d.run(name, "sh", "-c", "cat /proc/1/comm; hostname; cat /etc/vdc/serial")
+		if want := "systemd\n" + name + "\n" + hp.Serial + "\n"; out != want {
+			t.Errorf("%s: identity %q, want %q", name, out, want)
+		}
+		for _, r := range d.plan.Routers {
+			if r.Role == menu.RoleToR && r.NodeSubnet.Contains(hp.Eth0) || r.Role == menu.RoleToR && r.NodeSubnet.Contains(hp.Eth1) {
+				if !d.ping(name, r.NodeAddress.String()) {
+					t.Errorf("%s cannot reach %s", name, r.Name)
+				}
+			}
+		}
+		for other, op := range d.plan.Hosts {
+			if other == name || op.Rack != hp.Rack || strings.Contains(other, "-vm") {
+				continue
+			}
+			for _, a := range []string{op.Eth0.String(), op.Eth1.String()} {
+				if !d.ping(name, a) {
+					t.Errorf("%s cannot reach %s at %s", name, other, a)
+				}
+			}
+		}
+	}
+
+	// Every ToR relays DHCP to every boot server.
+	for _, r := range d.plan.Routers {
+		if r.Role != menu.RoleToR {
+			continue
+		}
+		b, _ := os.ReadFile(filepath.Join(d.names.HostDir(r.Name), "dhcp-relay.log"))
+		if n := strings.Count(string(b), "DHCP relay from "+r.NodeAddress.String()); n != m.Racks {
+			t.Errorf("%s relays to %d boot servers, want %d:\n%s", r.Name, n, m.Racks, b)
+		}
+	}
+
+	// The QEMU machine's UEFI firmware starts network boot.
+	for _, n := range d.plan.Cluster.Nodes {
+		logPath := filepath.Join(d.names.HostDir(n.Name), "console.log")
+		wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+		err := proc.WaitFor(wctx, time.Second, func() bool {
+			b, _ := os.ReadFile(logPath)
+			return strings.Contains(string(b), "PXE over IPv4")
+		})
+		cancel()
+		if err != nil {
+			t.Errorf("%s: firmware did not start network boot: %v", n.Name, err)
+		}
+	}
+
+	report(t, map[string]any{
+		"racks": m.Racks, "spines": m.Spines, "nspawn": len(d.plan.Cluster.NspawnNodes), "qemu": len(d.plan.Cluster.Nodes),
+		"create_s": d.created.Total.Seconds(), "rootfs_s": d.created.Rootfs.Seconds(),
+		"boot_median_s": median(d.booted).Seconds(), "boot_max_s": maxOf(d.booted).Seconds(),
+		"bgp_ready_s": d.bgpReady.Seconds(), "peak_pss_mib": d.peakPSS >> 20, "sessions": len(sessions),
+	})
+}
