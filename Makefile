@@ -13,9 +13,11 @@ BIN       := $(CURDIR)/bin
 VERSION   ?= $(or $(patsubst release-%,%,$(shell git describe --tags --match 'release-20*' 2>/dev/null)),$(shell git describe --tags --match '20*' 2>/dev/null),0.0.0-dev)
 LDFLAGS   := -X github.com/openneco/neco/pkg/version.Version=$(VERSION)
 GOTESTFLAGS ?= -race -timeout 45m
+SUITE       ?= .
 
 # Debian packages the tests, the demo and the packaging need.
-APT_PACKAGES := bird2 dnsmasq-base busybox-static iproute2 iputils-ping curl jq fakeroot lintian binutils systemd
+APT_PACKAGES := bird2 dnsmasq-base busybox-static iproute2 iputils-ping curl jq fakeroot lintian binutils systemd \
+	systemd-container debootstrap qemu-system-x86 qemu-utils ovmf ipxe
 
 ETCD_VERSION := $(shell cd tools/etcd && $(GO) list -m -f '{{.Version}}' go.etcd.io/etcd/server/v3)
 
@@ -58,7 +60,9 @@ lint: ## gofmt, go vet, staticcheck and a go.mod tidiness check.
 	@out=$$(gofmt -l $$(git ls-files -co --exclude-standard '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) vet -tags dctest ./dctest/...
 	$(GO) tool staticcheck ./...
+	$(GO) tool staticcheck -tags dctest ./dctest/...
 	@cp go.mod /tmp/go.mod.lint; cp go.sum /tmp/go.sum.lint; \
 	$(GO) mod tidy; \
 	if ! git diff --no-index --quiet /tmp/go.mod.lint go.mod || ! git diff --no-index --quiet /tmp/go.sum.lint go.sum; then \
@@ -71,6 +75,11 @@ test: setup etcd vault lint ## Lint, then every test (unit, integration, network
 .PHONY: bench
 bench: setup etcd vault ## Run the benchmarks; see docs/benchmarks.md.
 	PATH=$(BIN):$$PATH $(GO) test -run '^$$' -bench . -benchmem -timeout 60m ./...
+
+.PHONY: dctest
+dctest: setup ## Large tests on the virtual data center (root); SUITE=<go test -run pattern> picks suites.
+	PATH=$(BIN):$$PATH $(GO) test -tags dctest -count=1 -timeout 60m -v -run '$(SUITE)' ./dctest/ 2>&1 \
+		| grep -vE '^\s+\S+_test.go:[0-9]+: (namespace|nspawn node|qemu node) '
 
 .PHONY: demo
 demo: setup build ## Start etcd and sabakan locally, load a sample inventory, show it.

@@ -47,6 +47,7 @@ Exit codes: 0 success, 1 failure, 2 usage error.`,
 	}
 	root.PersistentFlags().StringVar(&opts.configFile, "config", DefaultConfigFile, "neco configuration file (etcd endpoints and client certificate)")
 	addBootstrapCommands(root, opts)
+	root.AddCommand(newStatusCommand(opts), newConfigCommand(opts), newRecoverCommand(opts))
 	return root
 }
 

@@ -130,7 +130,7 @@ func Create(ctx context.Context, c *spec.Cluster, opts Options) (*Timings, error
 	}
 	for _, ns := range c.Namespaces {
 		if err := cr.namespace(ctx, ns); err != nil {
-			return nil, fmt.Errorf("NetworkNamespace %s: %w", ns.Name, err)
+			return nil, fmt.Errorf("vdc: NetworkNamespace %s: %w", ns.Name, err)
 		}
 	}
 	t.Network = time.Since(t0)
@@ -145,7 +145,7 @@ func Create(ctx context.Context, c *spec.Cluster, opts Options) (*Timings, error
 	}
 	for _, n := range c.NspawnNodes {
 		if err := cr.nspawnNode(ctx, n); err != nil {
-			return nil, fmt.Errorf("NspawnNode %s: %w", n.Name, err)
+			return nil, fmt.Errorf("vdc: NspawnNode %s: %w", n.Name, err)
 		}
 	}
 	if len(c.Nodes) > 0 {
@@ -155,7 +155,7 @@ func Create(ctx context.Context, c *spec.Cluster, opts Options) (*Timings, error
 		}
 		for _, n := range c.Nodes {
 			if err := cr.qemuNode(ctx, n, accel); err != nil {
-				return nil, fmt.Errorf("Node %s: %w", n.Name, err)
+				return nil, fmt.Errorf("vdc: Node %s: %w", n.Name, err)
 			}
 		}
 	}
@@ -235,13 +235,13 @@ func (cr *creator) network(i int, n *spec.Network) error {
 		return err
 	}
 	if err := host.AddBridge(br); err != nil {
-		return fmt.Errorf("Network %s: %w", n.Name, err)
+		return fmt.Errorf("vdc: Network %s: %w", n.Name, err)
 	}
 	if n.Type != spec.NetworkInternal {
 		// Host-facing address only: no forwarding or NAT is configured, so
 		// nothing is routed between the data center and the host's network.
 		if err := host.AddAddress(br, n.Address); err != nil {
-			return fmt.Errorf("Network %s: %w", n.Name, err)
+			return fmt.Errorf("vdc: Network %s: %w", n.Name, err)
 		}
 	}
 	return nil
@@ -446,11 +446,11 @@ func (cr *creator) imageFile(name string) (string, error) {
 			continue
 		}
 		if im.URL != "" || im.Compression != "" {
-			return "", fmt.Errorf("Image %s: only uncompressed local files are supported (this machine downloads nothing)", name)
+			return "", fmt.Errorf("vdc: Image %s: only uncompressed local files are supported (this machine downloads nothing)", name)
 		}
 		return filepath.Abs(im.File)
 	}
-	return "", fmt.Errorf("Image %s is not defined", name)
+	return "", fmt.Errorf("vdc: Image %s is not defined", name)
 }
 
 func run(ctx context.Context, name string, args ...string) error {
