@@ -36,6 +36,9 @@ type Daemon struct {
 	Realtime bool
 	// Recovery starts BIRD with -R (graceful restart recovery).
 	Recovery bool
+	// Prefix is a command that runs BIRD, such as "ip netns exec <ns>";
+	// it must exec BIRD in its own process.
+	Prefix []string
 }
 
 // Client returns a client of the daemon's control socket.
@@ -158,7 +161,8 @@ func (d *Daemon) Start(ctx context.Context) (*Process, error) {
 	if d.Recovery {
 		args = append(args, "-R")
 	}
-	cmd := exec.Command(d.binary(), args...)
+	argv := append(append(append([]string{}, d.Prefix...), d.binary()), args...)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if d.Output != "" {
 		f, err := os.OpenFile(d.Output, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)

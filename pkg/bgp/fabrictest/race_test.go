@@ -1,0 +1,5 @@
+//go:build race
+
+package fabrictest
+
+func init() { raceEnabled = true }
