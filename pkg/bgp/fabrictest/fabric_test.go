@@ -442,7 +442,6 @@ func watchDeletes(t *testing.T, ns *NS) func() []string {
 	}
 }
 
-
 // grepLines returns the lines of s that start with prefix.
 func grepLines(s, prefix string) string {
 	var out []string
