@@ -24,7 +24,7 @@ import (
 
 // dc is one virtual data center under test.
 type dc struct {
-	t     *testing.T
+	t     testing.TB
 	names vdc.Names
 	plan  *menu.Plan
 	in    *vdc.Instance
@@ -33,9 +33,11 @@ type dc struct {
 	booted   map[string]time.Duration
 	bgpReady time.Duration
 	peakPSS  uint64
+	// destroyed is set once destroy ran, so cleanup does not run it again.
+	destroyed bool
 }
 
-func requireHost(t *testing.T) {
+func requireHost(t testing.TB) {
 	t.Helper()
 	testutil.RequireRoot(t)
 	testutil.RequireCommands(t, "ip", "bird", "birdc", "dnsmasq", "systemd-nspawn", "debootstrap", "nsenter",
@@ -44,13 +46,17 @@ func requireHost(t *testing.T) {
 
 // newDC builds menu m as a fresh instance, waits for it to boot and
 // converge, and registers its destruction (with a leftover check).
-func newDC(t *testing.T, m menu.Menu) *dc {
+func newDC(t testing.TB, m menu.Menu) *dc {
 	t.Helper()
 	requireHost(t)
 	b := make([]byte, 2)
 	rand.Read(b)
 	d := &dc{t: t, names: vdc.Names{Instance: "d" + hex.EncodeToString(b), StateRoot: t.TempDir()}}
-	t.Cleanup(func() { d.destroy() })
+	t.Cleanup(func() {
+		if !d.destroyed {
+			d.destroy()
+		}
+	})
 	files := filepath.Join(d.names.StateDir(), "files")
 	p, err := menu.Generate(m, menu.Options{FilesDir: files})
 	if err != nil {
@@ -212,7 +218,7 @@ func report(t *testing.T, v map[string]any) {
 	f.Write(append(b, '\n'))
 }
 
-type logWriter struct{ t *testing.T }
+type logWriter struct{ t testing.TB }
 
 func (l logWriter) Write(p []byte) (int, error) {
 	for _, line := range strings.Split(strings.TrimRight(string(p), "\n"), "\n") {

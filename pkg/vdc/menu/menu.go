@@ -422,3 +422,12 @@ func (p *Plan) Write(dir string) error {
 	}
 	return nil
 }
+
+// Machines is the number of nspawn machines the menu makes.
+func (m Menu) Machines() int {
+	n := m.Racks * m.WorkersPerRack
+	if m.BootServers {
+		n += m.Racks
+	}
+	return n
+}

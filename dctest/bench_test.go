@@ -1,0 +1,76 @@
+//go:build dctest
+
+package dctest
+
+import (
+	"context"
+	"io"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/openneco/neco/pkg/vdc/menu"
+	"github.com/openneco/neco/pkg/vdc/rootfs"
+	"github.com/openneco/neco/pkg/vdc/spec"
+)
+
+// BenchmarkRootfs builds the machines' root tree with debootstrap into an
+// empty cache (cold), then asks for it again (cached).
+//
+//	go test -tags dctest -run '^$' -bench Rootfs -benchtime 1x ./dctest/
+func BenchmarkRootfs(b *testing.B) {
+	requireHost(b)
+	s := rootfs.Spec{Suite: "bookworm", Variant: "minbase", Packages: spec.DefaultRootfsPackages}
+	for b.Loop() {
+		cache := b.TempDir()
+		ctx := context.Background()
+		start := time.Now()
+		if _, built, err := rootfs.Ensure(ctx, cache, s, io.Discard); err != nil || !built {
+			b.Fatalf("cold build: built=%v %v", built, err)
+		}
+		cold := time.Since(start)
+		start = time.Now()
+		if _, built, err := rootfs.Ensure(ctx, cache, s, io.Discard); err != nil || built {
+			b.Fatalf("cached: built=%v %v", built, err)
+		}
+		b.ReportMetric(cold.Seconds(), "cold-s")
+		b.ReportMetric(time.Since(start).Seconds()*1000, "cached-ms")
+	}
+}
+
+// BenchmarkCreate creates, boots, converges and destroys the small and the
+// default topology (without the QEMU machine, whose firmware would only
+// spin) and reports the phases. Root trees come from the cache.
+//
+//	go test -tags dctest -run '^$' -bench Create -benchtime 3x ./dctest/
+func BenchmarkCreate(b *testing.B) {
+	for _, name := range []string{"small", "default"} {
+		b.Run(name, func(b *testing.B) {
+			m, _ := menu.Named(name)
+			m.QEMUNodes = 0
+			if name == "small" {
+				m.BootServers = true
+			}
+			fig := map[string][]float64{}
+			add := func(unit string, v float64) { fig[unit] = append(fig[unit], v) }
+			for b.Loop() {
+				d := newDC(b, m)
+				add("create-s", d.created.Total.Seconds())
+				add("boot-median-s", median(d.booted).Seconds())
+				add("boot-max-s", maxOf(d.booted).Seconds())
+				add("converged-s", d.bgpReady.Seconds())
+				add("peak-pss-MiB", float64(d.peakPSS>>20))
+				start := time.Now()
+				d.destroy()
+				d.destroyed = true
+				add("destroy-s", time.Since(start).Seconds())
+			}
+			// Medians over the iterations: this machine is shared and noisy.
+			for unit, vs := range fig {
+				sort.Float64s(vs)
+				b.ReportMetric(vs[len(vs)/2], unit)
+			}
+			b.ReportMetric(float64(m.Machines()), "machines")
+		})
+	}
+}
