@@ -1,0 +1,62 @@
+// Command sabakan-state-setter runs on every boot server; one of them, elected
+// through etcd, turns what the failure detector sees into machine states in
+// sabakan. See docs/membership.md.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/openneco/neco/pkg/daemon"
+	"github.com/openneco/neco/pkg/etcdutil"
+	"github.com/openneco/neco/pkg/membership"
+	"github.com/openneco/neco/pkg/sabakan/client"
+	"github.com/openneco/neco/pkg/statesetter"
+)
+
+func main() {
+	etcdCfg := etcdutil.NewConfig("/neco/")
+	etcdCfg.AddFlags(flag.CommandLine)
+	sabakanURL := flag.String("sabakan-url", "http://127.0.0.1:10080", "sabakan's REST API")
+	membersURL := flag.String("members-url", "http://127.0.0.1:7947", "the local node-health-agent")
+	interval := flag.Duration("interval", 10*time.Second, "time between decision rounds")
+	grace := flag.Duration("grace-period", time.Minute, "how long a machine must look unhealthy before it is marked unhealthy")
+	metrics := flag.String("metrics", "127.0.0.1:10083", "address of /health and /metrics")
+	flag.Parse()
+
+	host, _ := os.Hostname()
+	sc, err := client.New(*sabakanURL, client.WithUser("sabakan-state-setter"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	setter := &statesetter.Setter{
+		Inventory:   statesetter.SabakanInventory{Client: sc},
+		Members:     &membership.Client{URL: *membersURL},
+		Interval:    *interval,
+		GracePeriod: *grace,
+	}
+
+	daemon.Run(func(ctx context.Context) error {
+		etcd, err := etcdutil.New(etcdCfg)
+		if err != nil {
+			return err
+		}
+		defer etcd.Close()
+		reg := daemon.NewRegistry()
+		setter.Register(reg)
+		health := func(ctx context.Context) error {
+			_, err := etcd.Get(ctx, statesetter.ElectionKey, clientv3.WithCountOnly())
+			return err
+		}
+		if _, err := (daemon.Server{Addr: *metrics, Handler: daemon.MetricsMux(reg, health)}).Start(nil); err != nil {
+			return err
+		}
+		return statesetter.RunAsLeader(ctx, etcd, host, setter)
+	})
+}
