@@ -127,4 +127,6 @@ func TestSetterEndToEnd(t *testing.T) {
 
 type agentMembers struct{ a *membership.Agent }
 
-func (m agentMembers) Members(context.Context) ([]membership.Member, error) { return m.a.Members(), nil }
+func (m agentMembers) Members(context.Context) ([]membership.Member, error) {
+	return m.a.Members(), nil
+}
