@@ -136,10 +136,17 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.log.Info("identity", "serial", id.Serial, "rack", id.Rack, "index", id.Index, "as", id.AS,
 		"node_address", id.Node.String(), "tor1", id.Links[0].ToR.String(), "tor2", id.Links[1].ToR.String())
 
-	// Render before touching anything: invalid settings change nothing.
+	// Render and parse before touching anything: invalid settings change
+	// nothing. A configuration BIRD rejects is fatal only when there is no
+	// previous one to keep running.
 	text, err := a.render()
 	if err != nil {
 		return err
+	}
+	if err := bird.Parse(ctx, a.cfg.BIRD, a.cfg.StateDir, text); err != nil {
+		if _, serr := os.Stat(a.cfg.birdConfig()); serr != nil {
+			return fmt.Errorf("agent: BIRD rejects the configuration and there is no previous one: %w", err)
+		}
 	}
 	if a.host == nil {
 		if a.host, err = netconf.Current(); err != nil {

@@ -67,25 +67,44 @@ func writeTemp(path string, data []byte) (string, error) {
 	return f.Name(), nil
 }
 
-// WriteChecked writes config to path for a BIRD that is not running yet,
-// after "bird -p" parsed it. If the parse fails, path is left as it was and
-// the error carries BIRD's message.
-func WriteChecked(ctx context.Context, binary, path string, config []byte) error {
-	if binary == "" {
-		binary = "bird"
-	}
-	tmp, err := writeTemp(path, config)
+// Parse has "bird -p" parse config without running it; dir receives the
+// temporary file. A rejected configuration is an *Error with BIRD's
+// message.
+func Parse(ctx context.Context, binary, dir string, config []byte) error {
+	tmp, err := writeTemp(filepath.Join(dir, "bird.conf"), config)
 	if err != nil {
 		return err
 	}
 	defer os.Remove(tmp)
-	out, err := exec.CommandContext(ctx, binary, "-p", "-c", tmp).CombinedOutput()
+	return parseFile(ctx, binary, tmp)
+}
+
+func parseFile(ctx context.Context, binary, path string) error {
+	if binary == "" {
+		binary = "bird"
+	}
+	out, err := exec.CommandContext(ctx, binary, "-p", "-c", path).CombinedOutput()
 	if err != nil {
 		var exit *exec.ExitError
 		if errors.As(err, &exit) {
 			return &Error{Code: 8002, Message: strings.TrimSpace(strings.TrimPrefix(string(out), "bird: "))}
 		}
-		return fmt.Errorf("bird: parse %s: %w", tmp, err)
+		return fmt.Errorf("bird: parse %s: %w", path, err)
+	}
+	return nil
+}
+
+// WriteChecked writes config to path for a BIRD that is not running yet,
+// after "bird -p" parsed it. If the parse fails, path is left as it was and
+// the error carries BIRD's message.
+func WriteChecked(ctx context.Context, binary, path string, config []byte) error {
+	tmp, err := writeTemp(path, config)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp)
+	if err := parseFile(ctx, binary, tmp); err != nil {
+		return err
 	}
 	if err := os.Rename(tmp, path); err != nil {
 		return fmt.Errorf("bird: %w", err)

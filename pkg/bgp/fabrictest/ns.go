@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"runtime"
 	"strings"
@@ -81,11 +82,30 @@ func (ns *NS) Command(ctx context.Context, name string, args ...string) *exec.Cm
 
 // Sysctl sets sysctls ("net.ipv4.ip_forward=1") inside the namespace.
 func (ns *NS) Sysctl(settings ...string) error {
-	out, err := ns.Command(context.Background(), "sysctl", append([]string{"-q", "-w"}, settings...)...).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("%s: sysctl %v: %v: %s", ns.Name, settings, err, out)
-	}
-	return nil
+	return ns.Do(func() error {
+		for _, kv := range settings {
+			k, v, ok := strings.Cut(kv, "=")
+			if !ok {
+				return fmt.Errorf("sysctl %q: want key=value", kv)
+			}
+			path := "/proc/sys/" + strings.ReplaceAll(k, ".", "/")
+			if err := os.WriteFile(path, []byte(v), 0o644); err != nil {
+				return fmt.Errorf("%s: sysctl %s: %w", ns.Name, kv, err)
+			}
+		}
+		return nil
+	})
+}
+
+// ReadSysctl reads a sysctl inside the namespace.
+func (ns *NS) ReadSysctl(key string) (string, error) {
+	var v string
+	err := ns.Do(func() error {
+		b, err := os.ReadFile("/proc/sys/" + strings.ReplaceAll(key, ".", "/"))
+		v = strings.TrimSpace(string(b))
+		return err
+	})
+	return v, err
 }
 
 // Do runs f on an OS thread inside the namespace. Sockets f creates belong
