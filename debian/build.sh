@@ -45,11 +45,11 @@ done
 
 # systemd units of the daemons present.
 units=() restart=()
-for u in neco-updater neco-worker sabakan; do
+for u in neco-updater neco-worker sabakan node-health-agent sabakan-state-setter; do
 	if [ -x "$root/usr/bin/$u" ]; then
 		install -m 644 "$src/debian/$u.service" "$root/lib/systemd/system/"
 		units+=("$u.service")
-		case $u in neco-*) restart+=("$u.service") ;; esac
+		case $u in neco-* | node-health-agent | sabakan-state-setter) restart+=("$u.service") ;; esac
 	fi
 done
 

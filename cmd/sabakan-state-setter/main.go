@@ -15,19 +15,24 @@ import (
 	"github.com/openneco/neco/pkg/daemon"
 	"github.com/openneco/neco/pkg/etcdutil"
 	"github.com/openneco/neco/pkg/membership"
+	"github.com/openneco/neco/pkg/neco/storage"
 	"github.com/openneco/neco/pkg/sabakan/client"
 	"github.com/openneco/neco/pkg/statesetter"
 )
 
 func main() {
-	etcdCfg := etcdutil.NewConfig("/neco/")
-	etcdCfg.AddFlags(flag.CommandLine)
+	loadEtcd := storage.AddFlags(flag.CommandLine)
 	sabakanURL := flag.String("sabakan-url", "http://127.0.0.1:10080", "sabakan's REST API")
 	membersURL := flag.String("members-url", "http://127.0.0.1:7947", "the local node-health-agent")
 	interval := flag.Duration("interval", 10*time.Second, "time between decision rounds")
 	grace := flag.Duration("grace-period", time.Minute, "how long a machine must look unhealthy before it is marked unhealthy")
 	metrics := flag.String("metrics", "127.0.0.1:10083", "address of /health and /metrics")
 	flag.Parse()
+	etcdCfg, err := loadEtcd()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
 
 	host, _ := os.Hostname()
 	sc, err := client.New(*sabakanURL, client.WithUser("sabakan-state-setter"))
