@@ -4,13 +4,11 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"flag"
 	"log/slog"
 	"path/filepath"
-	"text/template"
 
 	"github.com/openneco/neco/pkg/daemon"
 	"github.com/openneco/neco/pkg/deb"
@@ -73,7 +71,7 @@ func main() {
 		steps := []worker.Step{
 			worker.EtcdStep(client.Cluster,
 				worker.ServiceEtcd{Services: svc, Maintenance: client.Maintenance, Endpoint: cluster.EtcdClientURL(me)}, peerURL),
-			worker.ServiceConfigStep("sabakan-config", "sabakan", *sabakanConfig, renderTemplate(filepath.Join(*shareDir, "sabakan.yml"), me.Address), svc),
+			worker.ServiceConfigStep("sabakan-config", "sabakan", *sabakanConfig, worker.TemplateFile(filepath.Join(*shareDir, "sabakan.yml"), me.Address), svc),
 			worker.SabakanContentsStep(*shareDir, worker.DirUploader{Dir: *contentsDir}),
 			worker.FinalStep(),
 		}
@@ -86,18 +84,4 @@ func main() {
 		}
 		return err
 	})
-}
-
-// renderTemplate renders a text/template file with the boot server's
-// facts: .LRN, .Address, .Version, .Servers.
-func renderTemplate(path, address string) func(e *worker.StepEnv) ([]byte, error) {
-	return func(e *worker.StepEnv) ([]byte, error) {
-		tmpl, err := template.New(filepath.Base(path)).Option("missingkey=error").ParseFiles(path)
-		if err != nil {
-			return nil, err
-		}
-		var b bytes.Buffer
-		err = tmpl.Execute(&b, map[string]any{"LRN": e.LRN, "Address": address, "Version": e.Request.Version, "Servers": e.Request.Servers})
-		return b.Bytes(), err
-	}
 }

@@ -110,7 +110,7 @@ func (r RootInstaller) Install(ctx context.Context, path string) error {
 		return fmt.Errorf("deb: init scratch root: %w", err)
 	}
 	_, err := run(ctx, "dpkg", "--instdir="+r.Root, "--admindir="+r.AdminDir(),
-		"--force-script-chrootless", "--force-not-root", "--force-confdef", "--force-confold", "-i", path)
+		"--force-script-chrootless", "--force-not-root", "--force-depends", "--force-confdef", "--force-confold", "-i", path)
 	if err != nil {
 		return fmt.Errorf("deb: install %s into %s: %w", filepath.Base(path), r.Root, err)
 	}

@@ -1,10 +1,13 @@
 package worker
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
+	"text/template"
 
 	"github.com/openneco/neco/pkg/etcdutil"
 	"github.com/openneco/neco/pkg/neco/storage"
@@ -82,4 +85,19 @@ func OnceStep(name, record string, do func(ctx context.Context, e *StepEnv) erro
 		}
 		return nil
 	}}
+}
+
+// TemplateFile renders the text/template file at path for a step, with the
+// boot server's facts: .LRN, .Address, .Version and .Servers. The file is
+// read at each run, so a new package's template takes effect.
+func TemplateFile(path, address string) func(e *StepEnv) ([]byte, error) {
+	return func(e *StepEnv) ([]byte, error) {
+		tmpl, err := template.New(filepath.Base(path)).Option("missingkey=error").ParseFiles(path)
+		if err != nil {
+			return nil, err
+		}
+		var b bytes.Buffer
+		err = tmpl.Execute(&b, map[string]any{"LRN": e.LRN, "Address": address, "Version": e.Request.Version, "Servers": e.Request.Servers})
+		return b.Bytes(), err
+	}
 }
