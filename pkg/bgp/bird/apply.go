@@ -22,7 +22,8 @@ import (
 //     configuration BIRD runs and a restarted BIRD runs it too.
 //
 // If BIRD rejects config, the running configuration and path stay as they
-// were and the returned error is a *Error with BIRD's message.
+// were, config is kept as path.rejected, and the returned error is a *Error
+// with BIRD's message (which names path.rejected).
 func Apply(ctx context.Context, c *Client, path string, config []byte) (changed bool, err error) {
 	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, config) {
 		return false, nil
@@ -33,15 +34,29 @@ func Apply(ctx context.Context, c *Client, path string, config []byte) (changed 
 	}
 	defer os.Remove(tmp)
 	if err := c.Check(ctx, tmp); err != nil {
-		return false, err
+		return false, keepRejected(tmp, path, err)
 	}
 	if err := c.Configure(ctx, tmp); err != nil {
-		return false, err
+		return false, keepRejected(tmp, path, err)
 	}
 	if err := os.Rename(tmp, path); err != nil {
 		return true, fmt.Errorf("bird: BIRD runs the new configuration but %s was not replaced: %w", path, err)
 	}
 	return true, nil
+}
+
+// keepRejected keeps a configuration BIRD rejected as path.rejected, for
+// the operator to inspect, and makes BIRD's message name that file.
+func keepRejected(tmp, path string, err error) error {
+	rejected := path + ".rejected"
+	if os.Rename(tmp, rejected) != nil {
+		return err
+	}
+	var be *Error
+	if errors.As(err, &be) {
+		return &Error{Code: be.Code, Message: strings.ReplaceAll(be.Message, tmp, rejected)}
+	}
+	return err
 }
 
 // writeTemp writes data to a new file in path's directory and syncs it.
@@ -76,7 +91,10 @@ func Parse(ctx context.Context, binary, dir string, config []byte) error {
 		return err
 	}
 	defer os.Remove(tmp)
-	return parseFile(ctx, binary, tmp)
+	if err := parseFile(ctx, binary, tmp); err != nil {
+		return keepRejected(tmp, filepath.Join(dir, "bird.conf"), err)
+	}
+	return nil
 }
 
 func parseFile(ctx context.Context, binary, path string) error {
@@ -104,7 +122,7 @@ func WriteChecked(ctx context.Context, binary, path string, config []byte) error
 	}
 	defer os.Remove(tmp)
 	if err := parseFile(ctx, binary, tmp); err != nil {
-		return err
+		return keepRejected(tmp, path, err)
 	}
 	if err := os.Rename(tmp, path); err != nil {
 		return fmt.Errorf("bird: %w", err)

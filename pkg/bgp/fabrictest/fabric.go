@@ -47,8 +47,12 @@ type Options struct {
 	Agent string
 	// AgentConfig adds or overrides keys of each node's agent config file.
 	AgentConfig map[string]any
-	// Relays starts each ToR's DHCP relay (dnsmasq).
-	Relays bool
+	// NodeConfig, if set, edits each node's agent config file.
+	NodeConfig func(n *Node, cfg map[string]any)
+	// Relays starts each ToR's DHCP relay (dnsmasq) towards DHCPServers
+	// (default: the node address of the last rack's first node).
+	Relays      bool
+	DHCPServers []netip.Addr
 }
 
 // Fabric is a running leaf-spine network.
@@ -158,7 +162,12 @@ func (f *Fabric) build() error {
 	for r := 0; r < f.opts.Racks; r++ {
 		racks = append(racks, uint(r))
 	}
-	plan, err := routers.Generate(routers.Config{IPAM: &f.IPAM, Racks: racks, Spines: f.opts.Spines, Timers: f.opts.RouterTimers})
+	servers := f.opts.DHCPServers
+	if servers == nil {
+		servers = f.IPAM.NodeAddresses(uint(f.opts.Racks-1), f.IPAM.NodeIndexOffset+1)[:1]
+	}
+	plan, err := routers.Generate(routers.Config{IPAM: &f.IPAM, Racks: racks, Spines: f.opts.Spines,
+		Timers: f.opts.RouterTimers, DHCPServers: servers})
 	if err != nil {
 		return err
 	}
@@ -205,7 +214,7 @@ func (f *Fabric) build() error {
 		}
 	}
 	for _, spec := range plan.Routers {
-		if err := f.Routers[spec.Name].start(); err != nil {
+		if err := f.Routers[spec.Name].start(f.opts.Relays); err != nil {
 			return err
 		}
 	}
@@ -302,6 +311,9 @@ func (f *Fabric) addNode(rack, index uint) error {
 	for k, v := range f.opts.AgentConfig {
 		cfg[k] = v
 	}
+	if f.opts.NodeConfig != nil {
+		f.opts.NodeConfig(n, cfg)
+	}
 	if err := n.WriteConfig(cfg); err != nil {
 		return err
 	}
@@ -318,7 +330,7 @@ func (n *Node) WriteConfig(cfg map[string]any) error {
 	return os.WriteFile(n.ConfigFile, y, 0o644)
 }
 
-func (r *Router) start() error {
+func (r *Router) start(relays bool) error {
 	if err := os.MkdirAll(r.dir, 0o755); err != nil {
 		return err
 	}
@@ -339,7 +351,7 @@ func (r *Router) start() error {
 		return fmt.Errorf("%s: %w", r.Spec.Name, err)
 	}
 	r.Proc = p
-	if r.Spec.Relay != nil && len(r.Spec.Relay.Servers) > 0 {
+	if r.Spec.Relay != nil && relays {
 		return r.startRelay()
 	}
 	return nil
@@ -357,7 +369,21 @@ func (r *Router) Restart() error {
 	return nil
 }
 
-func (r *Router) startRelay() error { return nil }
+// startRelay runs the ToR's DHCP relay as the generator describes it.
+func (r *Router) startRelay() error {
+	out, err := os.OpenFile(filepath.Join(r.dir, "dnsmasq.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	defer out.Close()
+	cmd := r.Command(context.Background(), "dnsmasq", r.Spec.Relay.DnsmasqArgs(filepath.Join(r.dir, "dnsmasq.pid"))...)
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("%s: dnsmasq: %w", r.Spec.Name, err)
+	}
+	r.relay = cmd
+	return nil
+}
 
 // Link returns a ToR-side port of node n: tor is 1 or 2.
 func (n *Node) ToR(tor int) *Router {

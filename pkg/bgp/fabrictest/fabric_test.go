@@ -2,6 +2,7 @@ package fabrictest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -15,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/insomniacslk/dhcp/dhcpv4"
+	"github.com/openneco/neco/pkg/bgp"
 	"github.com/openneco/neco/pkg/bgp/netconf"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -25,7 +28,14 @@ import (
 // what the design promises, step by step on the same network.
 func TestFabric(t *testing.T) {
 	requirements(t)
-	f := New(t, Options{Agent: agentBinary})
+	bastion := netip.MustParseAddr("10.72.48.5")
+	f := New(t, Options{Agent: agentBinary, Relays: true,
+		NodeConfig: func(n *Node, cfg map[string]any) {
+			if n.ID.Rack == 1 && n.ID.Index == 5 { // a boot server
+				cfg["virtual-addresses"] = []bgp.VirtualAddress{{Name: "bastion", Address: bastion}}
+			}
+		},
+	})
 	if err := f.StartAgents(); err != nil {
 		t.Fatal(err)
 	}
@@ -85,6 +95,28 @@ func TestFabric(t *testing.T) {
 		}
 	})
 
+	t.Run("virtual address of a boot server", func(t *testing.T) {
+		want := []netip.Addr{a.ID.Links[0].ToR, a.ID.Links[1].ToR}
+		if got, err := a.NextHops(bastion); err != nil || !slices.Equal(got, want) {
+			t.Errorf("%s -> %s: next hops %v (%v), want %v", a.Name, bastion, got, err, want)
+		}
+		if err := a.Ping(a.ID.Node.String(), bastion.String(), 1); err != nil {
+			t.Error(err)
+		}
+	})
+
+	t.Run("DHCP relay on the ToRs", func(t *testing.T) {
+		// The ToR relays c's broadcast DISCOVER to the DHCP server (here b,
+		// in the other rack) with its own address as giaddr.
+		got, err := relayedDiscover(c, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !got.GatewayIPAddr.Equal(c.ID.Links[0].ToR.AsSlice()) || got.ClientHWAddr.String() != relayMAC {
+			t.Errorf("relayed DISCOVER has giaddr %s chaddr %s, want %s %s", got.GatewayIPAddr, got.ClientHWAddr, c.ID.Links[0].ToR, relayMAC)
+		}
+	})
+
 	t.Run("health and metrics", func(t *testing.T) {
 		resp, err := a.HTTPClient().Get("http://127.0.0.1:9770/health")
 		if err != nil {
@@ -101,9 +133,10 @@ func TestFabric(t *testing.T) {
 			"bgp_node_agent_ready 1",
 			"bgp_node_agent_degraded 0",
 			"bgp_node_agent_default_route_paths 2",
-			// The default route, the three other nodes and the node subnets of
-			// the other rack's ToRs, each over both uplinks.
-			`bgp_node_agent_routes{paths="2"} 6`,
+			// The default route, the three other nodes, the boot server's
+			// bastion address and the node subnets of the other rack's ToRs,
+			// each over both uplinks.
+			`bgp_node_agent_routes{paths="2"} 7`,
 		} {
 			if !strings.Contains(metrics, want) {
 				t.Errorf("metrics lack %q in\n%s", want, grepLines(metrics, "bgp_node_agent_"))
@@ -315,7 +348,7 @@ func TestFabric(t *testing.T) {
 			if err != nil {
 				return err
 			}
-			if !strings.Contains(st.ConfigError, "syntax error") {
+			if !strings.Contains(st.ConfigError, "bird.conf.rejected:") || !strings.Contains(st.ConfigError, "syntax error") {
 				return fmt.Errorf("config error %q, want BIRD's syntax error", st.ConfigError)
 			}
 			st2 = st.ConfigError
@@ -451,4 +484,56 @@ func grepLines(s, prefix string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+const relayMAC = "02:00:00:00:00:01"
+
+// relayedDiscover broadcasts a DHCPDISCOVER from client's eth0 and returns
+// it as server receives it on port 67 after the ToR relayed it.
+func relayedDiscover(client, server *Node) (*dhcpv4.DHCPv4, error) {
+	srv, err := server.ListenUDP(":67")
+	if err != nil {
+		return nil, err
+	}
+	defer srv.Close()
+	var cl net.PacketConn
+	err = client.Do(func() error {
+		lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
+			var serr error
+			err := rc.Control(func(fd uintptr) {
+				serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_BROADCAST, 1)
+				if serr == nil {
+					serr = unix.SetsockoptString(int(fd), unix.SOL_SOCKET, unix.SO_BINDTODEVICE, "eth0")
+				}
+			})
+			return errors.Join(err, serr)
+		}}
+		var err error
+		cl, err = lc.ListenPacket(context.Background(), "udp4", ":68")
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	mac, _ := net.ParseMAC(relayMAC)
+	discover, err := dhcpv4.NewDiscovery(mac)
+	if err != nil {
+		return nil, err
+	}
+	buf := make([]byte, 1500)
+	var got *dhcpv4.DHCPv4
+	err = Eventually(5*time.Second, 0, func() error {
+		if _, err := cl.WriteTo(discover.ToBytes(), &net.UDPAddr{IP: net.IPv4bcast, Port: 67}); err != nil {
+			return err
+		}
+		srv.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+		n, _, err := srv.ReadFrom(buf)
+		if err != nil {
+			return fmt.Errorf("no relayed DISCOVER at %s: %w", server.Name, err)
+		}
+		got, err = dhcpv4.FromBytes(buf[:n])
+		return err
+	})
+	return got, err
 }

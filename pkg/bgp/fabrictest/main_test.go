@@ -44,5 +44,5 @@ func TestMain(m *testing.M) {
 func requirements(t testing.TB) {
 	t.Helper()
 	testutil.RequireRoot(t)
-	testutil.RequireCommands(t, "ip", "bird", "ping")
+	testutil.RequireCommands(t, "ip", "bird", "ping", "dnsmasq")
 }
