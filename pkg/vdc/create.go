@@ -124,7 +124,7 @@ func Create(ctx context.Context, c *spec.Cluster, opts Options) (*Timings, error
 
 	t0 = time.Now()
 	for i, n := range c.Networks {
-		if err := cr.network(i, n); err != nil {
+		if err := cr.network(ctx, i, n); err != nil {
 			return nil, err
 		}
 	}
@@ -228,13 +228,13 @@ func preflight(c *spec.Cluster) error {
 	return nil
 }
 
-func (cr *creator) network(i int, n *spec.Network) error {
+func (cr *creator) network(ctx context.Context, i int, n *spec.Network) error {
 	br := cr.Bridge(n.Name, i)
 	cr.bridges[n.Name] = br
 	if err := cr.record(Entry{Kind: EntryBridge, Name: br, Host: n.Name}); err != nil {
 		return err
 	}
-	if err := host.AddBridge(br); err != nil {
+	if err := host.AddBridge(ctx, br); err != nil {
 		return fmt.Errorf("vdc: Network %s: %w", n.Name, err)
 	}
 	if n.Type != spec.NetworkInternal {

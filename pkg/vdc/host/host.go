@@ -10,7 +10,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -107,14 +106,22 @@ func InNetns(name string, fn func() error) error {
 	return ferr
 }
 
-// AddBridge creates an up Linux bridge without STP.
-func AddBridge(name string) error {
+// AddBridge creates an up Linux bridge without STP whose frames bypass the
+// host's iptables even where br_netfilter is loaded (a host firewall's
+// FORWARD policy must not decide the data center's traffic).
+func AddBridge(ctx context.Context, name string) error {
 	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: name}}
 	if err := netlink.LinkAdd(br); err != nil {
 		return fmt.Errorf("add bridge %s: %w", name, err)
 	}
 	if err := disableIPv6(name); err != nil {
 		return err
+	}
+	if _, err := os.Stat("/proc/sys/net/bridge"); err == nil {
+		if err := run(ctx, "ip", "link", "set", "dev", name, "type", "bridge",
+			"nf_call_iptables", "0", "nf_call_ip6tables", "0", "nf_call_arptables", "0"); err != nil {
+			return err
+		}
 	}
 	return netlink.LinkSetUp(br)
 }
@@ -276,10 +283,4 @@ func SetSysctls(nsName string, values map[string]string) error {
 		}
 		return nil
 	})
-}
-
-// Route is a static route in a namespace.
-type Route struct {
-	Dst netip.Prefix
-	Via netip.Addr
 }

@@ -145,6 +145,10 @@ func Ensure(ctx context.Context, cacheDir string, s Spec, log io.Writer) (dir st
 		}
 		s.Mirror = m
 	}
+	cacheDir, err = filepath.Abs(cacheDir)
+	if err != nil {
+		return "", false, fmt.Errorf("rootfs: %w", err)
+	}
 	if err := os.MkdirAll(cacheDir, 0o755); err != nil {
 		return "", false, fmt.Errorf("rootfs: %w", err)
 	}
@@ -185,6 +189,13 @@ func build(ctx context.Context, dir string, s Spec, log io.Writer) error {
 	if s.Variant == "-" {
 		args = nil
 	}
+	// Downloaded packages are kept beside the trees, so that a tree with
+	// one more package costs its download only.
+	debs := filepath.Join(filepath.Dir(dir), "debs")
+	if err := os.MkdirAll(debs, 0o755); err != nil {
+		return fmt.Errorf("rootfs: %w", err)
+	}
+	args = append(args, "--cache-dir="+debs)
 	if len(s.Packages) > 0 {
 		args = append(args, "--include="+strings.Join(s.Packages, ","))
 	}
