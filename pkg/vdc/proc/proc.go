@@ -154,9 +154,16 @@ func (g Group) Kill(ctx context.Context, grace time.Duration) error {
 	if err != nil || len(pids) == 0 {
 		return err
 	}
-	for _, p := range roots(pids) {
-		syscall.Kill(p, syscall.SIGTERM)
+	termed := map[int]bool{}
+	term := func(pids []int) {
+		for _, p := range roots(pids) {
+			if !termed[p] {
+				termed[p] = true
+				syscall.Kill(p, syscall.SIGTERM)
+			}
+		}
 	}
+	term(pids)
 	deadline := time.Now().Add(grace)
 	for {
 		pids, err := g.PIDs()
@@ -166,6 +173,8 @@ func (g Group) Kill(ctx context.Context, grace time.Duration) error {
 		if len(pids) == 0 {
 			return nil
 		}
+		// Orphans whose parent ended become roots: they get theirs too.
+		term(pids)
 		if time.Now().After(deadline) {
 			for _, p := range pids {
 				syscall.Kill(p, syscall.SIGKILL)
