@@ -24,6 +24,9 @@ const (
 	DefaultServerKey  = "/etc/sabakan/server.key"
 	DefaultEtcdPrefix = "/sabakan/"
 	DefaultLeaderTTL  = "60s"
+	// DefaultRegistrationTTL is not in the reference, which has no
+	// multi-transaction registrations.
+	DefaultRegistrationTTL = "10s"
 )
 
 // DefaultAllowIPs may change resources unless configured otherwise.
@@ -51,22 +54,27 @@ type Config struct {
 	// LeaderTTL is the TTL of the etcd session of the janitor election
 	// (registration tidying and audit expiry), as a Go duration.
 	LeaderTTL string `json:"metrics-leader-election-ttl,omitempty"`
+	// RegistrationTTL is the TTL of the lease a registration in progress
+	// holds: how long the half-written registration of a killed server
+	// stays before it is rolled back (not in the reference).
+	RegistrationTTL string `json:"registration-ttl,omitempty"`
 }
 
 // NewConfig returns the defaults.
 func NewConfig() *Config {
 	return &Config{
-		HTTP:       DefaultHTTP,
-		HTTPS:      DefaultHTTPS,
-		Metrics:    DefaultMetrics,
-		DHCPBind:   DefaultDHCPBind,
-		IPXEPath:   DefaultIPXEPath,
-		DataDir:    DefaultDataDir,
-		AllowIPs:   append([]string(nil), DefaultAllowIPs...),
-		Etcd:       etcdutil.NewConfig(DefaultEtcdPrefix),
-		ServerCert: DefaultServerCert,
-		ServerKey:  DefaultServerKey,
-		LeaderTTL:  DefaultLeaderTTL,
+		HTTP:            DefaultHTTP,
+		HTTPS:           DefaultHTTPS,
+		Metrics:         DefaultMetrics,
+		DHCPBind:        DefaultDHCPBind,
+		IPXEPath:        DefaultIPXEPath,
+		DataDir:         DefaultDataDir,
+		AllowIPs:        append([]string(nil), DefaultAllowIPs...),
+		Etcd:            etcdutil.NewConfig(DefaultEtcdPrefix),
+		ServerCert:      DefaultServerCert,
+		ServerKey:       DefaultServerKey,
+		LeaderTTL:       DefaultLeaderTTL,
+		RegistrationTTL: DefaultRegistrationTTL,
 	}
 }
 
@@ -86,6 +94,7 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.ServerKey, "server-key", c.ServerKey, "path to the HTTPS server key (created if missing)")
 	fs.BoolVar(&c.Playground, "enable-playground", c.Playground, "accepted for compatibility; there is no GraphQL playground")
 	fs.StringVar(&c.LeaderTTL, "metrics-leader-election-ttl", c.LeaderTTL, "TTL of the janitor election's etcd session (Go duration)")
+	fs.StringVar(&c.RegistrationTTL, "registration-ttl", c.RegistrationTTL, "how long a registration's records outlive a killed server before they are rolled back (Go duration)")
 	c.Etcd.AddFlags(fs)
 }
 
@@ -107,6 +116,9 @@ func (c *Config) Validate() error {
 	}
 	if d, err := time.ParseDuration(c.LeaderTTL); err != nil || d < time.Second {
 		errs = append(errs, fmt.Errorf("metrics-leader-election-ttl %q: want a duration of at least 1s", c.LeaderTTL))
+	}
+	if d, err := time.ParseDuration(c.RegistrationTTL); err != nil || d < 2*time.Second {
+		errs = append(errs, fmt.Errorf("registration-ttl %q: want a duration of at least 2s", c.RegistrationTTL))
 	}
 	if c.Etcd == nil {
 		errs = append(errs, errors.New("etcd configuration missing"))

@@ -76,6 +76,7 @@ func Run(ctx context.Context, cfg *Config, exts ...Extension) error {
 	}
 	allow, _ := web.ParseAllowIPs(cfg.AllowIPs)
 	leaderTTL, _ := time.ParseDuration(cfg.LeaderTTL)
+	regTTL, _ := time.ParseDuration(cfg.RegistrationTTL)
 	hostname, _ := os.Hostname()
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return fmt.Errorf("data-dir: %w", err)
@@ -90,7 +91,7 @@ func Run(ctx context.Context, cfg *Config, exts ...Extension) error {
 		return fmt.Errorf("etcd: %w", err)
 	}
 	defer client.Close()
-	st, err := openStore(ctx, client, hostname)
+	st, err := openStore(ctx, client, store.Options{Hostname: hostname, RegistrationTTL: regTTL})
 	if err != nil {
 		return err
 	}
@@ -145,10 +146,10 @@ func Run(ctx context.Context, cfg *Config, exts ...Extension) error {
 }
 
 // openStore opens the store, waiting for etcd while it is unreachable.
-func openStore(ctx context.Context, client *clientv3.Client, hostname string) (*store.Store, error) {
+func openStore(ctx context.Context, client *clientv3.Client, opts store.Options) (*store.Store, error) {
 	backoff := time.Second
 	for {
-		st, err := store.Open(ctx, client, store.Options{Hostname: hostname})
+		st, err := store.Open(ctx, client, opts)
 		if err == nil {
 			return st, nil
 		}
