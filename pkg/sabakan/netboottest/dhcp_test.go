@@ -118,7 +118,10 @@ func nclient4Lease(t *testing.T, ns, ifname string, mods ...dhcpv4.Modifier) (*n
 	var c *nclient4.Client
 	var err error
 	made := make(chan struct{})
-	if err := inNS(ns, func() { c, err = nclient4.New(ifname, nclient4.WithTimeout(2*time.Second), nclient4.WithRetry(5)); close(made) }); err != nil {
+	if err := inNS(ns, func() {
+		c, err = nclient4.New(ifname, nclient4.WithTimeout(2*time.Second), nclient4.WithRetry(5))
+		close(made)
+	}); err != nil {
 		return nil, err
 	}
 	<-made

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -122,6 +123,14 @@ func inNS(ns string, f func()) error {
 // etcd prefix; it stops when the test ends.
 func startDHCP(t *testing.T, ns string, client *clientv3.Client, advertise string) *dhcpd.EtcdLeases {
 	t.Helper()
+	return startDHCPWith(t, ns, client, advertise, func(context.Context) (*sabakan.IPAMConfig, *sabakan.DHCPConfig, error) {
+		return testIPAM(), &sabakan.DHCPConfig{LeaseMinutes: 10, DNSServers: []string{"10.69.255.53"}}, nil
+	})
+}
+
+// startDHCPWith is startDHCP with the configuration from config.
+func startDHCPWith(t *testing.T, ns string, client *clientv3.Client, advertise string, config dhcpd.ConfigFunc) *dhcpd.EtcdLeases {
+	t.Helper()
 	leases := dhcpd.NewEtcdLeases(client, slog.Default())
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{}, 2)
@@ -130,9 +139,7 @@ func startDHCP(t *testing.T, ns string, client *clientv3.Client, advertise strin
 	srv := &dhcpd.Server{
 		Bind: "0.0.0.0:67",
 		Handler: &dhcpd.Handler{
-			Config: func(context.Context) (*sabakan.IPAMConfig, *sabakan.DHCPConfig, error) {
-				return testIPAM(), &sabakan.DHCPConfig{LeaseMinutes: 10, DNSServers: []string{"10.69.255.53"}}, nil
-			},
+			Config:       config,
 			Leases:       leases,
 			AdvertiseURL: advertise,
 		},
@@ -184,21 +191,24 @@ func serveIn(t *testing.T, ns, addr string, h http.Handler) {
 
 // process is a background command whose output is kept for the test log.
 type process struct {
-	cmd *exec.Cmd
-	out *syncBuffer
+	cmd    *exec.Cmd
+	out    *syncBuffer
+	exited chan struct{} // closed when the command ended
+	err    error         // its exit status, once exited is closed
 }
 
 func (e *netenv) start(ns string, args ...string) *process {
 	e.t.Helper()
-	p := &process{out: &syncBuffer{}}
+	p := &process{out: &syncBuffer{}, exited: make(chan struct{})}
 	p.cmd = exec.Command("ip", append([]string{"netns", "exec", ns}, args...)...)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {
 		e.t.Fatal(err)
 	}
+	go func() { p.err = p.cmd.Wait(); close(p.exited) }()
 	e.t.Cleanup(func() {
 		p.cmd.Process.Kill()
-		p.cmd.Wait()
+		<-p.exited
 		if e.t.Failed() {
 			e.t.Logf("%s output:\n%s", args[0], p.out.String())
 		}
@@ -208,26 +218,19 @@ func (e *netenv) start(ns string, args ...string) *process {
 
 // syncBuffer is a bytes.Buffer safe for a writer and readers at once.
 type syncBuffer struct {
-	mu  chan struct{}
+	mu  sync.Mutex
 	buf bytes.Buffer
 }
 
-func (b *syncBuffer) lock() {
-	if b.mu == nil {
-		b.mu = make(chan struct{}, 1)
-	}
-	b.mu <- struct{}{}
-}
-
 func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.lock()
-	defer func() { <-b.mu }()
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	return b.buf.Write(p)
 }
 
 func (b *syncBuffer) String() string {
-	b.lock()
-	defer func() { <-b.mu }()
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	return b.buf.String()
 }
 
@@ -252,5 +255,3 @@ func (e *netenv) udhcpc(ns, ifname string, extra ...string) map[string]string {
 	e.t.Fatalf("udhcpc in %s got no lease:\n%s", ns, out)
 	return nil
 }
-
-
