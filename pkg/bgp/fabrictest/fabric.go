@@ -611,10 +611,10 @@ func (f *Fabric) close() {
 	if f.t.Failed() {
 		for _, n := range f.Nodes {
 			f.t.Logf("=== %s agent.log (last lines)\n%s", n.Name, tail(filepath.Join(n.Dir, "agent.log"), 25))
-			f.t.Logf("=== %s bird.log (last lines)\n%s", n.Name, tail(filepath.Join(n.StateDir, "bird.log"), 15))
+			f.t.Logf("=== %s bird.log (last lines)\n%s", n.Name, tail(filepath.Join(n.StateDir, "bird.log"), 40))
 		}
 		for _, r := range f.Routers {
-			f.t.Logf("=== %s bird.log (last lines)\n%s", r.Spec.Name, tail(filepath.Join(r.dir, "bird.log"), 10))
+			f.t.Logf("=== %s bird.log (last lines)\n%s", r.Spec.Name, tail(filepath.Join(r.dir, "bird.log"), 40))
 		}
 	}
 	for _, n := range f.Nodes {
