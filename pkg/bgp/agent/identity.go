@@ -5,14 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
-	"net/url"
 	"os"
 	"strings"
 
 	"github.com/openneco/neco/pkg/bgp"
 	"github.com/openneco/neco/pkg/sabakan"
+	"github.com/openneco/neco/pkg/sabakan/client"
 	"sigs.k8s.io/yaml"
 )
 
@@ -58,78 +57,38 @@ func (e *TransientError) Error() string { return e.Err.Error() }
 func (e *TransientError) Unwrap() error { return e.Err }
 
 // FetchSabakan reads the machine with serial and the IPAM configuration
-// from sabakan's REST API. A 404 for the machine is ErrUnknownSerial; a
-// connection failure or a 5xx is a *TransientError.
-//
-// It decodes the reference JSON itself; once pkg/sabakan/client exists,
-// this is the one function to swap for it.
-func FetchSabakan(ctx context.Context, c *http.Client, baseURL, serial string) (*bgp.Source, error) {
-	base, err := url.Parse(strings.TrimSuffix(baseURL, "/"))
-	if err != nil || (base.Scheme != "http" && base.Scheme != "https") || base.Host == "" {
-		return nil, fmt.Errorf("%w: sabakan-url %q is not an http(s) URL", bgp.ErrInvalidSettings, baseURL)
+// from sabakan's REST API. An unknown serial is ErrUnknownSerial; an
+// unreachable or failing (5xx) sabakan is a *TransientError.
+func FetchSabakan(ctx context.Context, hc *http.Client, baseURL, serial string) (*bgp.Source, error) {
+	c, err := client.New(baseURL, client.WithHTTPClient(hc), client.WithUser("bgp-node-agent"))
+	if err != nil {
+		return nil, fmt.Errorf("%w: sabakan-url: %v", bgp.ErrInvalidSettings, err)
 	}
-	var machines []sabakan.Machine
-	q := url.Values{"serial": {serial}}
-	err = getJSON(ctx, c, base.String()+"/api/v1/machines?"+q.Encode(), &machines)
-	var he *httpError
-	if errors.As(err, &he) && he.status == http.StatusNotFound {
-		return nil, fmt.Errorf("agent: %w: no machine with serial %q (GET %s/api/v1/machines?serial= answered 404)", ErrUnknownSerial, serial, base)
+	m, err := c.Machine(ctx, serial)
+	if errors.Is(err, sabakan.ErrNotFound) {
+		return nil, fmt.Errorf("agent: %w: no machine with serial %q in sabakan at %s", ErrUnknownSerial, serial, baseURL)
 	}
 	if err != nil {
-		return nil, err
+		return nil, sabakanError("machine "+serial, err)
 	}
-	if len(machines) != 1 || machines[0].Spec.Serial != serial {
-		return nil, fmt.Errorf("%w: sabakan returned %d machines for serial %q, want exactly that one", bgp.ErrInvalidIdentity, len(machines), serial)
+	if m.Spec.Serial != serial {
+		return nil, fmt.Errorf("%w: sabakan answered machine %q for serial %q", bgp.ErrInvalidIdentity, m.Spec.Serial, serial)
 	}
-	src := &bgp.Source{Machine: machines[0]}
-	if err := getJSON(ctx, c, base.String()+"/api/v1/config/ipam", &src.IPAM); err != nil {
-		return nil, err
+	ipam, err := c.IPAM(ctx)
+	if err != nil {
+		return nil, sabakanError("IPAM configuration", err)
 	}
-	return src, nil
+	return &bgp.Source{Machine: *m, IPAM: *ipam}, nil
 }
 
-type httpError struct {
-	url    string
-	status int
-	msg    string
-}
-
-func (e *httpError) Error() string {
-	return fmt.Sprintf("agent: GET %s: %d %s", e.url, e.status, e.msg)
-}
-
-func getJSON(ctx context.Context, c *http.Client, u string, v any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return err
+// sabakanError classifies a failed sabakan request: no answer or a 5xx is
+// transient, anything else is a wrong identity.
+func sabakanError(what string, err error) error {
+	status := client.StatusOf(err)
+	if status == 0 || status >= 500 {
+		return &TransientError{fmt.Errorf("agent: sabakan: %s: %w", what, err)}
 	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return &TransientError{fmt.Errorf("agent: GET %s: %w", u, err)}
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
-	if err != nil {
-		return &TransientError{fmt.Errorf("agent: GET %s: %w", u, err)}
-	}
-	if resp.StatusCode != http.StatusOK {
-		var e struct {
-			Error string `json:"error"`
-		}
-		json.Unmarshal(body, &e)
-		if e.Error == "" {
-			e.Error = strings.TrimSpace(string(body))
-		}
-		err := &httpError{url: u, status: resp.StatusCode, msg: e.Error}
-		if resp.StatusCode >= 500 {
-			return &TransientError{err}
-		}
-		return err
-	}
-	if err := json.Unmarshal(body, v); err != nil {
-		return fmt.Errorf("%w: GET %s: %v", bgp.ErrInvalidIdentity, u, err)
-	}
-	return nil
+	return fmt.Errorf("%w: sabakan: %s: %v", bgp.ErrInvalidIdentity, what, err)
 }
 
 // writeCache stores the identity's source so that a restart works without

@@ -79,9 +79,14 @@ func BenchmarkFailover(b *testing.B) {
 				if err := a.SetLink(tor, false); err != nil {
 					b.Fatal(err)
 				}
-				// Wait until the traffic flows again, then a little more.
+				// Wait until every flow delivers packets sent after the cut
+				// again, then a little more.
 				Eventually(20*time.Second, 20*time.Millisecond, func() error {
-					if !p.Flowing(time.Now().Add(-50 * time.Millisecond)) {
+					since := time.Now().Add(-50 * time.Millisecond)
+					if since.Before(t0) {
+						since = t0
+					}
+					if !p.Flowing(since) {
 						return errors.New("not yet")
 					}
 					return nil
