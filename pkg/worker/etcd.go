@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 
@@ -70,7 +71,11 @@ func EtcdStep(cluster clientv3.Cluster, local LocalEtcd, peerURL func(lrn int) s
 		}
 		if self == nil {
 			slog.Info("adding this boot server as an etcd member", "name", name, "peer", url)
-			resp, err := cluster.MemberAdd(ctx, []string{url})
+			var resp *clientv3.MemberAddResponse
+			err := retryUnhealthy(ctx, func() (err error) {
+				resp, err = cluster.MemberAdd(ctx, []string{url})
+				return err
+			})
 			if err != nil {
 				return fmt.Errorf("add etcd member %s: %w", name, err)
 			}
@@ -94,7 +99,8 @@ func EtcdStep(cluster clientv3.Cluster, local LocalEtcd, peerURL func(lrn int) s
 					continue
 				}
 				slog.Info("removing the etcd member of a departed boot server", "name", m.Name, "id", m.ID)
-				if _, err := cluster.MemberRemove(ctx, m.ID); err != nil && !strings.Contains(err.Error(), "member not found") {
+				err := retryUnhealthy(ctx, func() error { _, err := cluster.MemberRemove(ctx, m.ID); return err })
+				if err != nil && !strings.Contains(err.Error(), rpctypes.ErrMemberNotFound.Error()) {
 					return fmt.Errorf("remove etcd member %s: %w", m.Name, err)
 				}
 			}
@@ -120,6 +126,24 @@ func EtcdStep(cluster clientv3.Cluster, local LocalEtcd, peerURL func(lrn int) s
 		}
 		return e.Storage.SetServiceVersion(ctx, e.LRN, EtcdUnit, e.Request.Version)
 	}}
+}
+
+// retryUnhealthy retries f while etcd refuses a membership change because
+// a member came up less than a few seconds ago (strict reconfiguration
+// check), as it does right after the staggered restarts.
+func retryUnhealthy(ctx context.Context, f func() error) error {
+	for {
+		err := f()
+		if err == nil || !strings.Contains(err.Error(), rpctypes.ErrUnhealthy.Error()) {
+			return err
+		}
+		slog.Info("etcd refuses a membership change until every member is up for a while; retrying", "error", err)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (gave up: %v)", err, ctx.Err())
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
 }
 
 type etcdMember struct {
