@@ -4,6 +4,7 @@ package dctest
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -12,10 +13,16 @@ import (
 	"github.com/openneco/neco/pkg/vdc/proc"
 )
 
-// TestNetworkFaults breaks the fabric and measures how fast the routers
-// notice. A spine whose links go down inside its namespace still looks up
-// to the ToRs (a bridge sits between them), so only BFD can tell: every ToR
-// must drop to a single default path, then get ECMP back after repair.
+// TestNetworkFaults breaks the fabric and measures how fast the ToRs
+// notice, in two ways:
+//
+//   - uplink: spine1 loses its link to the core. It withdraws the default
+//     route from the ToRs, which must drop to one default path at once.
+//   - dead spine: every link of spine1 goes silent, ToR-facing ones first so
+//     that no withdrawal gets out. The ToRs' links stay up (a bridge sits in
+//     between), so only BFD (400 ms × 5) can tell.
+//
+// After each repair, ECMP must come back.
 //
 // Still to come with the BGP agent and the boot side: a ToR down with every
 // node0 reachable, a boot server down with DHCP and HTTP boot still served.
@@ -45,11 +52,15 @@ func TestNetworkFaults(t *testing.T) {
 		}
 		return 0
 	}
-	var start time.Time
-	waitAll := func(want int, limit time.Duration) (time.Duration, error) {
+	// fault runs script in spine1 and returns how long until every ToR has
+	// want default paths, timed from just before the script.
+	fault := func(script string, want int, limit time.Duration) time.Duration {
+		t.Helper()
+		start := time.Now()
+		d.run("spine1", "sh", "-c", script)
 		ctx, cancel := context.WithTimeout(context.Background(), limit)
 		defer cancel()
-		err := proc.WaitFor(ctx, 100*time.Millisecond, func() bool {
+		err := proc.WaitFor(ctx, 50*time.Millisecond, func() bool {
 			for _, tor := range tors {
 				if paths(tor) != want {
 					return false
@@ -57,32 +68,36 @@ func TestNetworkFaults(t *testing.T) {
 			}
 			return true
 		})
-		return time.Since(start), err
+		if err != nil {
+			t.Fatalf("after %q the ToRs do not all have %d default paths: %v", script, want, err)
+		}
+		return time.Since(start)
 	}
+	// spine1's eth0 is its link to the core (the menu makes it first).
+	if out := d.run("spine1", "ip", "-o", "-4", "addr", "show", "dev", "eth0"); !strings.Contains(out, "10.72.0.1/31") {
+		t.Fatalf("spine1 eth0 is not the core link: %s", out)
+	}
+	const torLinks = `for l in /sys/class/net/eth*; do [ ${l##*/} = eth0 ] || ip link set ${l##*/} %s; done`
 
-	// All of spine1's links at once, timed from just before.
-	setLinks := func(state string) {
-		start = time.Now()
-		d.run("spine1", "sh", "-c", "for l in /sys/class/net/eth*; do ip link set ${l##*/} "+state+"; done")
-	}
+	uplink := fault("ip link set eth0 down", 1, 30*time.Second)
+	uplinkBack := fault("ip link set eth0 up", m.Spines, 60*time.Second)
 
-	setLinks("down")
-	down, err := waitAll(1, 30*time.Second)
-	if err != nil {
-		t.Fatalf("ToRs still use spine1 after its links went down: %v", err)
-	}
-	// The machines still reach their ToRs (only the fabric above is
-	// degraded).
+	dead := fault(fmt.Sprintf(torLinks, "down")+"; ip link set eth0 down", 1, 30*time.Second)
+	// The machines still reach their ToRs: only the fabric above degraded.
 	for _, r := range d.plan.Routers {
 		if r.Name == "rack1-tor1" && !d.ping("rack1-cs1", r.NodeAddress.String()) {
 			t.Error("rack1-cs1 lost rack1-tor1 while spine1 was down")
 		}
 	}
-	setLinks("up")
-	up, err := waitAll(m.Spines, 60*time.Second)
-	if err != nil {
-		t.Fatalf("ECMP not restored after repair: %v", err)
+	deadBack := fault("ip link set eth0 up; "+fmt.Sprintf(torLinks, "up"), m.Spines, 60*time.Second)
+
+	t.Logf("spine1 uplink down: all %d ToRs on one path after %s (BGP withdraw), ECMP back %s after repair",
+		len(tors), uplink.Round(10*time.Millisecond), uplinkBack.Round(10*time.Millisecond))
+	t.Logf("spine1 dead: all %d ToRs on one path after %s (BFD), ECMP back %s after repair",
+		len(tors), dead.Round(10*time.Millisecond), deadBack.Round(10*time.Millisecond))
+	if dead < time.Second {
+		t.Errorf("a silent spine was noticed after %s: faster than BFD can, so something else told the ToRs", dead)
 	}
-	t.Logf("spine1 down: all %d ToRs on one path after %s; ECMP back %s after repair", len(tors), down.Round(10*time.Millisecond), up.Round(10*time.Millisecond))
-	report(t, map[string]any{"spine_failover_s": down.Seconds(), "spine_recovery_s": up.Seconds()})
+	report(t, map[string]any{"uplink_withdraw_s": uplink.Seconds(), "uplink_recovery_s": uplinkBack.Seconds(),
+		"spine_dead_bfd_s": dead.Seconds(), "spine_dead_recovery_s": deadBack.Seconds()})
 }
