@@ -43,6 +43,8 @@ type entry struct {
 	m      *sabakan.Machine
 	reg    string
 	modRev int64
+	// head and tail are the machine's JSON around its status (encodeParts).
+	head, tail []byte
 }
 
 // index is the in-memory view of the machines and configuration, fed by one
@@ -56,9 +58,14 @@ type index struct {
 	byRole   map[string]map[string]*entry
 	byIPv4   map[string]*entry
 	regs     map[string]*registration
-	ipam     *sabakan.IPAMConfig
-	ipamRev  int64
-	dhcp     *sabakan.DHCPConfig
+	// order is the serials sorted, nil after a machine was added or
+	// removed; it is rebuilt by the next full scan under orderMu (readers
+	// hold only the read lock).
+	order   []string
+	orderMu sync.Mutex
+	ipam    *sabakan.IPAMConfig
+	ipamRev int64
+	dhcp    *sabakan.DHCPConfig
 }
 
 func newIndex() *index {
@@ -135,7 +142,11 @@ func (x *index) apply(events []*clientv3.Event) {
 func (x *index) applyKV(kv *mvccpb.KeyValue, deleted bool) {
 	key := string(kv.Key)
 	if serial, ok := under(key, KeyMachines); ok {
+		_, existed := x.machines[serial]
 		x.removeMachine(serial)
+		if deleted || !existed {
+			x.order = nil
+		}
 		if deleted {
 			return
 		}
@@ -144,7 +155,9 @@ func (x *index) applyKV(kv *mvccpb.KeyValue, deleted bool) {
 			slog.Error("index: ignoring a malformed machine record", "key", key, "error", err)
 			return
 		}
-		x.addMachine(&entry{m: &r.Machine, reg: r.Registration, modRev: kv.ModRevision})
+		e := &entry{m: &r.Machine, reg: r.Registration, modRev: kv.ModRevision}
+		e.head, e.tail = encodeParts(e.m)
+		x.addMachine(e)
 		return
 	}
 	if id, ok := under(key, KeyRegistrations); ok {
@@ -275,12 +288,28 @@ func (x *index) query(q *sabakan.Query) []*entry {
 		out = slices.CompactFunc(sortEntries(out), sameSerial)
 	default:
 		out = make([]*entry, 0, len(x.machines))
-		for _, e := range x.machines {
-			consider(e)
+		for _, serial := range x.sortedSerials() {
+			consider(x.machines[serial])
 		}
-		sortEntries(out)
 	}
 	return out
+}
+
+// sortedSerials returns the serials in order, sorting them again only after
+// machines were added or removed. The caller holds at least the read lock;
+// the cache is swapped in atomically, so concurrent readers may both sort.
+func (x *index) sortedSerials() []string {
+	x.orderMu.Lock()
+	defer x.orderMu.Unlock()
+	if x.order == nil {
+		order := make([]string, 0, len(x.machines))
+		for s := range x.machines {
+			order = append(order, s)
+		}
+		slices.Sort(order)
+		x.order = order
+	}
+	return x.order
 }
 
 func sortEntries(es []*entry) []*entry {
@@ -401,6 +430,7 @@ func (x *index) reset(rev int64, kvs []*mvccpb.KeyValue) {
 	x.byRole = map[string]map[string]*entry{}
 	x.byIPv4 = map[string]*entry{}
 	x.regs = map[string]*registration{}
+	x.order = nil
 	x.ipam, x.ipamRev, x.dhcp = nil, 0, nil
 	for _, kv := range kvs {
 		x.applyKV(kv, false)

@@ -590,3 +590,39 @@ func full(lo, hi uint) map[uint]bool {
 	}
 	return m
 }
+
+// TestQueryJSON checks that the pre-encoded answer is byte for byte what
+// encoding/json writes.
+func TestQueryJSON(t *testing.T) {
+	ctx := context.Background()
+	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	s := openStore(t, t.Name()+"/")
+	s.opts.Now = func() time.Time { return now }
+	if err := s.PutIPAM(ctx, testIPAM()); err != nil {
+		t.Fatal(err)
+	}
+	sp := specs("j<&>", 20, 2)
+	sp[3].Labels = nil
+	sp[4].RetireDate = now.AddDate(1, 0, 0)
+	if _, err := s.Register(ctx, sp); err != nil {
+		t.Fatal(err)
+	}
+	for i, d := range []time.Duration{0, time.Nanosecond, 1500 * time.Millisecond, 1e6 * time.Hour} {
+		now = time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC).Add(d)
+		ms, err := s.Query(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, _ := json.Marshal(ms)
+		n, got, err := s.QueryJSON(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n != 20 || string(got) != string(want) {
+			t.Errorf("case %d: QueryJSON differs from encoding/json:\n got %.300s\nwant %.300s", i, got, want)
+		}
+	}
+	if n, got, _ := s.QueryJSON(ctx, &sabakan.Query{Has: sabakan.Filter{Racks: []uint{7}}}); n != 0 || string(got) != "[]" {
+		t.Errorf("empty result: %d %s", n, got)
+	}
+}

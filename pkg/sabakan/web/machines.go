@@ -3,6 +3,7 @@ package web
 import (
 	"fmt"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/openneco/neco/pkg/sabakan"
@@ -29,14 +30,17 @@ func (s *Server) getMachines(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	ms, err := s.cfg.Store.Query(r.Context(), q)
+	n, body, err := s.cfg.Store.QueryJSON(r.Context(), q)
 	if err != nil {
 		return err
 	}
-	if len(ms) == 0 {
+	if n == 0 {
 		return fmt.Errorf("%w: no machine matches the query", sabakan.ErrNotFound)
 	}
-	WriteJSON(w, http.StatusOK, ms)
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(http.StatusOK)
+	w.Write(body)
 	return nil
 }
 

@@ -37,7 +37,7 @@ type testServer struct {
 	store *store.Store
 }
 
-func newTestServer(t *testing.T, allow ...string) *testServer {
+func newTestServer(t testing.TB, allow ...string) *testServer {
 	t.Helper()
 	st, err := store.Open(context.Background(), etcdtest.Client(t), store.Options{Hostname: "boot-0"})
 	if err != nil {
@@ -263,7 +263,7 @@ func TestAccessControlAndAudit(t *testing.T) {
 	}
 }
 
-func mustIPAM(t *testing.T) *sabakan.IPAMConfig {
+func mustIPAM(t testing.TB) *sabakan.IPAMConfig {
 	var c sabakan.IPAMConfig
 	if err := json.Unmarshal([]byte(ipamJSON), &c); err != nil {
 		t.Fatal(err)
