@@ -50,7 +50,7 @@ func (s *Store) lead(ctx context.Context, leader *etcdutil.Leader) {
 	var lastExpire time.Time
 	for {
 		if time.Since(lastExpire) >= expireInterval {
-			if _, err := leader.Do(ctx, nil, expireAuditOp(s.opts.Now())); err != nil {
+			if err := s.ExpireAudit(ctx, leader); err != nil {
 				slog.Warn("store: expiring audit entries failed", "error", err)
 			} else {
 				lastExpire = time.Now()
@@ -68,6 +68,13 @@ func (s *Store) lead(ctx context.Context, leader *etcdutil.Leader) {
 		case <-sweep.C:
 		}
 	}
+}
+
+// ExpireAudit deletes the audit entries of the days older than
+// AuditRetention, in a transaction fenced by the janitor's leadership.
+func (s *Store) ExpireAudit(ctx context.Context, leader *etcdutil.Leader) error {
+	_, err := leader.Do(ctx, nil, expireAuditOp(s.opts.Now()))
+	return err
 }
 
 // Sweep tidies registrations once: it deletes the machines of registrations

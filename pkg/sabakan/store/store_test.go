@@ -12,6 +12,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/openneco/neco/pkg/etcdutil"
 	"github.com/openneco/neco/pkg/etcdutil/etcdtest"
 	"github.com/openneco/neco/pkg/sabakan"
 )
@@ -625,4 +626,69 @@ func TestQueryJSON(t *testing.T) {
 	if n, got, _ := s.QueryJSON(ctx, &sabakan.Query{Has: sabakan.Filter{Racks: []uint{7}}}); n != 0 || string(got) != "[]" {
 		t.Errorf("empty result: %d %s", n, got)
 	}
+}
+
+func TestAuditExpiry(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t, t.Name()+"/")
+	now := time.Date(2026, 6, 30, 12, 0, 0, 0, time.UTC)
+	for _, age := range []int{90, 61, 60, 59, 0} {
+		at := now.AddDate(0, 0, -age)
+		s.opts.Now = func() time.Time { return at }
+		if _, err := s.client.Txn(ctx).Then(s.AuditOp(ctx, sabakan.AuditIPAM, "config", "put", fmt.Sprint(age))).Commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.opts.Now = func() time.Time { return now }
+	leader, err := etcdutil.Campaign(ctx, s.client, KeyJanitor, "test", 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer leader.Resign(ctx)
+	if err := s.ExpireAudit(ctx, leader); err != nil {
+		t.Fatal(err)
+	}
+	var kept []string
+	s.Logs(ctx, time.Time{}, time.Time{}, func(e *sabakan.AuditEntry) error {
+		kept = append(kept, e.Detail)
+		return nil
+	})
+	if got := strings.Join(kept, ","); got != "60,59,0" {
+		t.Errorf("entries kept (by age in days): %s, want 60,59,0", got)
+	}
+}
+
+// TestJanitorElection runs the janitor on two stores: one leads, and the
+// other takes over when it stops.
+func TestJanitorElection(t *testing.T) {
+	a := openStore(t, t.Name()+"/")
+	b := openStore(t, t.Name()+"/")
+	ctxA, stopA := context.WithCancel(context.Background())
+	ctxB, stopB := context.WithCancel(context.Background())
+	defer stopB()
+	doneA := make(chan error, 1)
+	go func() { doneA <- a.RunJanitor(ctxA, "a", 2) }()
+	waitLeader := func(want string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			got, err := etcdutil.CurrentLeader(context.Background(), a.client, KeyJanitor)
+			if err == nil && got == want {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("janitor leader = %q, want %q", got, want)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	waitLeader("a")
+	go b.RunJanitor(ctxB, "b", 2)
+	time.Sleep(300 * time.Millisecond)
+	waitLeader("a")
+	stopA()
+	if err := <-doneA; err != nil {
+		t.Errorf("RunJanitor returned %v after cancellation, want nil", err)
+	}
+	waitLeader("b")
 }
