@@ -1,0 +1,84 @@
+package ignition
+
+import (
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	v3 "github.com/coreos/ignition/v2/config/v3_5"
+	"github.com/vincent-petithory/dataurl"
+
+	"github.com/openneco/neco/pkg/bgp/agent"
+	"github.com/openneco/neco/pkg/config"
+)
+
+// TestShippedTemplates builds every role template under ignitions/,
+// validates it, renders it for a machine and checks that the node would run
+// the BGP node agent with a configuration the agent accepts.
+func TestShippedTemplates(t *testing.T) {
+	roles, err := filepath.Glob("../../../ignitions/roles/*/site.yml")
+	if err != nil || len(roles) == 0 {
+		t.Fatalf("no role templates under ignitions/roles: %v", err)
+	}
+	for _, site := range roles {
+		role := filepath.Base(filepath.Dir(site))
+		t.Run(role, func(t *testing.T) {
+			tmpl, err := Build(site, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := Validate(tmpl); err != nil {
+				t.Fatal(err)
+			}
+			m := dummyMachine()
+			m.Spec.Role = role
+			out, err := Render(tmpl, m, urls)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg, _, err := v3.ParseCompatibleVersion(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			files := map[string]string{}
+			for _, f := range cfg.Storage.Files {
+				src := *f.Contents.Source
+				if d, err := dataurl.DecodeString(src); err == nil {
+					src = string(d.Data)
+				}
+				files[f.Path] = src
+			}
+			if files["/opt/neco/bin/bgp-node-agent"] != urls.HTTP+"/api/v1/assets/bgp-node-agent" {
+				t.Errorf("agent binary from %q", files["/opt/neco/bin/bgp-node-agent"])
+			}
+			if files["/etc/hostname"] != m.Spec.Serial+"\n" || files["/etc/neco/role"] != role+"\n" {
+				t.Errorf("hostname %q role %q", files["/etc/hostname"], files["/etc/neco/role"])
+			}
+			enabled := false
+			for _, u := range cfg.Systemd.Units {
+				if u.Name == "bgp-node-agent.service" && u.Enabled != nil && *u.Enabled && u.Contents != nil &&
+					strings.Contains(*u.Contents, "-config /etc/neco/bgp-node-agent.yml") {
+					enabled = true
+				}
+			}
+			if !enabled {
+				t.Error("bgp-node-agent.service is not enabled with its configuration")
+			}
+			// The rendered agent configuration loads and validates.
+			path := filepath.Join(t.TempDir(), "agent.yml")
+			os.WriteFile(path, []byte(files["/etc/neco/bgp-node-agent.yml"]), 0o644)
+			ac := agent.DefaultConfig()
+			if err := config.Load(flag.NewFlagSet("x", flag.ContinueOnError), path, ac); err != nil {
+				t.Fatal(err)
+			}
+			if err := ac.Validate(); err != nil {
+				t.Fatal(err)
+			}
+			if ac.SabakanURL != urls.HTTP || ac.Serial != m.Spec.Serial {
+				t.Errorf("agent config: sabakan %q serial %q", ac.SabakanURL, ac.Serial)
+			}
+		})
+	}
+}
