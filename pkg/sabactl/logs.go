@@ -21,7 +21,8 @@ func logsCommand(o *Options) *cobra.Command {
 		Long: `Show the audit log: who changed what, when. Dates are YYYYMMDD in UTC.
 With START_DATE alone, the entries of that day; with both, those from
 START_DATE up to END_DATE, END_DATE excluded; with none, all entries (kept for
-60 days). --json prints each entry as a JSON line.`,
+60 days). The table shortens long details; --json prints each entry whole as
+a JSON line.`,
 		Args: cli.RangeArgs(0, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var dates []time.Time
@@ -54,7 +55,7 @@ START_DATE up to END_DATE, END_DATE excluded; with none, all entries (kept for
 					who = "-"
 				}
 				_, err := fmt.Fprintf(tw, "%s\t%s@%s\t%s\t%s\t%s\t%s\t%s\n", e.Timestamp.UTC().Format(time.RFC3339),
-					who, e.IP, e.Host, e.Category, e.Instance, e.Action, e.Detail)
+					who, e.IP, e.Host, e.Category, e.Instance, e.Action, shorten(e.Detail, maxDetail))
 				return err
 			})
 			if err != nil {
@@ -63,6 +64,16 @@ START_DATE up to END_DATE, END_DATE excluded; with none, all entries (kept for
 			return tw.Flush()
 		},
 	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print entries as JSON lines")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print entries as JSON lines (with complete details)")
 	return cmd
+}
+
+// maxDetail bounds the details shown in the table; --json shows them whole.
+const maxDetail = 100
+
+func shorten(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
 }
