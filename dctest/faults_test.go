@@ -73,23 +73,24 @@ func TestNetworkFaults(t *testing.T) {
 		}
 		return time.Since(start)
 	}
-	// spine1's eth0 is its link to the core (the menu makes it first).
-	if out := d.run("spine1", "ip", "-o", "-4", "addr", "show", "dev", "eth0"); !strings.Contains(out, "10.72.0.1/31") {
-		t.Fatalf("spine1 eth0 is not the core link: %s", out)
+	// spine1's link to the core is its interface "core" (pkg/bgp/routers
+	// names interfaces after the peer); the others face the ToRs.
+	if out := d.run("spine1", "ip", "-o", "-4", "addr", "show", "dev", "core"); !strings.Contains(out, "/31") {
+		t.Fatalf("spine1 has no core link: %s", out)
 	}
-	const torLinks = `for l in /sys/class/net/eth*; do [ ${l##*/} = eth0 ] || ip link set ${l##*/} %s; done`
+	const torLinks = `for l in /sys/class/net/*; do case ${l##*/} in lo|core) ;; *) ip link set ${l##*/} %s;; esac; done`
 
-	uplink := fault("ip link set eth0 down", 1, 30*time.Second)
-	uplinkBack := fault("ip link set eth0 up", m.Spines, 60*time.Second)
+	uplink := fault("ip link set core down", 1, 30*time.Second)
+	uplinkBack := fault("ip link set core up", m.Spines, 60*time.Second)
 
-	dead := fault(fmt.Sprintf(torLinks, "down")+"; ip link set eth0 down", 1, 30*time.Second)
+	dead := fault(fmt.Sprintf(torLinks, "down")+"; ip link set core down", 1, 30*time.Second)
 	// The machines still reach their ToRs: only the fabric above degraded.
 	for _, r := range d.plan.Routers {
 		if r.Name == "rack1-tor1" && !d.ping("rack1-cs1", r.NodeAddress.String()) {
 			t.Error("rack1-cs1 lost rack1-tor1 while spine1 was down")
 		}
 	}
-	deadBack := fault("ip link set eth0 up; "+fmt.Sprintf(torLinks, "up"), m.Spines, 60*time.Second)
+	deadBack := fault("ip link set core up; "+fmt.Sprintf(torLinks, "up"), m.Spines, 60*time.Second)
 
 	t.Logf("spine1 uplink down: all %d ToRs on one path after %s (BGP withdraw), ECMP back %s after repair",
 		len(tors), uplink.Round(10*time.Millisecond), uplinkBack.Round(10*time.Millisecond))

@@ -6,11 +6,13 @@
 // the menu; addresses follow the reference IPAM (10.69.0.0/20, /26 blocks,
 // three addresses per node) and stay inside the data center's namespaces.
 //
-// The topology is the reference's leaf-spine: a core router holding the
-// only default route (a blackhole: nothing leaves for the host's network),
-// spines in AS 64599, and per rack two ToR switches in AS 64600+rack, each
-// on its own node subnet, acting as BGP route reflectors for the rack's
-// nodes and relaying DHCP to the boot servers.
+// The routers come from the BGP agent's generator (pkg/bgp/routers): the
+// reference's leaf-spine with a core router holding the only default route
+// (a blackhole: nothing leaves for the host's network), spines in AS 64599,
+// and per rack two ToR switches in AS 64600+rack, each on its own node
+// subnet, acting as BGP route reflectors for the rack's nodes and relaying
+// DHCP to the boot servers. This package turns that fabric into resource
+// documents and adds the machines.
 package menu
 
 import (
@@ -20,7 +22,10 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 
+	"github.com/openneco/neco/pkg/bgp"
+	"github.com/openneco/neco/pkg/bgp/routers"
 	"github.com/openneco/neco/pkg/sabakan"
 	"github.com/openneco/neco/pkg/vdc/qemu"
 	"github.com/openneco/neco/pkg/vdc/spec"
@@ -96,13 +101,6 @@ func (m Menu) Validate() error {
 	return nil
 }
 
-// AS numbers of the reference design.
-const (
-	CoreAS  = 64597
-	SpineAS = 64599
-	RackAS  = 64600 // + rack number
-)
-
 // IPAM is the reference address plan that sabakan gets.
 func IPAM() sabakan.IPAMConfig {
 	return sabakan.IPAMConfig{
@@ -112,36 +110,40 @@ func IPAM() sabakan.IPAMConfig {
 	}
 }
 
-// linkPool holds the /31 point-to-point links between routers.
-var linkPool = netip.MustParsePrefix("10.72.0.0/22")
+// LinkPool holds the /31 point-to-point links between routers.
+var LinkPool = netip.MustParsePrefix("10.72.0.0/22")
 
-// Peer is one BGP session of a router.
-type Peer struct {
-	Name    string     `json:"name"`
-	Address netip.Addr `json:"address"`
-	AS      int        `json:"as"`
+// Timers are the routers' BGP and BFD timers: the project's fast BGP start
+// and restart, with the reference's BFD (400 ms × 5), which stays quiet
+// when the two shared cores are busy.
+func Timers() bgp.Timers {
+	t := bgp.FastTimers()
+	r := bgp.ReferenceNodeTimers()
+	t.BFDInterval, t.BFDIdleInterval, t.BFDMultiplier = r.BFDInterval, r.BFDIdleInterval, r.BFDMultiplier
+	return t
 }
 
 // Router roles.
 const (
-	RoleCore  = "core"
-	RoleSpine = "spine"
-	RoleToR   = "tor"
+	RoleCore  = string(routers.Core)
+	RoleSpine = string(routers.Spine)
+	RoleToR   = string(routers.ToR)
 )
 
-// Router is everything a router's configuration is made from.
+// Router summarizes one router of the plan.
 type Router struct {
 	Name     string     `json:"name"`
 	Role     string     `json:"role"`
-	AS       int        `json:"as"`
+	AS       uint32     `json:"as"`
 	RouterID netip.Addr `json:"router-id"`
-	Peers    []Peer     `json:"peers"`
 	// NodeSubnet is the rack subnet a ToR serves (route reflector for the
 	// nodes in it, DHCP relay from it); its address on it is NodeAddress.
 	NodeSubnet  netip.Prefix `json:"node-subnet,omitzero"`
 	NodeAddress netip.Addr   `json:"node-address,omitzero"`
 	// DHCPServers are where a ToR relays DHCP to.
 	DHCPServers []netip.Addr `json:"dhcp-servers,omitempty"`
+	// Interfaces are the router's interface names with their addresses.
+	Interfaces map[string]netip.Prefix `json:"interfaces"`
 }
 
 // MachineEntry is one machine of the sabakan inventory, in the format the
@@ -166,6 +168,7 @@ const (
 type Plan struct {
 	Menu     Menu                `json:"menu"`
 	Cluster  *spec.Cluster       `json:"-"`
+	Fabric   *routers.Fabric     `json:"-"`
 	Routers  []Router            `json:"routers"`
 	Machines []MachineEntry      `json:"machines"`
 	IPAM     sabakan.IPAMConfig  `json:"ipam"`
@@ -190,9 +193,8 @@ type Options struct {
 	// FilesDir is the absolute directory the plan's Files will be written
 	// to; apps refer to their configuration files there.
 	FilesDir string
-	// RouterConfig renders a router's BIRD configuration; BIRDConfig when
-	// nil. It is the one place to switch to another generator.
-	RouterConfig func(r Router, socketDir string) []byte
+	// Timers of the routers; Timers() when zero.
+	Timers bgp.Timers
 }
 
 // RootfsName is the name of the machines' Rootfs resource.
@@ -206,8 +208,8 @@ func Generate(m Menu, o Options) (*Plan, error) {
 	if !filepath.IsAbs(o.FilesDir) {
 		return nil, fmt.Errorf("menu: files directory %q is not absolute", o.FilesDir)
 	}
-	if o.RouterConfig == nil {
-		o.RouterConfig = BIRDConfig
+	if o.Timers == (bgp.Timers{}) {
+		o.Timers = Timers()
 	}
 	if m.Suite == "" {
 		m.Suite = "bookworm"
@@ -221,24 +223,6 @@ func Generate(m Menu, o Options) (*Plan, error) {
 	c := p.Cluster
 	c.Rootfses = append(c.Rootfses, &spec.Rootfs{Name: RootfsName, Suite: m.Suite,
 		Packages: append(append([]string{}, spec.DefaultRootfsPackages...), m.ExtraPackages...)})
-
-	links := newLinks()
-	core := &Router{Name: "core", Role: RoleCore, AS: CoreAS}
-	coreNS := &spec.NetworkNamespace{Name: core.Name}
-	spines := make([]*Router, m.Spines)
-	spineNS := make([]*spec.NetworkNamespace, m.Spines)
-	for s := range spines {
-		name := "spine" + strconv.Itoa(s+1)
-		spines[s] = &Router{Name: name, Role: RoleSpine, AS: SpineAS}
-		spineNS[s] = &spec.NetworkNamespace{Name: name}
-		net := "core-s" + strconv.Itoa(s+1)
-		a, b := links.next()
-		c.Networks = append(c.Networks, &spec.Network{Name: net, Type: spec.NetworkInternal})
-		coreNS.Interfaces = append(coreNS.Interfaces, spec.Interface{Network: net, Addresses: []string{prefix31(a)}})
-		spineNS[s].Interfaces = append(spineNS[s].Interfaces, spec.Interface{Network: net, Addresses: []string{prefix31(b)}})
-		core.Peers = append(core.Peers, Peer{Name: name, Address: b, AS: SpineAS})
-		spines[s].Peers = append(spines[s].Peers, Peer{Name: "core", Address: a, AS: CoreAS})
-	}
 
 	// Machines first, so the ToRs know where to relay DHCP.
 	var bootNode0 []netip.Addr
@@ -297,57 +281,61 @@ func Generate(m Menu, o Options) (*Plan, error) {
 		}
 	}
 
-	var tors []*Router
-	var torNS []*spec.NetworkNamespace
-	for r := range m.Racks {
-		c.Networks = append(c.Networks,
-			&spec.Network{Name: rackNet(r, 1), Type: spec.NetworkInternal},
-			&spec.Network{Name: rackNet(r, 2), Type: spec.NetworkInternal})
-		for t := 1; t <= 2; t++ {
-			name := fmt.Sprintf("rack%d-tor%d", r, t)
-			tor := &Router{Name: name, Role: RoleToR, AS: RackAS + r, DHCPServers: bootNode0}
-			ns := &spec.NetworkNamespace{Name: name}
-			for s, spine := range spines {
-				net := fmt.Sprintf("s%d-r%dt%d", s+1, r, t)
-				a, b := links.next()
-				c.Networks = append(c.Networks, &spec.Network{Name: net, Type: spec.NetworkInternal})
-				spineNS[s].Interfaces = append(spineNS[s].Interfaces, spec.Interface{Network: net, Addresses: []string{prefix31(a)}})
-				ns.Interfaces = append(ns.Interfaces, spec.Interface{Network: net, Addresses: []string{prefix31(b)}})
-				spine.Peers = append(spine.Peers, Peer{Name: name, Address: b, AS: tor.AS})
-				tor.Peers = append(tor.Peers, Peer{Name: spine.Name, Address: a, AS: SpineAS})
-			}
-			// The ToR's node subnet: the gateway of the t-th link block.
-			blockAddr := ipam.NodeAddresses(uint(r), ipam.NodeIndexOffset)[t]
-			tor.NodeAddress = ipam.NodeGateway(blockAddr)
-			tor.NodeSubnet = netip.PrefixFrom(tor.NodeAddress, int(ipam.NodeRangeMask)).Masked()
-			ns.Interfaces = append(ns.Interfaces, spec.Interface{Network: rackNet(r, t),
-				Addresses: []string{netip.PrefixFrom(tor.NodeAddress, int(ipam.NodeRangeMask)).String()}})
-			tors, torNS = append(tors, tor), append(torNS, ns)
+	racks := make([]uint, m.Racks)
+	for r := range racks {
+		racks[r] = uint(r)
+	}
+	servers := bootNode0
+	if servers == nil {
+		servers = []netip.Addr{} // no boot servers: the ToRs relay nowhere
+	}
+	f, err := routers.Generate(routers.Config{IPAM: &ipam, Racks: racks, Spines: m.Spines, LinkPool: LinkPool,
+		Timers: o.Timers, DHCPServers: servers})
+	if err != nil {
+		return nil, fmt.Errorf("menu: %w", err)
+	}
+	p.Fabric = f
+	// One bridge per router link and per node segment; each router end
+	// keeps the interface name its BIRD configuration uses.
+	ends := map[[2]string]string{} // router, interface → network
+	for i, l := range f.Links {
+		net := linkNetwork(i, l)
+		c.Networks = append(c.Networks, &spec.Network{Name: net, Type: spec.NetworkInternal})
+		ends[[2]string{l.A.Router, l.A.Interface}] = net
+		ends[[2]string{l.B.Router, l.B.Interface}] = net
+	}
+	for _, sg := range f.Segments {
+		net := rackNet(int(sg.Rack), sg.ToR)
+		c.Networks = append(c.Networks, &spec.Network{Name: net, Type: spec.NetworkInternal})
+		ends[[2]string{sg.Router, sg.Interface}] = net
+	}
+	for _, rt := range f.Routers {
+		ns := &spec.NetworkNamespace{Name: rt.Name}
+		sum := Router{Name: rt.Name, Role: string(rt.Role), AS: rt.AS, RouterID: rt.RouterID, Interfaces: map[string]netip.Prefix{}}
+		for _, ifc := range rt.Interfaces {
+			ns.Interfaces = append(ns.Interfaces, spec.Interface{Network: ends[[2]string{rt.Name, ifc.Name}], Name: ifc.Name,
+				Addresses: []string{ifc.Address.String()}})
+			sum.Interfaces[ifc.Name] = ifc.Address
 		}
-	}
-	if !links.ok() {
-		return nil, fmt.Errorf("menu: %d router links do not fit in %s", links.n, linkPool)
-	}
-
-	// Router IDs: the router's first link address.
-	all := append(append([]*Router{core}, spines...), tors...)
-	allNS := append(append([]*spec.NetworkNamespace{coreNS}, spineNS...), torNS...)
-	for i, rt := range all {
-		first, _ := netip.ParsePrefix(allNS[i].Interfaces[0].Addresses[0])
-		rt.RouterID = first.Addr()
 		conf := filepath.Join("bird", rt.Name+".conf")
 		sockDir := filepath.Join(o.FilesDir, "run", rt.Name)
-		p.Files[conf] = o.RouterConfig(*rt, sockDir)
+		p.Files[conf] = rt.BIRD
 		p.Files[filepath.Join("run", rt.Name, ".keep")] = nil
-		allNS[i].Apps = append(allNS[i].Apps, spec.App{Name: "bird", Command: []string{
+		ns.Apps = append(ns.Apps, spec.App{Name: "bird", Command: []string{
 			"bird", "-f", "-c", filepath.Join(o.FilesDir, conf), "-s", filepath.Join(sockDir, "bird.ctl"),
 			"-P", filepath.Join(sockDir, "bird.pid")}})
-		if rt.Role == RoleToR && len(rt.DHCPServers) > 0 {
-			allNS[i].Apps = append(allNS[i].Apps, spec.App{Name: "dhcp-relay", Command: RelayCommand(*rt, sockDir)})
+		if rt.Relay != nil {
+			sum.NodeSubnet = rt.Interface(rt.Relay.Interface).Address.Masked()
+			sum.NodeAddress = rt.Relay.Address
+			sum.DHCPServers = rt.Relay.Servers
+			if len(rt.Relay.Servers) > 0 {
+				ns.Apps = append(ns.Apps, spec.App{Name: "dhcp-relay",
+					Command: append([]string{"dnsmasq", "--log-dhcp"}, rt.Relay.DnsmasqArgs(filepath.Join(sockDir, "dnsmasq.pid"))...)})
+			}
 		}
-		p.Routers = append(p.Routers, *rt)
+		c.Namespaces = append(c.Namespaces, ns)
+		p.Routers = append(p.Routers, sum)
 	}
-	c.Namespaces = allNS
 	if err := c.Validate(); err != nil {
 		return nil, fmt.Errorf("menu: generated an invalid cluster: %w", err)
 	}
@@ -356,35 +344,17 @@ func Generate(m Menu, o Options) (*Plan, error) {
 
 func rackNet(rack, tor int) string { return fmt.Sprintf("r%d-node%d", rack, tor) }
 
-func prefix31(a netip.Addr) string { return netip.PrefixFrom(a, 31).String() }
-
-type links struct{ n int }
-
-func newLinks() *links { return &links{} }
-
-// next returns both ends of the next /31 link.
-func (l *links) next() (netip.Addr, netip.Addr) {
-	base := linkPool.Addr().As4()
-	v := uint32(base[0])<<24 | uint32(base[1])<<16 | uint32(base[2])<<8 | uint32(base[3])
-	v += uint32(2 * l.n)
-	l.n++
-	a := netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
-	return a, a.Next()
-}
-
-func (l *links) ok() bool { return 2*l.n <= 1<<(32-linkPool.Bits()) }
-
-// RelayCommand is the dnsmasq command line of a ToR's DHCP relay: no DNS,
-// no DHCP server of its own, relaying from its node subnet address to every
-// boot server.
-func RelayCommand(r Router, runDir string) []string {
-	cmd := []string{"dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts",
-		"--port=0", "--log-facility=-", "--log-dhcp", "--user=root", "--group=root",
-		"--pid-file=" + filepath.Join(runDir, "dnsmasq.pid")}
-	for _, s := range r.DHCPServers {
-		cmd = append(cmd, "--dhcp-relay="+r.NodeAddress.String()+","+s.String())
+// linkNetwork names the bridge of the i-th router link: "s1-r0t1" for
+// spine 1 and ToR 1 of rack 0, "core-s1" for the core and spine 1.
+func linkNetwork(i int, l routers.Link) string {
+	a, b := l.A, l.B
+	switch {
+	case strings.HasPrefix(b.Router, "spine") && strings.HasPrefix(a.Router, "rack"):
+		return "s" + strings.TrimPrefix(b.Router, "spine") + "-" + b.Interface
+	case b.Router == routers.CoreName && strings.HasPrefix(a.Router, "spine"):
+		return "core-s" + strings.TrimPrefix(a.Router, "spine")
 	}
-	return cmd
+	return "link" + strconv.Itoa(i)
 }
 
 // Write stores the plan under dir: the files, cluster.yml, routers.json,

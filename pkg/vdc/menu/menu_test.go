@@ -100,8 +100,20 @@ func TestGenerateDefault(t *testing.T) {
 	if len(tor.DHCPServers) != 3 || tor.DHCPServers[1] != ip("10.69.0.195") {
 		t.Errorf("relay targets = %v, want the 3 boot servers' node0", tor.DHCPServers)
 	}
-	if len(tor.Peers) != 2 || tor.Peers[0].AS != SpineAS {
-		t.Errorf("tor peers = %+v", tor.Peers)
+	if tor.AS != 64600 || len(tor.Interfaces) != 3 || !tor.Interfaces["spine1"].IsValid() || !tor.Interfaces["nodes"].IsValid() {
+		t.Errorf("rack0-tor2 interfaces = %+v", tor.Interfaces)
+	}
+	// Every router interface keeps its generated name and sits on a bridge
+	// shared with exactly the peer's interface.
+	for _, ns := range c.Namespaces {
+		for _, ifc := range ns.Interfaces {
+			if ifc.Name == "" || ifc.Network == "" {
+				t.Errorf("%s: interface %+v without name or network", ns.Name, ifc)
+			}
+		}
+	}
+	if got := p.Cluster.Namespaces[1].Interfaces; got[len(got)-1].Network != "core-s1" || got[0].Network != "s1-r0t1" {
+		t.Errorf("spine1 interfaces = %+v", got)
 	}
 
 	// Every link is a /31 used exactly twice, never inside the node pool.
@@ -174,7 +186,8 @@ func TestBIRDConfig(t *testing.T) {
 		"local as 64602",
 		"neighbor range 10.69.1.192/26 as 64602",
 		"rr client",
-		"protocol bgp spine2 { local as 64602;",
+		"protocol bgp spine2 from spine",
+		"interface \"nodes\"",
 	} {
 		if !strings.Contains(conf, want) {
 			t.Errorf("rack2-tor1 config lacks %q:\n%s", want, conf)
@@ -204,12 +217,34 @@ func TestBIRDConfig(t *testing.T) {
 	}
 }
 
-func TestRelayCommand(t *testing.T) {
-	r := Router{NodeAddress: ip("10.69.0.65"), DHCPServers: []netip.Addr{ip("10.69.0.3"), ip("10.69.0.195")}}
-	got := strings.Join(RelayCommand(r, "/run/x"), " ")
-	for _, want := range []string{"--port=0", "--dhcp-relay=10.69.0.65,10.69.0.3", "--dhcp-relay=10.69.0.65,10.69.0.195", "--pid-file=/run/x/dnsmasq.pid"} {
+func TestRelay(t *testing.T) {
+	p, err := Generate(Default(), Options{FilesDir: "/x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var relay []string
+	for _, a := range p.Cluster.Namespaces[3].Apps { // rack0-tor1
+		if a.Name == "dhcp-relay" {
+			relay = a.Command
+		}
+	}
+	got := strings.Join(relay, " ")
+	for _, want := range []string{"dnsmasq ", "--port=0", "--interface=nodes", "--dhcp-relay=10.69.0.65,10.69.0.3",
+		"--dhcp-relay=10.69.0.65,10.69.0.195", "--dhcp-relay=10.69.0.65,10.69.1.131", "--pid-file=/x/run/rack0-tor1/dnsmasq.pid"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("relay command %q lacks %q", got, want)
+		}
+	}
+	// Without boot servers there is nothing to relay to.
+	p, err = Generate(Small(), Options{FilesDir: "/x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ns := range p.Cluster.Namespaces {
+		for _, a := range ns.Apps {
+			if a.Name == "dhcp-relay" {
+				t.Errorf("%s runs a relay without boot servers", ns.Name)
+			}
 		}
 	}
 }

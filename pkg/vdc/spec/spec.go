@@ -7,6 +7,8 @@
 // whole (names, references, addresses). Nothing here touches the host.
 package spec
 
+import "strconv"
+
 // Resource kinds.
 const (
 	KindNetwork          = "Network"
@@ -111,10 +113,21 @@ type Node struct {
 }
 
 // Interface connects a namespace or an nspawn node to a Network. The
-// interfaces of one resource are named eth0, eth1, … in order.
+// interfaces of one resource are named eth0, eth1, … in order, unless Name
+// (a vdc extension) names one: routers whose BIRD configuration refers to
+// interfaces by name ("nodes", "spine1") need that.
 type Interface struct {
 	Network   string   `json:"network"`
+	Name      string   `json:"name,omitempty"`
 	Addresses []string `json:"addresses,omitempty"`
+}
+
+// IfName is the name of the i-th interface inside its namespace.
+func (ifc Interface) IfName(i int) string {
+	if ifc.Name != "" {
+		return ifc.Name
+	}
+	return "eth" + strconv.Itoa(i)
 }
 
 // App is a program run inside a network namespace until the data center

@@ -110,6 +110,11 @@ func TestParseErrors(t *testing.T) {
 		{"node bad volume kind", "kind: Node\nname: q\nvolumes: [{kind: vvfat, name: d}]", `kind "vvfat"`},
 		{"node unknown class", "kind: Node\nname: q\nvolumes: [{kind: raw, name: d, size: 1G, device-class: hdd}]", `DeviceClass "hdd"`},
 		{"node valid", "kind: Node\nname: q\ninterfaces: [net0]\nmemory: 1G\nvolumes: [{kind: image, name: root, image: img}, {kind: raw, name: d, size: 1G}]", ""},
+		{"named interfaces", "kind: NetworkNamespace\nname: r\ninterfaces: [{network: net0, name: nodes}, {network: net0}]", ""},
+		{"bad interface name", "kind: NetworkNamespace\nname: r\ninterfaces: [{network: net0, name: 'a b'}]", "interface name"},
+		{"long interface name", "kind: NetworkNamespace\nname: r\ninterfaces: [{network: net0, name: abcdefghijklmnop}]", "interface name"},
+		{"interface name twice", "kind: NetworkNamespace\nname: r\ninterfaces: [{network: net0, name: eth1}, {network: net0}]", "used twice"},
+		{"interface named lo", "kind: NspawnNode\nname: m\nrootfs: fs\ninterfaces: [{network: net0, name: lo}]", "used twice"},
 		{"separator with comment", "--- # next\nkind: Network\nname: n2", ""},
 	}
 	for _, tt := range tests {

@@ -294,8 +294,18 @@ func (n *Node) validate(networks map[string]*Network, images, classes map[string
 	return nil
 }
 
+var reIfName = regexp.MustCompile(`^[a-zA-Z][a-zA-Z0-9_.-]{0,14}$`)
+
 func validateInterfaces(kind, name string, ifs []Interface, networks map[string]*Network) error {
+	names := map[string]bool{"lo": true}
 	for i, ifc := range ifs {
+		if ifc.Name != "" && !reIfName.MatchString(ifc.Name) {
+			return invalid("%s %s: interface name %q: want 1-15 letters, digits, '_', '.' or '-', starting with a letter", kind, name, ifc.Name)
+		}
+		if names[ifc.IfName(i)] {
+			return invalid("%s %s: interface name %s is used twice", kind, name, ifc.IfName(i))
+		}
+		names[ifc.IfName(i)] = true
 		if networks[ifc.Network] == nil {
 			return invalid("%s %s: eth%d: Network %q is not defined", kind, name, i, ifc.Network)
 		}
