@@ -75,10 +75,11 @@ func BenchmarkFailover(b *testing.B) {
 					p.Stop()
 					b.Fatal(err)
 				}
-				t0 := time.Now()
 				if err := a.SetLink(tor, false); err != nil {
 					b.Fatal(err)
 				}
+				// Every packet sent from now on meets the cut link.
+				t0 := time.Now()
 				// Wait until every flow delivers packets sent after the cut
 				// again, then a little more.
 				Eventually(20*time.Second, 20*time.Millisecond, func() error {
@@ -86,7 +87,7 @@ func BenchmarkFailover(b *testing.B) {
 					if since.Before(t0) {
 						since = t0
 					}
-					if !p.Flowing(since) {
+					if time.Since(t0) < 50*time.Millisecond || !p.Flowing(since) {
 						return errors.New("not yet")
 					}
 					return nil

@@ -5,7 +5,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"testing"
 
 	"github.com/openneco/neco/pkg/testutil"
@@ -21,9 +20,11 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	agentBinary = filepath.Join(dir, "bgp-node-agent")
-	gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if _, err := os.Stat(gobin); err != nil {
-		gobin = "go"
+	gobin, err := exec.LookPath("go")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "building bgp-node-agent needs the go command on PATH:", err)
+		os.RemoveAll(dir)
+		os.Exit(1)
 	}
 	args := []string{"build", "-o", agentBinary}
 	if raceEnabled {
