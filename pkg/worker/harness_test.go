@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -32,9 +33,11 @@ func TestMain(m *testing.M) { etcdtest.Main(m) }
 const owner, repo = "openneco", "neco"
 
 var (
-	debMu    sync.Mutex
-	debCache = map[string]string{}
-	debDir   string
+	quietLogs sync.Once
+	clusters  atomic.Int64
+	debMu     sync.Mutex
+	debCache  = map[string]string{}
+	debDir    string
 )
 
 // buildDeb builds a real neco package of version with debian/build.sh (no
@@ -152,7 +155,7 @@ func (u *countingUploader) Count(v string) int {
 // cluster is a CD system in one etcd namespace: a fake GitHub, boot
 // servers each with a scratch root and a worker, and updaters.
 type cluster struct {
-	t        *testing.T
+	t        testing.TB
 	prefix   string
 	gh       *githubtest.Server
 	st       *storage.Storage
@@ -160,6 +163,8 @@ type cluster struct {
 	mu       sync.Mutex
 	servers  map[int]*bootServer
 	timings  *stepTimings
+	// poll, when set, makes workers and updaters poll instead of watch.
+	poll time.Duration
 }
 
 type bootServer struct {
@@ -189,9 +194,12 @@ func (s *stepTimings) add(name string, d time.Duration) {
 	s.spans[name] = append(s.spans[name], d)
 }
 
-func newCluster(t *testing.T, config map[string]string) *cluster {
+func newCluster(t testing.TB, config map[string]string) *cluster {
 	t.Helper()
-	c := &cluster{t: t, prefix: t.Name() + "/", gh: githubtest.NewServer(t), servers: map[int]*bootServer{}, timings: &stepTimings{}}
+	quietLogs.Do(func() {
+		slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	})
+	c := &cluster{t: t, prefix: fmt.Sprintf("%s/%d/", t.Name(), clusters.Add(1)), gh: githubtest.NewServer(t), servers: map[int]*bootServer{}, timings: &stepTimings{}}
 	c.gh.Token = "test-token"
 	c.st = storage.New(etcdtest.NewClient(t, c.prefix))
 	c.uploader = &countingUploader{DirUploader: worker.DirUploader{Dir: t.TempDir()}}
@@ -273,7 +281,7 @@ func (c *cluster) startWorker(b *bootServer) {
 		for ctx.Err() == nil {
 			b.starts.Add(1)
 			w := &worker.Worker{LRN: b.lrn, Storage: storage.New(client), Installer: b.root, Steps: c.steps(b),
-				DownloadDir: c.t.TempDir(),
+				DownloadDir: c.t.TempDir(), PollInterval: c.poll,
 				NewDownloader: func(cfg neco.Config) (worker.Downloader, error) {
 					r, err := release.New(cfg)
 					if r != nil {
@@ -303,7 +311,7 @@ func (c *cluster) startUpdater(name string) (kill func()) {
 	client := etcdtest.NewClient(c.t, c.prefix)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	u := &updater.Updater{Storage: storage.New(client), Name: name, SessionTTL: 2}
+	u := &updater.Updater{Storage: storage.New(client), Name: name, SessionTTL: 2, PollInterval: c.poll}
 	go func() {
 		defer close(done)
 		u.Run(ctx)

@@ -62,6 +62,9 @@ type Worker struct {
 	DownloadDir string
 	// Metrics, when set, are updated; see NewMetrics.
 	Metrics *Metrics
+	// PollInterval, when set, makes the worker re-read etcd at this
+	// interval instead of watching it (benchmarks compare the two).
+	PollInterval time.Duration
 
 	posted int64
 }
@@ -102,6 +105,9 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 		snap, err := w.Storage.Snapshot(ctx)
 		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
 			slog.Error("read snapshot", "error", err)
 			sleep(ctx, time.Second)
 			continue
@@ -112,6 +118,10 @@ func (w *Worker) Run(ctx context.Context) error {
 		switch act.Kind {
 		case Wait:
 			slog.Debug("waiting", "reason", act.Reason)
+			if w.PollInterval > 0 {
+				sleep(ctx, w.PollInterval)
+				continue
+			}
 			w.Storage.WaitChange(ctx, snap.Revision, time.Minute)
 		case Install:
 			slog.Info("installing the requested version", "version", act.Version, "reason", act.Reason)
