@@ -74,6 +74,18 @@ func TestContinuousDelivery(t *testing.T) {
 		if n := c.uploader.Count(v2); n != 1 {
 			t.Errorf("contents of %s uploaded %d times, want once for the cluster", v2, n)
 		}
+		for _, f := range []string{"config/dhcp.json", "manifest.json"} {
+			if _, err := os.Stat(filepath.Join(c.uploader.Dir, f)); err != nil {
+				t.Errorf("contents: %v", err)
+			}
+		}
+		if roles, _ := filepath.Glob(filepath.Join("../../ignitions/roles/*/site.yml")); len(roles) > 0 {
+			role := filepath.Base(filepath.Dir(roles[0]))
+			p := filepath.Join(c.uploader.Dir, "ignitions", role, v2, "roles", role, "site.yml")
+			if _, err := os.Stat(p); err != nil {
+				t.Errorf("Ignition template of role %s for %s not uploaded: %v", role, v2, err)
+			}
+		}
 		if snap.Latest != v2 {
 			t.Errorf("info/neco-release = %s", snap.Latest)
 		}

@@ -18,7 +18,8 @@ import (
 //
 //	images/<os>/<id>.tar      OS images (kernel and initrd in a tar)
 //	assets/<name>             assets served to machines
-//	ignitions/<role>/...      Ignition templates, uploaded as role/<version>
+//	ignitions/roles/<role>/   Ignition template trees (site.yml, including
+//	                          ../../common/...), uploaded as <role>/<version>
 //	dhcp.json                 sabakan's DHCP configuration
 type Contents struct {
 	Version   string
@@ -35,8 +36,10 @@ type ImageFile struct{ OS, ID, Path string }
 // File is one asset.
 type File struct{ Name, Path string }
 
-// IgnitionDir is the template tree of one role; ID is the version.
-type IgnitionDir struct{ Role, ID, Dir string }
+// IgnitionDir is the template tree of one role: Root is the ignitions
+// directory, the role's entry is Root/roles/<Role>/site.yml; ID is the
+// version.
+type IgnitionDir struct{ Role, ID, Root string }
 
 // ScanContents lists the contents under dir for version. A missing
 // sub-directory is simply empty.
@@ -69,13 +72,13 @@ func ScanContents(dir, version string) (Contents, error) {
 			c.Assets = append(c.Assets, File{Name: a.Name(), Path: filepath.Join(dir, "assets", a.Name())})
 		}
 	}
-	roles, err := readDir(filepath.Join(dir, "ignitions"))
+	roles, err := readDir(filepath.Join(dir, "ignitions", "roles"))
 	if err != nil {
 		return c, err
 	}
 	for _, r := range roles {
 		if r.IsDir() {
-			c.Ignitions = append(c.Ignitions, IgnitionDir{Role: r.Name(), ID: version, Dir: filepath.Join(dir, "ignitions", r.Name())})
+			c.Ignitions = append(c.Ignitions, IgnitionDir{Role: r.Name(), ID: version, Root: filepath.Join(dir, "ignitions")})
 		}
 	}
 	if _, err := os.Stat(filepath.Join(dir, "dhcp.json")); err == nil {
@@ -141,11 +144,15 @@ func (d DirUploader) Upload(ctx context.Context, c Contents) error {
 		}
 	}
 	for _, ign := range c.Ignitions {
-		err := filepath.WalkDir(ign.Dir, func(p string, de os.DirEntry, err error) error {
+		// The role's tree and what it may include, as one template source.
+		err := filepath.WalkDir(ign.Root, func(p string, de os.DirEntry, err error) error {
 			if err != nil || !de.Type().IsRegular() {
 				return err
 			}
-			rel, _ := filepath.Rel(ign.Dir, p)
+			rel, _ := filepath.Rel(ign.Root, p)
+			if strings.HasPrefix(rel, "roles"+string(filepath.Separator)) && !strings.HasPrefix(rel, filepath.Join("roles", ign.Role)+string(filepath.Separator)) {
+				return nil
+			}
 			return put(p, filepath.Join("ignitions", ign.Role, ign.ID, rel))
 		})
 		if err != nil {
