@@ -177,7 +177,7 @@ func toGQLError(err error, serial string, setState bool) error {
 // newGraphQL parses the schema with the server's resolvers.
 func (s *Server) newGraphQL() *graphql.Schema {
 	return graphql.MustParseSchema(graphQLSchema, &gqlRoot{s: s},
-		graphql.MaxDepth(12), graphql.MaxQueryLength(graphQLLimit), graphql.MaxParallelism(4))
+		graphql.MaxDepth(12), graphql.MaxQueryLength(graphQLLimit))
 }
 
 // postGraphQL serves POST /graphql: {"query", "operationName", "variables"}.
