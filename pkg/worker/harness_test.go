@@ -172,7 +172,6 @@ type bootServer struct {
 	root     deb.RootInstaller
 	svc      *localServices
 	fail     atomic.Pointer[string] // a step name to fail with an error
-	gate     chan struct{}          // when set, the gated step blocks until closed
 	gateStep atomic.Pointer[string]
 	inGate   chan struct{}
 	cancel   context.CancelFunc
