@@ -103,16 +103,16 @@ replacement first when there are only three.`,
 			if err != nil {
 				return err
 			}
-			i := -1
-			for j, s := range servers {
+			srv, err := l.cluster.Lookup(lrns[0])
+			for _, s := range servers {
 				if s.LRN == lrns[0] {
-					i = j
+					srv, err = s, nil
 				}
 			}
-			if i < 0 {
-				return cli.WithCode(cli.ExitNotFound, fmt.Errorf("boot server %d is not registered", lrns[0]))
+			if err != nil {
+				return cli.WithCode(cli.ExitNotFound, fmt.Errorf("boot server %d is neither registered nor described: %w", lrns[0], err))
 			}
-			if err := setup.Leave(ctx, client, l.cluster, servers[i]); err != nil {
+			if err := setup.Leave(ctx, client, l.cluster, srv); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "boot server %d left the cluster; stop and wipe it before reuse\n", lrns[0])

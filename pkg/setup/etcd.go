@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -40,11 +41,20 @@ func EtcdUnit(c *Cluster, me Server, members []Server, p Paths, state, token str
 		// Peers: mutual TLS with the peer CA.
 		"--peer-cert-file="+p.PeerCert, "--peer-key-file="+p.PeerKey,
 		"--peer-client-cert-auth", "--peer-trusted-ca-file="+p.PeerCA,
+		// A peer's connection may come from any of its addresses (with BGP,
+		// the source is a link address, not the node address the
+		// certificate names; on loopback it is 127.0.0.1): trust the peer
+		// CA, not the source address.
+		"--peer-skip-client-san-verification",
 		// Keep an hour of history; check data against the peers at start
 		// and every few minutes, and compaction hashes after compactions.
 		"--auto-compaction-mode=periodic", "--auto-compaction-retention=1h",
 		"--feature-gates=InitialCorruptCheck=true,CompactHashCheck=true",
 		"--corrupt-check-time=5m",
+		// No JSON gateway: it would connect to etcd with the server's own
+		// certificate, which the client CA rejects (and which would act as
+		// its CN for every gateway request).
+		"--enable-grpc-gateway=false",
 		"--log-level=warn",
 	)
 	if err != nil {
@@ -161,8 +171,21 @@ func EnsureMember(ctx context.Context, client *clientv3.Client, c *Cluster, s Se
 		}
 	}
 	if !found {
-		if _, err := client.MemberAdd(ctx, []string{peer}); err != nil {
-			return nil, fmt.Errorf("add etcd member %s: %w", s.Name(), err)
+		// etcd refuses a new member while any current one is not
+		// connected (strict reconfiguration check): wait for that.
+		for {
+			_, err := client.MemberAdd(ctx, []string{peer})
+			if err == nil {
+				break
+			}
+			if !errors.Is(err, rpctypes.ErrUnhealthy) {
+				return nil, fmt.Errorf("add etcd member %s: %w", s.Name(), err)
+			}
+			select {
+			case <-ctx.Done():
+				return nil, fmt.Errorf("add etcd member %s: %w: bring every current member up first", s.Name(), err)
+			case <-time.After(time.Second):
+			}
 		}
 		ml, err = client.MemberList(ctx)
 		if err != nil {
@@ -190,24 +213,33 @@ func EnsureMember(ctx context.Context, client *clientv3.Client, c *Cluster, s Se
 }
 
 // RemoveMember removes the etcd member of s, if any. It is what a CD worker
-// (and neco leave) calls for a server that left.
+// (and neco leave) calls for a server that left. Removing the current etcd
+// leader may time out while leadership moves; it checks again and retries.
 func RemoveMember(ctx context.Context, client *clientv3.Client, c *Cluster, s Server) error {
-	ml, err := client.MemberList(ctx)
-	if err != nil {
-		return err
-	}
 	peer := c.EtcdPeerURL(s)
-	for _, m := range ml.Members {
-		if m.Name == s.Name() || slices.Contains(m.PeerURLs, peer) {
+	for {
+		ml, err := client.MemberList(ctx)
+		if err == nil {
+			i := slices.IndexFunc(ml.Members, func(m *etcdserverpb.Member) bool {
+				return m.Name == s.Name() || slices.Contains(m.PeerURLs, peer)
+			})
+			if i < 0 {
+				return nil
+			}
 			if len(ml.Members) <= MinServers {
 				return fmt.Errorf("etcd has %d members; removing %s would leave fewer than %d: join a replacement first", len(ml.Members), s.Name(), MinServers)
 			}
-			if _, err := client.MemberRemove(ctx, m.ID); err != nil {
-				return fmt.Errorf("remove etcd member %s: %w", s.Name(), err)
+			_, err = client.MemberRemove(ctx, ml.Members[i].ID)
+			if err == nil {
+				return nil
 			}
 		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("remove etcd member %s: %w", s.Name(), err)
+		case <-time.After(time.Second):
+		}
 	}
-	return nil
 }
 
 // dataDirHasMember reports whether etcd already keeps a member in dir.

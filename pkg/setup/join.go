@@ -39,7 +39,8 @@ func IssueJoinTicket(ctx context.Context, vc *vault.Client, c *Cluster, servers 
 	if slices.ContainsFunc(servers, func(s Server) bool { return s.LRN == lrn }) {
 		return nil, fmt.Errorf("boot server %d is already a member: neco leave %d first to replace it", lrn, lrn)
 	}
-	if _, err := c.Lookup(lrn); err != nil {
+	newcomer, err := c.Lookup(lrn)
+	if err != nil {
 		return nil, err
 	}
 	wrapped, err := newSecretID(ctx, vc, lrn, ttl)
@@ -48,7 +49,7 @@ func IssueJoinTicket(ctx context.Context, vc *vault.Client, c *Cluster, servers 
 	}
 	t := &JoinTicket{LRN: lrn, Wrapped: wrapped, Expires: time.Now().Add(ttl).UTC()}
 	full := *c
-	full.Servers = servers
+	full.Servers = append(slices.Clone(servers), newcomer)
 	t.Cluster = &full
 	for _, f := range []struct {
 		path string
@@ -185,7 +186,7 @@ func Join(ctx context.Context, o *JoinOptions) error {
 	if err := storage.New(client).RegisterBootServer(ctx, me.LRN, me.Address); err != nil {
 		return err
 	}
-	if err := StartDaemons(ctx, o.Services, o.Daemons, p); err != nil {
+	if err := StartDaemons(ctx, o.Services, o.Daemons, p, me); err != nil {
 		return err
 	}
 	st := &state{Servers: lrns(members), Stage: StageDone}
@@ -212,14 +213,23 @@ func anyVault(ctx context.Context, c *Cluster, servers []Server, p Paths) (*vaul
 	return nil, fmt.Errorf("no unsealed Vault answers among the boot servers (%s): unseal one with neco vault unseal", strings.Join(errs, "; "))
 }
 
-// Leave removes boot server s: its registration (so the updater drops it)
-// and its etcd member (which the CD workers would also do). The cluster must
-// keep at least MinServers members.
+// Leave removes boot server s: its registration first (so the updater
+// drops it), then its etcd member (which the CD workers would also do). Both
+// steps are idempotent, so a failed leave is simply run again. The cluster
+// must keep at least MinServers members.
 func Leave(ctx context.Context, client *clientv3.Client, c *Cluster, s Server) error {
-	if err := RemoveMember(ctx, client, c, s); err != nil {
-		return err
+	for {
+		err := storage.New(client).UnregisterBootServer(ctx, s.LRN)
+		if err == nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("unregister boot server %d: %w", s.LRN, err)
+		case <-time.After(time.Second):
+		}
 	}
-	return storage.New(client).UnregisterBootServer(ctx, s.LRN)
+	return RemoveMember(ctx, client, c, s)
 }
 
 // BootServers lists the registered boot servers.

@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"time"
@@ -615,7 +616,7 @@ func RestartAndUnseal(ctx context.Context, svc Services, client *clientv3.Client
 		return err
 	}
 	defer local.Close()
-	if err := waitEtcd(wctx, local, len(servers)); err != nil {
+	if err := waitEtcd(wctx, local, 1); err != nil {
 		return err
 	}
 	if err := svc.Restart(wctx, "vault"); err != nil {
@@ -666,7 +667,7 @@ func (r *run) finish(ctx context.Context) error {
 			return err
 		}
 	}
-	if err := StartDaemons(ctx, r.Services, r.Daemons, r.Paths); err != nil {
+	if err := StartDaemons(ctx, r.Services, r.Daemons, r.Paths, r.Me); err != nil {
 		return err
 	}
 	if !r.isLeader() {
@@ -759,10 +760,22 @@ func WriteLocalConfig(c *Cluster, me Server, servers []Server, p Paths) error {
 	return writeFileAtomic(p.ClusterDef, data, 0o644)
 }
 
-// StartDaemons starts the CD daemons (`<name> --config <config.yml>`).
-func StartDaemons(ctx context.Context, svc Services, names []string, p Paths) error {
+// StartDaemons starts the CD daemons. Under systemd the units the neco
+// package ships are enabled as they are; the process runner (tests, hosts
+// without systemd) runs them with every path under p's root and their
+// metrics on the server's own address, so that simulated boot servers on one
+// host do not collide.
+func StartDaemons(ctx context.Context, svc Services, names []string, p Paths, me Server) error {
 	for _, n := range names {
-		cmd, err := Command(n, "--config", p.Config)
+		if sd, ok := svc.(*Systemd); ok {
+			if _, err := os.Stat("/lib/systemd/system/" + n + ".service"); err == nil {
+				if err := sd.Enable(ctx, n); err != nil {
+					return err
+				}
+				continue
+			}
+		}
+		cmd, err := Command(n, daemonArgs(n, p, me)...)
 		if err != nil {
 			return err
 		}
@@ -771,4 +784,20 @@ func StartDaemons(ctx context.Context, svc Services, names []string, p Paths) er
 		}
 	}
 	return nil
+}
+
+// daemonArgs are the command-line flags of a CD daemon (cmd/neco-updater,
+// cmd/neco-worker) outside systemd.
+func daemonArgs(name string, p Paths, me Server) []string {
+	args := []string{"-config", p.Config}
+	switch name {
+	case "neco-updater":
+		args = append(args, "-listen", net.JoinHostPort(me.Address, "10090"))
+	case "neco-worker":
+		args = append(args, "-listen", net.JoinHostPort(me.Address, "10091"),
+			"-rack-file", p.Rack, "-cluster", p.ClusterDef,
+			"-sabakan-config", filepath.Join(p.Root, "etc", "sabakan", "config.yml"),
+			"-contents-dir", filepath.Join(p.StateDir, "sabakan-contents"))
+	}
+	return args
 }

@@ -301,21 +301,33 @@ func Login(ctx context.Context, c *vault.Client, p Paths) error {
 }
 
 func loginWith(ctx context.Context, c *vault.Client, creds AppRoleCreds) error {
-	sec, err := c.Logical().WriteWithContext(ctx, "auth/approle/login", map[string]any{
-		"role_id": creds.RoleID, "secret_id": creds.SecretID,
-	})
-	if err != nil {
+	// Retry while Vault fails over (a standby forwards to an active node
+	// that may have just died; its HA lock expires within seconds).
+	deadline := time.Now().Add(time.Minute)
+	for {
+		sec, err := c.Logical().WriteWithContext(ctx, "auth/approle/login", map[string]any{
+			"role_id": creds.RoleID, "secret_id": creds.SecretID,
+		})
+		if err == nil {
+			if sec == nil || sec.Auth == nil {
+				return errors.New("vault login: no token returned")
+			}
+			c.SetToken(sec.Auth.ClientToken)
+			return nil
+		}
 		var re *vault.ResponseError
 		if errors.As(err, &re) && (re.StatusCode == http.StatusBadRequest || re.StatusCode == http.StatusForbidden) {
 			return fmt.Errorf("vault rejected this boot server's AppRole credentials (revoked?): issue new ones with neco vault issue-join-token on another boot server and run neco join again: %w", err)
 		}
-		return fmt.Errorf("vault login: %w", err)
+		if time.Now().After(deadline) {
+			return fmt.Errorf("vault login: %w", err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("vault login: %w", err)
+		case <-time.After(time.Second):
+		}
 	}
-	if sec == nil || sec.Auth == nil {
-		return errors.New("vault login: no token returned")
-	}
-	c.SetToken(sec.Auth.ClientToken)
-	return nil
 }
 
 // signWithVault has Vault's PKI mount of spec sign csr, retrying while

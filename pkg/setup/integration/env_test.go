@@ -66,7 +66,9 @@ func prepare(t *testing.T) {
 			if _, err := os.Stat(filepath.Join(root, "cmd", cmd)); err != nil {
 				continue
 			}
-			out, err := exec.Command("go", "build", "-o", filepath.Join(dir, cmd), "./cmd/"+cmd).CombinedOutput()
+			build := exec.Command("go", "build", "-o", filepath.Join(dir, cmd), "./cmd/"+cmd)
+			build.Dir = root
+			out, err := build.CombinedOutput()
 			if err != nil {
 				if cmd == "neco" {
 					buildErr = fmt.Errorf("build %s: %v\n%s", cmd, err, out)

@@ -303,6 +303,7 @@ func TestBootstrap(t *testing.T) {
 
 		r = cl.neco(ctx, 1, append(append([]string{"leave"}, cl.bootArgs(1)...), "0")...)
 		if r.code != 0 {
+			cl.dumpLogs()
 			t.Fatalf("leave: %s", r.out)
 		}
 		cl.killServer(0)
