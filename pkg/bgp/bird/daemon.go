@@ -34,8 +34,6 @@ type Daemon struct {
 	// from the OOM killer, so BFD keeps its timing under load. Failures to
 	// do so are returned by Start but BIRD keeps running.
 	Realtime bool
-	// Recovery starts BIRD with -R (graceful restart recovery).
-	Recovery bool
 	// Prefix is a command that runs BIRD, such as "ip netns exec <ns>";
 	// it must exec BIRD in its own process.
 	Prefix []string
@@ -158,9 +156,6 @@ func (d *Daemon) isOurs(pid int) bool {
 // priority.
 func (d *Daemon) Start(ctx context.Context) (*Process, error) {
 	args := []string{"-f", "-c", d.Config, "-s", d.Socket, "-P", d.PIDFile}
-	if d.Recovery {
-		args = append(args, "-R")
-	}
 	argv := append(append(append([]string{}, d.Prefix...), d.binary()), args...)
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
