@@ -52,20 +52,39 @@ type Installer interface {
 
 // SystemInstaller installs into the running system with
 // `systemd-run --wait --collect dpkg -i`, keeping the configuration files
-// an operator changed.
-type SystemInstaller struct{}
+// an operator changed. dpkg's output goes to a log file under LogDir
+// (default /var/log/neco), not through the caller's pipes: the caller may
+// be stopped by the package's own maintainer scripts while dpkg runs, and
+// dpkg must not lose its standard output then.
+type SystemInstaller struct {
+	LogDir string
+}
 
 // Install implements Installer. When the package restarts the caller's own
 // service, ctx is cancelled by the caller's shutdown; dpkg carries on in
 // its transient unit regardless.
-func (SystemInstaller) Install(ctx context.Context, path string) error {
-	unit := fmt.Sprintf("neco-dpkg-%d", time.Now().UnixNano())
-	_, err := run(ctx, "systemd-run", "--wait", "--collect", "--quiet", "--pipe", "--unit", unit,
-		"--setenv=DEBIAN_FRONTEND=noninteractive",
-		"dpkg", "-i", "--force-confdef", "--force-confold", path)
-	if err != nil {
+func (s SystemInstaller) Install(ctx context.Context, path string) error {
+	dir := s.LogDir
+	if dir == "" {
+		dir = "/var/log/neco"
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("deb: install %s: %w", filepath.Base(path), err)
 	}
+	unit := fmt.Sprintf("neco-dpkg-%d", time.Now().UnixNano())
+	logFile := filepath.Join(dir, unit+".log")
+	_, err := run(ctx, "systemd-run", "--wait", "--collect", "--quiet", "--unit", unit,
+		"--setenv=DEBIAN_FRONTEND=noninteractive",
+		"--property=StandardOutput=file:"+logFile, "--property=StandardError=file:"+logFile,
+		"dpkg", "-i", "--force-confdef", "--force-confold", path)
+	if err != nil {
+		out, _ := os.ReadFile(logFile)
+		if len(out) > 2000 {
+			out = out[len(out)-2000:]
+		}
+		return fmt.Errorf("deb: install %s: %w (dpkg output in %s: %s)", filepath.Base(path), err, logFile, strings.TrimSpace(string(out)))
+	}
+	os.Remove(logFile)
 	return nil
 }
 
