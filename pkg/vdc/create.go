@@ -344,6 +344,7 @@ func (cr *creator) nspawnNode(ctx context.Context, n *spec.NspawnNode) error {
 	logPath := filepath.Join(dir, "console.log")
 	if err := cr.start(Entry{Host: n.Name, App: "nspawn", Log: logPath, Console: logPath, Path: ov.Root}, proc.Spec{
 		Group: cr.cg.Sub(n.Name), Command: nspawn.Args(n, ov.Root, host.NetnsPath(ns)), Log: logPath, Dir: dir,
+		Env: nspawn.Env,
 	}); err != nil {
 		return err
 	}

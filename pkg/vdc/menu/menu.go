@@ -44,6 +44,11 @@ type Menu struct {
 	// WorkerDHCP leaves workers' interfaces unaddressed, for DHCP through
 	// the ToRs' relays; otherwise they get their IPAM addresses statically.
 	WorkerDHCP bool `json:"worker-dhcp"`
+	// Agent runs the BGP node agent (cmd/bgp-node-agent, given by
+	// Options.AgentBinary) in every nspawn machine, with an identity file
+	// from the plan: it configures both uplinks and node0 and peers with
+	// both ToRs, so the machines' interfaces get no static addresses.
+	Agent bool `json:"agent"`
 	// Suite is the Debian suite of the machines' root trees.
 	Suite string `json:"suite"`
 	// ExtraPackages are installed in the machines' root trees besides
@@ -195,6 +200,9 @@ type Options struct {
 	FilesDir string
 	// Timers of the routers; Timers() when zero.
 	Timers bgp.Timers
+	// AgentBinary is the host path of the bgp-node-agent executable, bound
+	// read-only into the machines when Menu.Agent is set.
+	AgentBinary string
 }
 
 // RootfsName is the name of the machines' Rootfs resource.
@@ -214,6 +222,9 @@ func Generate(m Menu, o Options) (*Plan, error) {
 	if m.Suite == "" {
 		m.Suite = "bookworm"
 	}
+	if m.Agent && !filepath.IsAbs(o.AgentBinary) {
+		return nil, fmt.Errorf("menu: the BGP agent needs the absolute path of its executable (got %q)", o.AgentBinary)
+	}
 	ipam := IPAM()
 	if err := ipam.Validate(); err != nil {
 		return nil, err
@@ -222,7 +233,7 @@ func Generate(m Menu, o Options) (*Plan, error) {
 		DHCP: sabakan.DHCPConfig{LeaseMinutes: 60}}
 	c := p.Cluster
 	c.Rootfses = append(c.Rootfses, &spec.Rootfs{Name: RootfsName, Suite: m.Suite,
-		Packages: append(append([]string{}, spec.DefaultRootfsPackages...), m.ExtraPackages...)})
+		Packages: append(append(append([]string{}, spec.DefaultRootfsPackages...), MachinePackages...), m.ExtraPackages...)})
 
 	// Machines first, so the ToRs know where to relay DHCP.
 	var bootNode0 []netip.Addr
@@ -268,10 +279,15 @@ func Generate(m Menu, o Options) (*Plan, error) {
 			n := &spec.NspawnNode{Name: mc.name, Rootfs: RootfsName, SMBIOS: spec.SMBIOS{Serial: serial}}
 			for i, net := range nets {
 				ifc := spec.Interface{Network: net}
-				if mc.role == RoleBoot || !m.WorkerDHCP {
+				if !m.Agent && (mc.role == RoleBoot || !m.WorkerDHCP) {
 					ifc.Addresses = []string{netip.PrefixFrom(addrs[i+1], int(ipam.NodeRangeMask)).String()}
 				}
 				n.Interfaces = append(n.Interfaces, ifc)
+			}
+			if m.Agent {
+				if err := p.addAgent(n, mc.name, mc.rack, mc.index, mc.role, o); err != nil {
+					return nil, err
+				}
 			}
 			c.NspawnNodes = append(c.NspawnNodes, n)
 		case "qemu":
@@ -344,6 +360,75 @@ func Generate(m Menu, o Options) (*Plan, error) {
 
 func rackNet(rack, tor int) string { return fmt.Sprintf("r%d-node%d", rack, tor) }
 
+// MachinePackages are installed in the machines' root trees besides
+// spec.DefaultRootfsPackages: BIRD for the BGP node agent.
+var MachinePackages = []string{"bird2"}
+
+// AgentUnit is the systemd unit of the BGP node agent in a machine, as
+// docs/bgp-agent.md describes it.
+const AgentUnit = `[Unit]
+Description=BGP node agent: node address, BIRD with BGP and BFD to both ToRs
+Wants=network-pre.target
+After=network-pre.target
+
+[Service]
+ExecStart=/usr/local/sbin/bgp-node-agent -config /etc/neco/bgp-node-agent.yaml
+KillMode=process
+Restart=always
+RestartSec=1s
+Environment=CANCELLATION_DELAY_SECONDS=0
+TimeoutStopSec=15s
+
+[Install]
+WantedBy=multi-user.target
+`
+
+// addAgent prepares the BGP node agent of one machine: its identity file
+// and configuration, the unit, and an init script that installs them into
+// the machine's root before it boots; the executable is bound in.
+func (p *Plan) addAgent(n *spec.NspawnNode, name string, rack, index uint, role string, o Options) error {
+	identity := map[string]any{
+		"machine": map[string]any{"spec": map[string]any{
+			"serial": n.SMBIOS.Serial, "rack": rack, "index-in-rack": index, "role": role}},
+		"ipam": p.IPAM,
+	}
+	idJSON, err := json.MarshalIndent(identity, "", "  ")
+	if err != nil {
+		return err
+	}
+	conf := map[string]any{
+		"identity-file": "/etc/neco/identity.json",
+		"interfaces":    []string{"eth0", "eth1"},
+		// No CAP_SYS_RESOURCE in a container here: no oom_score_adj -1000.
+		"bird-realtime": false,
+	}
+	confJSON, err := json.MarshalIndent(conf, "", "  ")
+	if err != nil {
+		return err
+	}
+	dir := filepath.Join("agent", name)
+	p.Files[filepath.Join(dir, "identity.json")] = append(idJSON, '\n')
+	p.Files[filepath.Join(dir, "bgp-node-agent.yaml")] = append(confJSON, '\n')
+	p.Files["agent/bgp-node-agent.service"] = []byte(AgentUnit)
+	abs := func(rel string) string { return filepath.Join(o.FilesDir, rel) }
+	script := fmt.Sprintf(`#!/bin/sh
+# Installs the BGP node agent's files into %[1]s's root ($1) before boot.
+set -eu
+root="$1"
+install -D -m 0644 %[2]s "$root/etc/neco/identity.json"
+install -D -m 0644 %[3]s "$root/etc/neco/bgp-node-agent.yaml"
+install -D -m 0644 %[4]s "$root/etc/systemd/system/bgp-node-agent.service"
+mkdir -p "$root/etc/systemd/system/multi-user.target.wants" "$root/usr/local/sbin"
+ln -sf ../bgp-node-agent.service "$root/etc/systemd/system/multi-user.target.wants/bgp-node-agent.service"
+touch "$root/usr/local/sbin/bgp-node-agent"
+`, name, abs(filepath.Join(dir, "identity.json")), abs(filepath.Join(dir, "bgp-node-agent.yaml")), abs("agent/bgp-node-agent.service"))
+	initScript := filepath.Join("init", name+".sh")
+	p.Files[initScript] = []byte(script)
+	n.InitScripts = append(n.InitScripts, abs(initScript))
+	n.Binds = append(n.Binds, spec.Bind{Source: o.AgentBinary, Target: "/usr/local/sbin/bgp-node-agent", ReadOnly: true})
+	return nil
+}
+
 // linkNetwork names the bridge of the i-th router link: "s1-r0t1" for
 // spine 1 and ToR 1 of rack 0, "core-s1" for the core and spine 1.
 func linkNetwork(i int, l routers.Link) string {
@@ -369,7 +454,11 @@ func (p *Plan) Write(dir string) error {
 		if filepath.Base(rel) == ".keep" {
 			continue
 		}
-		if err := os.WriteFile(full, data, 0o644); err != nil {
+		mode := os.FileMode(0o644)
+		if filepath.Ext(rel) == ".sh" {
+			mode = 0o755
+		}
+		if err := os.WriteFile(full, data, mode); err != nil {
 			return err
 		}
 	}

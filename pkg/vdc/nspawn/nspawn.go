@@ -42,6 +42,11 @@ func Args(node *spec.NspawnNode, root, netnsPath string) []string {
 		"--console=read-only",
 		// runc in the machine (containerd, kubelet) needs the keyring.
 		"--system-call-filter=@keyring",
+		// The machine owns its network namespace like a server owns its
+		// NICs: the BGP agent makes node0 and addresses, a CNI plugin
+		// routes; BIRD asks for real-time scheduling. (nspawn grants
+		// CAP_NET_ADMIN only for networks it made itself.)
+		"--capability=CAP_NET_ADMIN,CAP_SYS_NICE",
 		"--resolv-conf=off",
 		"--timezone=off",
 		"--link-journal=no",
@@ -85,6 +90,11 @@ func isMountPoint(dir string) (bool, error) {
 	}
 	return false, nil
 }
+
+// Env is systemd-nspawn's environment: /proc/sys/net writable in the
+// machine (its own network namespace's settings: rp_filter, forwarding),
+// the rest of /proc/sys and /sys read-only as usual.
+var Env = []string{"SYSTEMD_NSPAWN_API_VFS_WRITABLE=network"}
 
 // ErrNotRunning means the machine has no running init.
 var ErrNotRunning = errors.New("machine is not running")

@@ -15,7 +15,7 @@ func TestArgs(t *testing.T) {
 	args := Args(n, "/r", "/run/netns/x-m1")
 	for _, w := range []string{"--directory=/r", "--machine=m1", "--hostname=host1", "--boot", "--register=no", "--keep-unit",
 		"--network-namespace-path=/run/netns/x-m1", "--console=read-only", "--system-call-filter=@keyring",
-		"--bind=/srv/a:/srv/a", "--bind-ro=/srv/b:/b"} {
+		"--capability=CAP_NET_ADMIN,CAP_SYS_NICE", "--bind=/srv/a:/srv/a", "--bind-ro=/srv/b:/b"} {
 		if !slices.Contains(args, w) {
 			t.Errorf("missing %s in %v", w, args)
 		}

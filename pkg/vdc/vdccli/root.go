@@ -72,8 +72,25 @@ the host's network. Needs root.`,
 }
 
 type menuFlags struct {
-	name string
-	m    menu.Menu
+	name  string
+	m     menu.Menu
+	agent string
+}
+
+// options are the generation options the flags imply.
+func (f *menuFlags) options(filesDir string) (menu.Options, error) {
+	o := menu.Options{FilesDir: filesDir}
+	if f.agent != "" {
+		abs, err := filepath.Abs(f.agent)
+		if err != nil {
+			return o, err
+		}
+		if _, err := os.Stat(abs); err != nil {
+			return o, cli.UsageError("--bgp-agent: %v", err)
+		}
+		o.AgentBinary = abs
+	}
+	return o, nil
 }
 
 func addMenuFlags(cmd *cobra.Command, f *menuFlags) {
@@ -84,6 +101,7 @@ func addMenuFlags(cmd *cobra.Command, f *menuFlags) {
 	cmd.Flags().IntVar(&f.m.QEMUNodes, "qemu", -1, "QEMU UEFI machines (overrides the menu)")
 	cmd.Flags().String("boot-servers", "", "one boot server per rack: true or false (overrides the menu)")
 	cmd.Flags().Bool("worker-dhcp", false, "leave workers' interfaces for DHCP instead of static IPAM addresses")
+	cmd.Flags().StringVar(&f.agent, "bgp-agent", "", "bgp-node-agent executable to run in every nspawn machine (node0, BGP to both ToRs)")
 	cmd.RegisterFlagCompletionFunc("menu", cobra.FixedCompletions([]string{"default", "small", "routers"}, cobra.ShellCompDirectiveNoFileComp))
 }
 
@@ -110,6 +128,7 @@ func (f *menuFlags) resolve(cmd *cobra.Command) (menu.Menu, error) {
 	if d, _ := cmd.Flags().GetBool("worker-dhcp"); d {
 		m.WorkerDHCP = true
 	}
+	m.Agent = f.agent != ""
 	if err := m.Validate(); err != nil {
 		return m, cli.UsageError("%v", err)
 	}
@@ -136,7 +155,11 @@ ipam.json and dhcp.json (the sabakan inventory), routers.json and hosts.json
 			if err != nil {
 				return err
 			}
-			p, err := menu.Generate(m, menu.Options{FilesDir: dir})
+			o, err := f.options(dir)
+			if err != nil {
+				return err
+			}
+			p, err := menu.Generate(m, o)
 			if err != nil {
 				return err
 			}
@@ -196,7 +219,11 @@ If creation fails, what was made is destroyed again unless --keep-on-error.`,
 					return err
 				}
 				files := filepath.Join(n.StateDir(), "files")
-				p, err := menu.Generate(m, menu.Options{FilesDir: files})
+				o, err := f.options(files)
+				if err != nil {
+					return err
+				}
+				p, err := menu.Generate(m, o)
 				if err != nil {
 					return err
 				}
