@@ -172,6 +172,9 @@ func Run(ctx context.Context, o *Options) error {
 		return err
 	}
 	defer r.close()
+	if err := r.revive(ctx); err != nil {
+		return err
+	}
 	for _, s := range steps {
 		if st.Stage >= s.stage && s.stage != StageDone {
 			continue
@@ -209,6 +212,30 @@ type run struct {
 	rc      *RendezvousClient
 	client  *clientv3.Client // etcd as root, namespace /neco/
 	vc      *vault.Client    // this server's Vault, logged in
+}
+
+// revive starts again what a crashed setup had already started on this
+// server: etcd, and Vault (unsealed).
+func (r *run) revive(ctx context.Context) error {
+	if r.st.Stage >= StageEtcd && r.st.Stage < StageDone {
+		if err := r.etcd(ctx); err != nil {
+			return err
+		}
+	}
+	if r.st.Stage >= StageVault && r.st.Stage < StageDone {
+		vc, err := r.startVault(ctx)
+		if err != nil {
+			return err
+		}
+		key, err := r.getSecret(ctx, KeyUnsealKey)
+		if err != nil {
+			return err
+		}
+		wctx, cancel := r.waitCtx(ctx)
+		defer cancel()
+		return Unseal(wctx, vc, key)
+	}
+	return nil
 }
 
 func (r *run) close() {
@@ -384,7 +411,7 @@ func (r *run) rendezvousBarrier(ctx context.Context, name string) error {
 
 // etcd starts this server's member and waits for a quorum.
 func (r *run) etcd(ctx context.Context) error {
-	u, err := EtcdUnit(r.Cluster, r.Me, r.Servers, r.Paths, "new", r.session.ClusterToken)
+	u, err := EtcdUnit(r.Cluster, r.Me, r.Servers, r.Paths, "new", r.st.ClusterToken)
 	if err != nil {
 		return err
 	}
@@ -443,22 +470,12 @@ func (r *run) vaultClient() (*vault.Client, error) {
 // vault starts Vault; the leader initialises and configures it, everyone
 // unseals theirs and gets AppRole credentials.
 func (r *run) vault(ctx context.Context) error {
-	if err := WriteVaultConfig(r.Cluster, r.Me, r.Servers, r.Paths); err != nil {
-		return err
-	}
 	if !r.isLeader() {
 		if err := r.waitStage(ctx, StageVault, []int{r.leader().LRN}); err != nil {
 			return err
 		}
 	}
-	u, err := VaultUnit(r.Paths)
-	if err != nil {
-		return err
-	}
-	if err := r.Services.Start(ctx, u); err != nil {
-		return err
-	}
-	vc, err := r.vaultClient()
+	vc, err := r.startVault(ctx)
 	if err != nil {
 		return err
 	}
@@ -492,6 +509,30 @@ func (r *run) vault(ctx context.Context) error {
 		vc.ClearToken()
 	}
 	return r.ensureAppRole(wctx, vc)
+}
+
+// startVault writes Vault's configuration, starts it and waits for its API.
+func (r *run) startVault(ctx context.Context) (*vault.Client, error) {
+	if err := WriteVaultConfig(r.Cluster, r.Me, r.Servers, r.Paths); err != nil {
+		return nil, err
+	}
+	u, err := VaultUnit(r.Paths)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.Services.Start(ctx, u); err != nil {
+		return nil, err
+	}
+	vc, err := r.vaultClient()
+	if err != nil {
+		return nil, err
+	}
+	wctx, cancel := r.waitCtx(ctx)
+	defer cancel()
+	if _, err := waitVaultAPI(wctx, vc); err != nil {
+		return nil, err
+	}
+	return vc, nil
 }
 
 func (r *run) initVault(ctx context.Context, vc *vault.Client, initialized bool) error {
