@@ -86,8 +86,8 @@ func FuzzParseCSR(f *testing.F) {
 	f.Add(csr)
 	f.Add([]byte("-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		ParseCSR(data) //nolint:errcheck
-		ParseKey(data) //nolint:errcheck
+		ParseCSR(data)  //nolint:errcheck
+		ParseKey(data)  //nolint:errcheck
 		ParseCert(data) //nolint:errcheck
 	})
 }

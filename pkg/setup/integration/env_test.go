@@ -3,7 +3,6 @@ package integration
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -291,9 +290,4 @@ func (cl *cluster) dumpLogs() {
 			}
 		}
 	}
-}
-
-func tlsErr(err error) bool {
-	var te *tls.CertificateVerificationError
-	return errors.As(err, &te) || strings.Contains(fmt.Sprint(err), "certificate") || strings.Contains(fmt.Sprint(err), "tls")
 }
