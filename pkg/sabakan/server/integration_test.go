@@ -107,6 +107,10 @@ func TestThreeServersConcurrentRegistration(t *testing.T) {
 	if counts[0] != counts[1] || counts[1] != counts[2] || counts[0] != len(records) {
 		t.Errorf("servers see %v machines, etcd holds %d", counts, len(records))
 	}
+	_, metrics := servers[1].doURL("http://" + servers[1].metrics + "/metrics")
+	if want := fmt.Sprintf(`sabakan_machines{state="uninitialized"} %d`, want); !strings.Contains(string(metrics), want) {
+		t.Errorf("metrics lack %q", want)
+	}
 	// The same query gives byte-identical answers, durations aside.
 	var answers []string
 	for _, s := range servers {

@@ -244,6 +244,17 @@ func (s *sabakanProc) do(method, path string, body []byte) (int, []byte) {
 
 func (s *sabakanProc) get(path string) (int, []byte) { return s.do("GET", path, nil) }
 
+// doURL gets an absolute URL (the metrics listener).
+func (s *sabakanProc) doURL(u string) (int, []byte) {
+	resp, err := httpClient.Get(u)
+	if err != nil {
+		return 0, []byte(err.Error())
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, data
+}
+
 // mustDo fails the test unless the call answers want.
 func (s *sabakanProc) mustDo(t testing.TB, method, path string, body []byte, want int) []byte {
 	t.Helper()

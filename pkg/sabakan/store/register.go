@@ -106,21 +106,20 @@ type written struct {
 	rev      int64
 }
 
-// tryRegister makes one attempt. etcdutil.ErrConflict means a race was lost
-// and everything written was rolled back.
-func (s *Store) tryRegister(ctx context.Context, specs []sabakan.MachineSpec) ([]*sabakan.Machine, error) {
-	if err := s.sync(ctx); err != nil {
-		return nil, err
-	}
-	ipam, ipamRev, _ := s.idx.config()
-	if ipam == nil {
-		return nil, fmt.Errorf("%w: set the IPAM configuration (PUT /api/v1/config/ipam) before registering machines", sabakan.ErrConflict)
-	}
+// chunkRetries bounds how often one registration re-places its remaining
+// machines after losing indices to concurrent registrations.
+const chunkRetries = 20
+
+// place checks that specs can be registered against the index (current as
+// of the last sync) and builds their machines and records, choosing indices
+// around those taken. Errors wrap sabakan.ErrConflict (existing serial, full
+// rack, boot index taken) or sabakan.ErrBadRequest.
+func (s *Store) place(ipam *sabakan.IPAMConfig, specs []sabakan.MachineSpec, id string, now time.Time) ([]*sabakan.Machine, []string, error) {
 	serials := make([]string, len(specs))
 	racks := map[uint]bool{}
 	for i, sp := range specs {
 		if err := ipam.CheckPlacement(sp.Rack, ipam.NodeIndexOffset); err != nil {
-			return nil, fmt.Errorf("machine %s: %w", sp.Serial, err)
+			return nil, nil, fmt.Errorf("machine %s: %w", sp.Serial, err)
 		}
 		serials[i] = sp.Serial
 		racks[sp.Rack] = true
@@ -133,15 +132,12 @@ func (s *Store) tryRegister(ctx context.Context, specs []sabakan.MachineSpec) ([
 				dup = append(dup, sr)
 			}
 		}
-		return nil, fmt.Errorf("%w: already registered (or being registered): %s", sabakan.ErrConflict, abbreviate(dup))
+		return nil, nil, fmt.Errorf("%w: already registered (or being registered): %s", sabakan.ErrConflict, abbreviate(dup))
 	}
 	indices, err := assignIndices(ipam, pl.used, specs)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-
-	id := randomHex(8)
-	now := s.opts.Now()
 	machines := make([]*sabakan.Machine, len(specs))
 	values := make([]string, len(specs))
 	for i, sp := range specs {
@@ -150,12 +146,32 @@ func (s *Store) tryRegister(ctx context.Context, specs []sabakan.MachineSpec) ([
 		ipam.Assign(m)
 		data, err := json.Marshal(record{Machine: *m, Registration: id})
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if len(data) > maxRecordBytes {
-			return nil, fmt.Errorf("%w: machine %s has %d bytes of JSON, more than %d", sabakan.ErrBadRequest, sp.Serial, len(data), maxRecordBytes)
+			return nil, nil, fmt.Errorf("%w: machine %s has %d bytes of JSON, more than %d", sabakan.ErrBadRequest, sp.Serial, len(data), maxRecordBytes)
 		}
 		machines[i], values[i] = m, string(data)
+	}
+	return machines, values, nil
+}
+
+// tryRegister makes one attempt. etcdutil.ErrConflict means a race was lost
+// before anything was written, or too often, and everything written was
+// rolled back.
+func (s *Store) tryRegister(ctx context.Context, specs []sabakan.MachineSpec) ([]*sabakan.Machine, error) {
+	if err := s.sync(ctx); err != nil {
+		return nil, err
+	}
+	ipam, ipamRev, _ := s.idx.config()
+	if ipam == nil {
+		return nil, fmt.Errorf("%w: set the IPAM configuration (PUT /api/v1/config/ipam) before registering machines", sabakan.ErrConflict)
+	}
+	id := randomHex(8)
+	now := s.opts.Now()
+	machines, values, err := s.place(ipam, specs, id, now)
+	if err != nil {
+		return nil, err
 	}
 
 	// The record, bound to a lease kept alive while this request runs.
@@ -184,10 +200,15 @@ func (s *Store) tryRegister(ctx context.Context, specs []sabakan.MachineSpec) ([
 	// The machines, chunk by chunk, each guarded by the record and the IPAM
 	// configuration they were computed from.
 	var done []written
+	fail := func(err error) ([]*sabakan.Machine, error) {
+		s.rollback(done, lease.ID)
+		return nil, err
+	}
 	guards := []clientv3.Cmp{
 		clientv3.Compare(clientv3.CreateRevision(recKey), "=", recRev),
 		etcdutil.Unchanged(KeyIPAM, ipamRev),
 	}
+	lost := 0
 	for start := 0; start < len(machines); {
 		end, size := start, 0
 		for end < len(machines) && end-start < chunkMachines && size+len(values[end]) <= chunkBytes {
@@ -204,18 +225,35 @@ func (s *Store) tryRegister(ctx context.Context, specs []sabakan.MachineSpec) ([
 		}
 		resp, err := s.client.Txn(ctx).If(cmps...).Then(ops...).Else(clientv3.OpGet(recKey)).Commit()
 		if err != nil {
-			s.rollback(done, lease.ID)
-			return nil, etcdErr("write machines", err)
+			return fail(etcdErr("write machines", err))
 		}
-		if !resp.Succeeded {
-			s.rollback(done, lease.ID)
-			if len(resp.Responses[0].GetResponseRange().Kvs) == 0 {
-				return nil, fmt.Errorf("%w: the registration took longer than its lease (%s) and was rolled back", sabakan.ErrUnavailable, s.opts.RegistrationTTL)
-			}
-			return nil, etcdutil.ErrConflict
+		if resp.Succeeded {
+			done = append(done, written{machines: machines[start:end], rev: resp.Header.Revision})
+			start = end
+			continue
 		}
-		done = append(done, written{machines: machines[start:end], rev: resp.Header.Revision})
-		start = end
+		if len(resp.Responses[0].GetResponseRange().Kvs) == 0 {
+			return fail(fmt.Errorf("%w: the registration took longer than its lease (%s) and was rolled back", sabakan.ErrUnavailable, s.opts.RegistrationTTL))
+		}
+		// A concurrent registration took an index (or a serial) this chunk
+		// wanted. Keep what is written and place the rest again around the
+		// indices taken since.
+		if lost++; lost > chunkRetries {
+			return fail(etcdutil.ErrConflict)
+		}
+		sleep(ctx, time.Duration(lost)*time.Millisecond)
+		if err := s.sync(ctx); err != nil {
+			return fail(err)
+		}
+		if _, rev, _ := s.idx.config(); rev != ipamRev {
+			return fail(etcdutil.ErrConflict) // only possible before the first chunk
+		}
+		rest, restValues, err := s.place(ipam, specs[start:], id, now)
+		if err != nil {
+			return fail(err)
+		}
+		copy(machines[start:], rest)
+		copy(values[start:], restValues)
 	}
 
 	// Commit: the record loses its lease and says committed; the audit
@@ -231,8 +269,7 @@ func (s *Store) tryRegister(ctx context.Context, specs []sabakan.MachineSpec) ([
 		return nil, etcdErr("commit registration (its outcome is unknown: query the machines)", err)
 	}
 	if !resp.Succeeded {
-		s.rollback(done, lease.ID)
-		return nil, fmt.Errorf("%w: the registration took longer than its lease (%s) and was rolled back", sabakan.ErrUnavailable, s.opts.RegistrationTTL)
+		return fail(fmt.Errorf("%w: the registration took longer than its lease (%s) and was rolled back", sabakan.ErrUnavailable, s.opts.RegistrationTTL))
 	}
 	s.revoke(lease.ID)
 	return machines, nil
