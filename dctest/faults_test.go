@@ -5,6 +5,7 @@ package dctest
 import (
 	"context"
 	"fmt"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -24,11 +25,16 @@ import (
 //
 // After each repair, ECMP must come back.
 //
-// Still to come with the BGP agent and the boot side: a ToR down with every
-// node0 reachable, a boot server down with DHCP and HTTP boot still served.
+// Then a ToR dies (rack0-tor1, all links silent) while machines of racks 1
+// and 2 ping machines of rack 0 from node0 to node0 every 20 ms: every flow
+// must survive, and the outage each sees (lost probes × 20 ms) is measured.
+//
+// Still to come with the boot side: a boot server down with DHCP and HTTP
+// boot still served, etcd keeping quorum.
 func TestNetworkFaults(t *testing.T) {
 	m := menu.Default()
 	m.QEMUNodes = 0
+	m.Agent = true
 	d := newDC(t, m)
 
 	var tors []string
@@ -99,6 +105,87 @@ func TestNetworkFaults(t *testing.T) {
 	if dead < time.Second {
 		t.Errorf("a silent spine was noticed after %s: faster than BFD can, so something else told the ToRs", dead)
 	}
+	worst, hit, flows, torBack := torDown(t, d)
+	t.Logf("rack0-tor1 dead: %d of %d node0 flows saw an outage, the worst %s; all %d node sessions back %s after repair",
+		hit, flows, worst, 2*len(d.plan.Cluster.NspawnNodes), torBack.Round(10*time.Millisecond))
 	report(t, map[string]any{"uplink_withdraw_s": uplink.Seconds(), "uplink_recovery_s": uplinkBack.Seconds(),
-		"spine_dead_bfd_s": dead.Seconds(), "spine_dead_recovery_s": deadBack.Seconds()})
+		"spine_dead_bfd_s": dead.Seconds(), "spine_dead_recovery_s": deadBack.Seconds(),
+		"tor_dead_worst_outage_s": worst.Seconds(), "tor_dead_flows_hit": hit, "tor_dead_flows": flows,
+		"tor_recovery_s": torBack.Seconds()})
+}
+
+// torDown kills rack0-tor1 while node0-to-node0 probes run from racks 1
+// and 2 to rack 0, and returns the worst outage, how many flows had one,
+// the number of flows, and how long the node sessions took to come back
+// after repair.
+func torDown(t *testing.T, d *dc) (worst time.Duration, hit, flows int, back time.Duration) {
+	const interval, probeFor = 20 * time.Millisecond, 8 * time.Second
+	var targets []string
+	var sources []string
+	for _, n := range d.plan.Cluster.NspawnNodes {
+		hp := d.plan.Hosts[n.Name]
+		if hp.Rack == 0 {
+			targets = append(targets, hp.Node0.String())
+		} else {
+			sources = append(sources, n.Name)
+		}
+	}
+	type result struct {
+		out string
+		err error
+	}
+	results := make(chan result, len(sources))
+	for _, src := range sources {
+		script := fmt.Sprintf(`for a in %s; do (ping -q -i %.3f -w %d -I %s $a | sed -n "s/^\([0-9]*\) packets transmitted, \([0-9]*\) received.*/$a \1 \2/p") & done; wait`,
+			strings.Join(targets, " "), interval.Seconds(), int(probeFor.Seconds()), d.plan.Hosts[src].Node0)
+		argv, err := d.in.ExecArgs(src, []string{"sh", "-c", script})
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput()
+			results <- result{string(out), err}
+		}()
+	}
+	time.Sleep(2 * time.Second)
+	const allLinks = `for l in /sys/class/net/*; do [ ${l##*/} = lo ] || ip link set ${l##*/} %s; done`
+	d.run("rack0-tor1", "sh", "-c", fmt.Sprintf(allLinks, "down"))
+	for range sources {
+		r := <-results
+		if r.err != nil {
+			t.Errorf("probe: %v: %s", r.err, r.out)
+			continue
+		}
+		for _, line := range strings.Split(strings.TrimSpace(r.out), "\n") {
+			var dst string
+			var sent, got int
+			if _, err := fmt.Sscan(line, &dst, &sent, &got); err != nil {
+				t.Errorf("probe output %q: %v", line, err)
+				continue
+			}
+			flows++
+			if got == 0 || sent-got > int(probeFor/interval)/2 {
+				t.Errorf("flow to %s lost: %d of %d probes answered", dst, got, sent)
+			}
+			if lost := time.Duration(sent-got) * interval; lost > 0 {
+				hit++
+				worst = max(worst, lost)
+			}
+		}
+	}
+	if flows != len(sources)*len(targets) {
+		t.Errorf("%d flows measured, want %d", flows, len(sources)*len(targets))
+	}
+	start := time.Now()
+	d.run("rack0-tor1", "sh", "-c", fmt.Sprintf(allLinks, "up"))
+	want := 2 * len(d.plan.Cluster.NspawnNodes)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	if err := proc.WaitFor(ctx, 100*time.Millisecond, func() bool {
+		s, err := d.in.BGPSessions(ctx)
+		return err == nil && nodeSessions(s) == want
+	}); err != nil {
+		t.Fatalf("node sessions not back after the ToR's repair: %v", err)
+	}
+	return worst, hit, flows, time.Since(start)
 }

@@ -58,7 +58,11 @@ func newDC(t testing.TB, m menu.Menu) *dc {
 		}
 	})
 	files := filepath.Join(d.names.StateDir(), "files")
-	p, err := menu.Generate(m, menu.Options{FilesDir: files})
+	o := menu.Options{FilesDir: files}
+	if m.Agent {
+		o.AgentBinary = agentBinary
+	}
+	p, err := menu.Generate(m, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,6 +91,18 @@ func newDC(t testing.TB, m menu.Menu) *dc {
 	}
 	if _, err := d.in.WaitBGP(bctx); err != nil {
 		t.Fatal(err)
+	}
+	if m.Agent {
+		// Node sessions appear as the agents start: two per machine.
+		want := 2 * len(p.Cluster.NspawnNodes)
+		err := proc.WaitFor(bctx, 250*time.Millisecond, func() bool {
+			s, err := d.in.WaitBGP(bctx)
+			return err == nil && nodeSessions(s) == want
+		})
+		if err != nil {
+			s, _ := d.in.BGPSessions(ctx)
+			t.Fatalf("node BGP sessions: %d of %d established", nodeSessions(s), want)
+		}
 	}
 	d.bgpReady = time.Since(start)
 	t.Logf("instance %s: created in %s, machines booted in %s (median) / %s (max), BGP converged %s after start",
@@ -177,6 +193,18 @@ func groupPSS(g proc.Group) uint64 {
 		}
 	}
 	return sum
+}
+
+// nodeSessions counts the established sessions ToRs have with machines
+// (BIRD names dynamic sessions node1, node2, …).
+func nodeSessions(sessions []vdc.BGPSession) int {
+	n := 0
+	for _, s := range sessions {
+		if strings.HasPrefix(s.Name, "node") && s.Established() {
+			n++
+		}
+	}
+	return n
 }
 
 func median(m map[string]time.Duration) time.Duration {

@@ -15,12 +15,15 @@ import (
 	"github.com/openneco/neco/pkg/vdc/proc"
 )
 
-// TestTopology brings up the default data center and checks what can run
-// today: routers converge, machines boot and are reachable in their racks,
-// ToRs relay DHCP, the QEMU machine starts network boot, nothing reaches the
-// host's network, and teardown leaves nothing behind.
+// TestTopology brings up the default data center with the BGP node agent in
+// every nspawn machine and checks what can run today: routers converge,
+// machines boot, every machine peers with both ToRs of its rack and every
+// node0 reaches every other over ECMP, ToRs relay DHCP, the QEMU machine
+// starts network boot, nothing reaches the host's network, and teardown
+// leaves nothing behind.
 func TestTopology(t *testing.T) {
 	m := menu.Default()
+	m.Agent = true
 	d := newDC(t, m)
 	ctx := context.Background()
 
@@ -30,7 +33,8 @@ func TestTopology(t *testing.T) {
 		t.Fatal(err)
 	}
 	tors := m.Racks * 2
-	if want := 2*m.Spines + 2*m.Spines*tors; len(sessions) != want {
+	machines := len(d.plan.Cluster.NspawnNodes)
+	if want := 2*m.Spines + 2*m.Spines*tors + 2*machines; len(sessions) != want {
 		t.Errorf("%d BGP sessions, want %d: %+v", len(sessions), want, sessions)
 	}
 
@@ -56,32 +60,34 @@ func TestTopology(t *testing.T) {
 		}
 	}
 
-	// Machines: full systems with their identity, reaching both ToRs of
-	// their rack and every other machine of the rack on both links.
-	for name, hp := range d.plan.Hosts {
-		if hp.Role == menu.RoleWorker && strings.Contains(name, "-vm") {
-			continue // QEMU: checked below
-		}
+	// Machines: full systems with their identity; the agent gave them
+	// their planned addresses, node0, and ECMP routes over both ToRs.
+	var node0s []string
+	for _, n := range d.plan.Cluster.NspawnNodes {
+		node0s = append(node0s, d.plan.Hosts[n.Name].Node0.String())
+	}
+	for _, n := range d.plan.Cluster.NspawnNodes {
+		name, hp := n.Name, d.plan.Hosts[n.Name]
 		out := d.run(name, "sh", "-c", "cat /proc/1/comm; hostname; cat /etc/vdc/serial")
 		if want := "systemd\n" + name + "\n" + hp.Serial + "\n"; out != want {
 			t.Errorf("%s: identity %q, want %q", name, out, want)
 		}
-		for _, r := range d.plan.Routers {
-			if r.Role == menu.RoleToR && r.NodeSubnet.Contains(hp.Eth0) || r.Role == menu.RoleToR && r.NodeSubnet.Contains(hp.Eth1) {
-				if !d.ping(name, r.NodeAddress.String()) {
-					t.Errorf("%s cannot reach %s", name, r.Name)
-				}
+		addrs := d.run(name, "ip", "-4", "-o", "addr")
+		for _, a := range []string{hp.Node0.String() + "/32", hp.Eth0.String() + "/26", hp.Eth1.String() + "/26"} {
+			if !strings.Contains(addrs, a) {
+				t.Errorf("%s lacks %s:\n%s", name, a, addrs)
 			}
 		}
-		for other, op := range d.plan.Hosts {
-			if other == name || op.Rack != hp.Rack || strings.Contains(other, "-vm") {
-				continue
-			}
-			for _, a := range []string{op.Eth0.String(), op.Eth1.String()} {
-				if !d.ping(name, a) {
-					t.Errorf("%s cannot reach %s at %s", name, other, a)
-				}
-			}
+		if out := d.run(name, "ip", "route", "show", "default"); strings.Count(out, "nexthop via") != 2 {
+			t.Errorf("%s default route is not ECMP over both ToRs:\n%s", name, out)
+		}
+		if out := d.run(name, "curl", "-sf", "http://127.0.0.1:9770/health"); !strings.Contains(out, "healthy") {
+			t.Errorf("%s agent health: %s", name, out)
+		}
+		// node0 to every other node0, from node0.
+		script := "for a in " + strings.Join(node0s, " ") + "; do ping -c1 -W2 -I " + hp.Node0.String() + " $a >/dev/null || echo $a; done"
+		if out := d.run(name, "sh", "-c", script); strings.TrimSpace(out) != "" {
+			t.Errorf("%s cannot reach node0 of: %s", name, strings.Fields(out))
 		}
 	}
 
@@ -114,6 +120,6 @@ func TestTopology(t *testing.T) {
 		"racks": m.Racks, "spines": m.Spines, "nspawn": len(d.plan.Cluster.NspawnNodes), "qemu": len(d.plan.Cluster.Nodes),
 		"create_s": d.created.Total.Seconds(), "rootfs_s": d.created.Rootfs.Seconds(),
 		"boot_median_s": median(d.booted).Seconds(), "boot_max_s": maxOf(d.booted).Seconds(),
-		"bgp_ready_s": d.bgpReady.Seconds(), "peak_pss_mib": d.peakPSS >> 20, "sessions": len(sessions),
+		"bgp_ready_s": d.bgpReady.Seconds(), "peak_pss_mib": d.peakPSS >> 20, "sessions": len(sessions), "agent": true,
 	})
 }

@@ -274,3 +274,53 @@ func TestWrite(t *testing.T) {
 }
 
 func ip(s string) netip.Addr { return netip.MustParseAddr(s) }
+
+func TestAgent(t *testing.T) {
+	m := Small()
+	m.BootServers = true
+	m.Agent = true
+	if _, err := Generate(m, Options{FilesDir: "/x"}); err == nil {
+		t.Error("agent without executable accepted")
+	}
+	p, err := Generate(m, Options{FilesDir: "/x", AgentBinary: "/bin/agent"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range p.Cluster.NspawnNodes {
+		for _, ifc := range n.Interfaces {
+			if len(ifc.Addresses) > 0 {
+				t.Errorf("%s: static address %v although the agent configures it", n.Name, ifc.Addresses)
+			}
+		}
+		if len(n.Binds) != 1 || n.Binds[0].Source != "/bin/agent" || !n.Binds[0].ReadOnly {
+			t.Errorf("%s binds = %+v", n.Name, n.Binds)
+		}
+		if len(n.InitScripts) != 1 || n.InitScripts[0] != "/x/init/"+n.Name+".sh" {
+			t.Errorf("%s init scripts = %v", n.Name, n.InitScripts)
+		}
+		var id struct {
+			Machine struct {
+				Spec struct {
+					Serial string `json:"serial"`
+					Rack   uint   `json:"rack"`
+					Index  uint   `json:"index-in-rack"`
+					Role   string `json:"role"`
+				} `json:"spec"`
+			} `json:"machine"`
+			IPAM sabakan.IPAMConfig `json:"ipam"`
+		}
+		if err := json.Unmarshal(p.Files["agent/"+n.Name+"/identity.json"], &id); err != nil {
+			t.Fatal(err)
+		}
+		hp := p.Hosts[n.Name]
+		if s := id.Machine.Spec; s.Serial != hp.Serial || s.Rack != hp.Rack || s.Index != hp.IndexInRack || s.Role != hp.Role || id.IPAM.Validate() != nil {
+			t.Errorf("%s identity = %+v", n.Name, id)
+		}
+		if !strings.Contains(string(p.Files["init/"+n.Name+".sh"]), "/x/agent/"+n.Name+"/identity.json") {
+			t.Errorf("%s init script does not install its identity", n.Name)
+		}
+	}
+	if !strings.Contains(strings.Join(p.Cluster.Rootfses[0].Packages, " "), "bird2") {
+		t.Error("no BIRD in the machines' root tree")
+	}
+}
