@@ -220,7 +220,17 @@ func (s *EtcdLeases) Offer(_ context.Context, r sabakan.LeaseRange, mac net.Hard
 			return a, nil
 		}
 	}
-	start := int(hashMAC(m) % uint32(r.Count))
+	// Walk the range in a MAC-specific order (a start and a stride coprime
+	// with the size): every server proposes the same address to one MAC, and
+	// different MACs spread out instead of all racing for the next free one.
+	h := hashMAC(m)
+	start, step := int(h%uint32(r.Count)), 1
+	if r.Count > 2 {
+		step = 1 + int((h>>16)%uint32(r.Count-1))
+		for gcd(step, r.Count) != 1 {
+			step++
+		}
+	}
 	usable := func(a netip.Addr, allowExpired bool) bool {
 		if o, ok := s.offers[a]; ok && o.mac != m && now.Before(o.until) {
 			return false
@@ -233,7 +243,7 @@ func (s *EtcdLeases) Offer(_ context.Context, r sabakan.LeaseRange, mac net.Hard
 	}
 	for _, allowExpired := range []bool{false, true} {
 		for i := range r.Count {
-			a := r.Addr((start + i) % r.Count)
+			a := r.Addr((start + i*step) % r.Count)
 			if usable(a, allowExpired) {
 				s.offers[a] = pendingOffer{mac: m, until: now.Add(offerHold)}
 				s.pruneOffers(now)
@@ -254,6 +264,13 @@ func (s *EtcdLeases) pruneOffers(now time.Time) {
 			delete(s.offers, a)
 		}
 	}
+}
+
+func gcd(a, b int) int {
+	for b != 0 {
+		a, b = b, a%b
+	}
+	return a
 }
 
 func hashMAC(m string) uint32 {
