@@ -328,3 +328,47 @@ func TestImagesAndBoot(t *testing.T) {
 		t.Errorf("ipxe.efi: %d %q", r.status, r.body)
 	}
 }
+
+// TestReplicationLoop runs the replicators: a server that was down catches
+// up when it starts, later uploads reach it through the watch, and a
+// deletion made while it is down is applied when it comes back.
+func TestReplicationLoop(t *testing.T) {
+	client := etcdtest.Client(t)
+	a, b := newServer(t, client, nil), newServer(t, client, nil)
+	hdr := map[string]string{"Content-Type": "application/octet-stream"}
+	do(t, "PUT", a.url+"/api/v1/assets/early", strings.NewReader("before b started"), hdr, 0)
+
+	run := func(s *server) context.CancelFunc {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { s.content.Run(ctx); close(done) }()
+		return func() { cancel(); <-done }
+	}
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s", what)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	local := func(s *server, name string) bool {
+		meta, err := s.content.GetAsset(context.Background(), name)
+		return err == nil && meta.Exists
+	}
+	stopB := run(b)
+	waitFor("B to catch up", func() bool { return local(b, "early") })
+	do(t, "PUT", a.url+"/api/v1/assets/later", strings.NewReader("after"), hdr, 0)
+	waitFor("B to pull through the watch", func() bool { return local(b, "later") })
+
+	stopB()
+	do(t, "DELETE", a.url+"/api/v1/assets/early", nil, nil, 0)
+	stopB = run(b)
+	defer stopB()
+	waitFor("B to drop the deleted asset", func() bool {
+		ents, _ := os.ReadDir(filepath.Join(b.content.Dir(), "assets"))
+		return len(ents) == 1
+	})
+}
