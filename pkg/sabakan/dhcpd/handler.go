@@ -174,6 +174,9 @@ func (t *txn) discover() (*Reply, error) {
 		return nil, err
 	}
 	a, err := t.h.Leases.Offer(t.ctx, r, t.mac(), t.now)
+	if errors.Is(err, ErrNoFreeAddress) {
+		return nil, dropped("no free address in %s+%d for %s", r.Key(), r.Count, t.mac())
+	}
 	if err != nil {
 		return nil, fmt.Errorf("dhcpd: offer in %s: %w", r.Key(), err)
 	}
