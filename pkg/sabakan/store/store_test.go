@@ -692,3 +692,48 @@ func TestJanitorElection(t *testing.T) {
 	}
 	waitLeader("b")
 }
+
+// TestWatchReloadsAfterCompaction stops a server's watch, changes and
+// compacts etcd behind its back, and restarts the watch from its old
+// revision: the watch must notice the compaction and reload the index.
+func TestWatchReloadsAfterCompaction(t *testing.T) {
+	ctx := context.Background()
+	a := newStore(t)
+	b := openStore(t, t.Name()+"/")
+	if _, err := a.Register(ctx, specs("c", 3, 1)); err != nil {
+		t.Fatal(err)
+	}
+	a.cancel()
+	<-a.done
+	more := specs("d", 5, 2)
+	for i := range more {
+		more[i].Role = "cs"
+	}
+	if _, err := b.Register(ctx, more); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.SetState(ctx, "c00001", sabakan.StateHealthy); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := b.client.Get(ctx, KeyVersion)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.client.Compact(ctx, resp.Header.Revision); err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithCancel(context.Background())
+	a.cancel, a.done = cancel, make(chan struct{})
+	go a.watch(wctx)
+	all, err := a.Query(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) != 8 {
+		t.Errorf("after the reload the index holds %d machines, want 8", len(all))
+	}
+	m, _ := a.Machine(ctx, "c00001")
+	if m == nil || m.Status.State != sabakan.StateHealthy {
+		t.Errorf("after the reload c00001 is %+v", m)
+	}
+}
