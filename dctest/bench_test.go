@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -54,14 +55,17 @@ func BenchmarkRootfs(b *testing.B) {
 
 // BenchmarkCreate creates, boots, converges and destroys the small and the
 // default topology (without the QEMU machine, whose firmware would only
-// spin) and reports the phases. Root trees come from the cache.
+// spin), the latter also with the BGP node agent in every machine (then
+// "converged" includes every node session), and reports the phases. Root
+// trees come from the cache.
 //
 //	go test -tags dctest -run '^$' -bench Create -benchtime 3x ./dctest/
 func BenchmarkCreate(b *testing.B) {
-	for _, name := range []string{"small", "default"} {
+	for _, name := range []string{"small", "default", "default-agent"} {
 		b.Run(name, func(b *testing.B) {
-			m, _ := menu.Named(name)
+			m, _ := menu.Named(strings.TrimSuffix(name, "-agent"))
 			m.QEMUNodes = 0
+			m.Agent = strings.HasSuffix(name, "-agent")
 			if name == "small" {
 				m.BootServers = true
 			}
