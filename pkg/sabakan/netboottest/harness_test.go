@@ -64,7 +64,7 @@ func (e *netenv) ns(short string) string {
 	e.run("ip", "netns", "add", name)
 	e.t.Cleanup(func() { exec.Command("ip", "netns", "delete", name).Run() })
 	e.in(name, "ip", "link", "set", "lo", "up")
-	e.in(name, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+	e.in(name, "sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward")
 	return name
 }
 
