@@ -32,6 +32,7 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/metadata"
 
 	"github.com/openneco/neco/pkg/etcdutil"
 	"github.com/openneco/neco/pkg/sabakan"
@@ -148,7 +149,7 @@ func (s *Store) watch(ctx context.Context) {
 	for ctx.Err() == nil {
 		from := s.idx.revision() + 1
 		reload := false
-		wctx, wcancel := context.WithCancel(ctx)
+		wctx, wcancel := context.WithCancel(indexStream(ctx))
 		wch := s.client.Watch(wctx, "", clientv3.WithPrefix(), clientv3.WithRev(from))
 		for wr := range wch {
 			if wr.CompactRevision != 0 {
@@ -209,6 +210,14 @@ func (s *Store) sync(ctx context.Context) error {
 	return nil
 }
 
+// indexStream gives the index's watch a gRPC stream of its own (the client
+// keys streams by outgoing metadata), so that progress requests reach it and
+// are answered whatever other watchers of the same client are doing: etcd
+// answers a progress request only when every watcher of the stream is synced.
+func indexStream(ctx context.Context) context.Context {
+	return metadata.AppendToOutgoingContext(ctx, "sabakan-watch", "index")
+}
+
 // poke asks etcd for a watch progress notification, which advances the
 // index when the sabakan prefix is idle while other prefixes advance the
 // revision. Requests are spaced at least a millisecond apart.
@@ -218,9 +227,7 @@ func (s *Store) poke() {
 	if now-last < int64(time.Millisecond) || !s.lastPoke.CompareAndSwap(last, now) {
 		return
 	}
-	// The context must carry the same (empty) metadata as the watch's so
-	// that the request reaches the watch's stream.
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	ctx, cancel := context.WithTimeout(indexStream(context.Background()), time.Second)
 	defer cancel()
 	if err := s.client.RequestProgress(ctx); err != nil {
 		slog.Debug("store: progress request failed", "error", err)
