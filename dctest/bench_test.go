@@ -13,7 +13,6 @@ import (
 
 	"github.com/openneco/neco/pkg/vdc/menu"
 	"github.com/openneco/neco/pkg/vdc/rootfs"
-	"github.com/openneco/neco/pkg/vdc/spec"
 )
 
 // BenchmarkRootfs builds the machines' root tree with debootstrap into an
@@ -23,7 +22,7 @@ import (
 //	go test -tags dctest -run '^$' -bench Rootfs -benchtime 1x ./dctest/
 func BenchmarkRootfs(b *testing.B) {
 	requireHost(b)
-	s := rootfs.Spec{Suite: "bookworm", Variant: "minbase", Packages: spec.DefaultRootfsPackages}
+	s := rootfs.Spec{Suite: "bookworm", Variant: "minbase", Packages: menu.RootfsPackages()}
 	for b.Loop() {
 		cache := b.TempDir()
 		ctx := context.Background()

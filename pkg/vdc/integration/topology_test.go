@@ -154,7 +154,7 @@ func TestDestroyWithoutLedger(t *testing.T) {
 	c := &spec.Cluster{
 		Networks:   []*spec.Network{{Name: "net0", Type: spec.NetworkInternal}},
 		Namespaces: []*spec.NetworkNamespace{{Name: "r1", Interfaces: []spec.Interface{{Network: "net0", Addresses: []string{"10.69.0.1/26"}}}, Apps: []spec.App{{Name: "sleeper", Command: []string{"sh", "-c", "sleep 600 & sleep 600"}}}}},
-		Rootfses:   []*spec.Rootfs{{Name: menu.RootfsName, Packages: spec.DefaultRootfsPackages}},
+		Rootfses:   []*spec.Rootfs{{Name: menu.RootfsName, Packages: menu.RootfsPackages()}}, // the cached tree of TestSmallTopology
 		NspawnNodes: []*spec.NspawnNode{{Name: "m1", Rootfs: menu.RootfsName,
 			Interfaces: []spec.Interface{{Network: "net0", Addresses: []string{"10.69.0.2/26"}}}}},
 	}

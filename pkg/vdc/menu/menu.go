@@ -233,7 +233,7 @@ func Generate(m Menu, o Options) (*Plan, error) {
 		DHCP: sabakan.DHCPConfig{LeaseMinutes: 60}}
 	c := p.Cluster
 	c.Rootfses = append(c.Rootfses, &spec.Rootfs{Name: RootfsName, Suite: m.Suite,
-		Packages: append(append(append([]string{}, spec.DefaultRootfsPackages...), MachinePackages...), m.ExtraPackages...)})
+		Packages: append(RootfsPackages(), m.ExtraPackages...)})
 
 	// Machines first, so the ToRs know where to relay DHCP.
 	var bootNode0 []netip.Addr
@@ -363,6 +363,13 @@ func rackNet(rack, tor int) string { return fmt.Sprintf("r%d-node%d", rack, tor)
 // MachinePackages are installed in the machines' root trees besides
 // spec.DefaultRootfsPackages: BIRD for the BGP node agent.
 var MachinePackages = []string{"bird2"}
+
+// RootfsPackages is the package list of the machines' root tree (without a
+// menu's extra packages): whoever builds the same list shares the cached
+// tree.
+func RootfsPackages() []string {
+	return append(append([]string{}, spec.DefaultRootfsPackages...), MachinePackages...)
+}
 
 // AgentUnit is the systemd unit of the BGP node agent in a machine, as
 // docs/bgp-agent.md describes it.
