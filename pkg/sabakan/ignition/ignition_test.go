@@ -205,3 +205,27 @@ func TestStore(t *testing.T) {
 		t.Errorf("second delete: %v", err)
 	}
 }
+
+// FuzzRender renders arbitrary templates: never a panic, and every failure
+// is a bad request (a 400, not a 500).
+func FuzzRender(f *testing.F) {
+	for _, s := range []string{
+		`{"storage":{"files":[{"path":"/a","contents":{"source":"data:,{{.Serial}}"}}]}}`,
+		`{"a":"{{ add 1 2 }}{{ div 4 2 }}{{ json .Spec }}"}`, `{"a":"data:;base64,e3s="}`, `[]`, `{"a":"{{"}`,
+	} {
+		f.Add("3.4", s)
+	}
+	m := dummyMachine()
+	f.Fuzz(func(t *testing.T, version, tmpl string) {
+		out, err := Render(&Template{Version: version, Template: json.RawMessage(tmpl)}, m, urls)
+		if err != nil {
+			if !errors.Is(err, sabakan.ErrBadRequest) {
+				t.Fatalf("error %v is not a bad request", err)
+			}
+			return
+		}
+		if !json.Valid(out) {
+			t.Fatalf("rendered invalid JSON %q", out)
+		}
+	})
+}
