@@ -7,14 +7,20 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 
 	"github.com/openneco/neco/pkg/deb"
 	"github.com/openneco/neco/pkg/etcdutil"
@@ -304,10 +310,17 @@ func (c *cluster) killWorker(b *bootServer) {
 	<-b.done
 }
 
-// startUpdater runs an updater on a client of its own; the returned
-// function kills it without resigning (its lease expires).
+// startUpdater runs an updater on a client of its own, connected to etcd
+// through a TCP proxy. The returned function kills it abruptly: the proxy
+// drops every connection, so the updater can neither write nor resign and
+// its lease expires, as after a crash or a network partition.
 func (c *cluster) startUpdater(name string) (kill func()) {
-	client := etcdtest.NewClient(c.t, c.prefix)
+	px := newProxy(c.t, strings.TrimPrefix(etcdtest.Endpoint(), "http://"))
+	client, err := clientv3.New(clientv3.Config{Endpoints: []string{"http://" + px.addr()}, DialTimeout: 2 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	etcdutil.Scope(client, c.prefix, 5*time.Second)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	u := &updater.Updater{Storage: storage.New(client), Name: name, SessionTTL: 2, PollInterval: c.poll}
@@ -318,13 +331,59 @@ func (c *cluster) startUpdater(name string) (kill func()) {
 	var once sync.Once
 	kill = func() {
 		once.Do(func() {
-			client.Close() // the session's lease is neither kept alive nor revoked
+			px.close()
 			cancel()
 			<-done
+			client.Close()
 		})
 	}
 	c.t.Cleanup(kill)
 	return kill
+}
+
+// proxy forwards TCP connections to target until closed.
+type proxy struct {
+	ln    net.Listener
+	mu    sync.Mutex
+	conns []net.Conn
+}
+
+func newProxy(t testing.TB, target string) *proxy {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &proxy{ln: ln}
+	go func() {
+		for {
+			in, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			out, err := net.Dial("tcp", target)
+			if err != nil {
+				in.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, in, out)
+			p.mu.Unlock()
+			go func() { io.Copy(out, in); out.Close() }()
+			go func() { io.Copy(in, out); in.Close() }()
+		}
+	}()
+	return p
+}
+
+func (p *proxy) addr() string { return p.ln.Addr().String() }
+
+func (p *proxy) close() {
+	p.ln.Close()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		c.Close()
+	}
 }
 
 // waitFor polls cond on snapshots until it holds.
