@@ -2,7 +2,8 @@ package sabactl
 
 import (
 	"fmt"
-	"text/tabwriter"
+	"io"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -21,8 +22,9 @@ func logsCommand(o *Options) *cobra.Command {
 		Long: `Show the audit log: who changed what, when. Dates are YYYYMMDD in UTC.
 With START_DATE alone, the entries of that day; with both, those from
 START_DATE up to END_DATE, END_DATE excluded; with none, all entries (kept for
-60 days). The table shortens long details; --json prints each entry whole as
-a JSON line.`,
+60 days). Each entry is printed on one line as "time user@ip
+category/instance action detail:..." with the detail cut at 20 bytes;
+--json prints each entry whole as a JSON line.`,
 		Args: cli.RangeArgs(0, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var dates []time.Time
@@ -45,35 +47,27 @@ a JSON line.`,
 				return err
 			}
 			out := cmd.OutOrStdout()
-			tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-			err = c.Logs(cmd.Context(), since, until, func(e *sabakan.AuditEntry) error {
+			return c.Logs(cmd.Context(), since, until, func(e *sabakan.AuditEntry) error {
 				if asJSON {
 					return printJSONLine(out, e)
 				}
-				who := e.User
-				if who == "" {
-					who = "-"
-				}
-				_, err := fmt.Fprintf(tw, "%s\t%s@%s\t%s\t%s\t%s\t%s\t%s\n", e.Timestamp.UTC().Format(time.RFC3339),
-					who, e.IP, e.Host, e.Category, e.Instance, e.Action, shorten(e.Detail, maxDetail))
-				return err
+				return printLog(out, e)
 			})
-			if err != nil {
-				return err
-			}
-			return tw.Flush()
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print entries as JSON lines (with complete details)")
 	return cmd
 }
 
-// maxDetail bounds the details shown in the table; --json shows them whole.
-const maxDetail = 100
-
-func shorten(s string, n int) string {
-	if len(s) <= n {
-		return s
+// printLog writes an entry as the reference CLI does, so that scripts
+// parsing it keep working: time, user@ip, category/instance, action and the
+// first 20 bytes of the detail.
+func printLog(w io.Writer, e *sabakan.AuditEntry) error {
+	detail := strings.ReplaceAll(e.Detail, "\n", " ")
+	if len(detail) > 20 {
+		detail = detail[:20]
 	}
-	return s[:n] + "..."
+	_, err := fmt.Fprintf(w, "%s %s@%s %s/%s %s detail:%s\n",
+		e.Timestamp.Format("Jan 02 15:04:05.000"), e.User, e.IP, e.Category, e.Instance, e.Action, detail)
+	return err
 }

@@ -42,7 +42,7 @@ func machinesCommand(o *Options) *cobra.Command {
 	cmd.AddCommand(
 		machinesCreate(o), machinesGet(o), machinesRemove(o),
 		machinesGetState(o), machinesSetState(o),
-		machinesSetLabel(o), machinesRemoveLabel(o), machinesSetRetireDate(o),
+		machinesGetLabel(o), machinesSetLabel(o), machinesRemoveLabel(o), machinesSetRetireDate(o),
 	)
 	return cmd
 }
@@ -133,31 +133,22 @@ code 14.`,
 	return cmd
 }
 
-// printMachines writes one line per machine.
+// printMachines writes the reference CLI's table, column for column, so
+// that scripts parsing it keep working: serial, rack, role, state, first
+// address, BMC type.
 func printMachines(cmd *cobra.Command, ms []sabakan.Machine) error {
-	w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)
-	fmt.Fprintln(w, "SERIAL\tRACK\tINDEX\tROLE\tSTATE\tIPV4\tBMC\tRETIRE-DATE\tLABELS")
+	w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 1, 1, ' ', 0)
+	fmt.Fprint(w, "Serial\tRack\tRole\tState\tIPv4\tBMC\n")
 	for _, m := range ms {
-		retire := "-"
-		if !m.Spec.RetireDate.IsZero() {
-			retire = m.Spec.RetireDate.Format(time.DateOnly)
-		}
-		ip := "-"
+		addr := ""
 		if len(m.Spec.IPv4) > 0 {
-			ip = m.Spec.IPv4[0]
+			addr = m.Spec.IPv4[0]
+		} else if len(m.Spec.IPv6) > 0 {
+			addr = m.Spec.IPv6[0]
 		}
-		fmt.Fprintf(w, "%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", m.Spec.Serial, m.Spec.Rack, m.Spec.IndexInRack,
-			m.Spec.Role, m.Status.State, ip, m.Spec.BMC.IPv4, retire, labelString(m.Spec.Labels))
+		fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%s\t%s\t\n", m.Spec.Serial, m.Spec.Rack, m.Spec.Role, m.Status.State, addr, m.Spec.BMC.Type)
 	}
 	return w.Flush()
-}
-
-func labelString(labels map[string]string) string {
-	if len(labels) == 0 {
-		return "-"
-	}
-	q := sabakan.Query{Has: sabakan.Filter{Labels: labels}}
-	return q.Values().Get("labels")
 }
 
 func machinesRemove(o *Options) *cobra.Command {
@@ -226,6 +217,31 @@ with code 19.`,
 				return err
 			}
 			return c.SetState(cmd.Context(), args[0], sabakan.MachineState(strings.ToLower(args[1])))
+		},
+	}
+}
+
+func machinesGetLabel(o *Options) *cobra.Command {
+	return &cobra.Command{
+		Use:               "get-label SERIAL NAME",
+		Short:             "show the value of a label of a machine",
+		Args:              cli.ExactArgs(2),
+		ValidArgsFunction: completeSerials(o),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := o.Client()
+			if err != nil {
+				return err
+			}
+			m, err := c.Machine(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			v, ok := m.Spec.Labels[args[1]]
+			if !ok {
+				return &client.Error{Status: http.StatusNotFound, Message: fmt.Sprintf("machine %s has no label %s", args[0], args[1])}
+			}
+			_, err = fmt.Fprintln(cmd.OutOrStdout(), v)
+			return err
 		},
 	}
 }

@@ -151,12 +151,9 @@ func completeSerials(o *Options) cobra.CompletionFunc {
 	}
 }
 
-// printJSONLine writes v as one line of JSON.
+// printJSONLine writes v as one line of JSON, as the server sends it.
 func printJSONLine(w io.Writer, v any) error {
-	data, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	_, err = fmt.Fprintf(w, "%s\n", data)
-	return err
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	return enc.Encode(v)
 }

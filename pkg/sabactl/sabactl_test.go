@@ -99,7 +99,7 @@ func TestSabactl(t *testing.T) {
 		{[]string{"machines", "create", "-f", machines}, "", cli.ExitConflict, "already registered"},
 		{[]string{"ipam", "set", "-f", "-"}, ipam, cli.ExitConflict, "cannot change"},
 		{[]string{"machines", "create", "-f", "-"}, `[{"serial":"x"}]`, cli.ExitFailure, "invalid role"},
-		{[]string{"machines", "get", "--rack", "1", "-o", "simple"}, "", 0, "cs1     1     4      cs    uninitialized  10.69.0.196"},
+		{[]string{"machines", "get", "--rack", "1", "-o", "simple"}, "", 0, "Serial Rack Role State         IPv4        BMC"},
 		{[]string{"machines", "get", "--without-role", "boot", "--labels", "product=R630"}, "", 0, `"serial": "cs1"`},
 		{[]string{"machines", "get", "--rack", "9"}, "", cli.ExitNotFound, "no machine matches"},
 		{[]string{"machines", "get", "--state", "sleepy"}, "", cli.ExitClient, "invalid state"},
@@ -114,7 +114,9 @@ func TestSabactl(t *testing.T) {
 		{[]string{"machines", "remove-label", "cs1", "nothere"}, "", cli.ExitNotFound, "nothere"},
 		{[]string{"machines", "set-retire-date", "cs1", "2030-04-05"}, "", 0, ""},
 		{[]string{"machines", "set-retire-date", "cs1", "tomorrow"}, "", cli.ExitUsage, "YYYY-MM-DD"},
-		{[]string{"machines", "get", "--serial", "cs1", "-o", "simple"}, "", 0, "os=1855.4.0,product=R630"},
+		{[]string{"machines", "get-label", "cs1", "os"}, "", 0, "1855.4.0\n"},
+		{[]string{"machines", "get-label", "cs1", "nothere"}, "", cli.ExitNotFound, "no label"},
+		{[]string{"machines", "get-label", "nobody", "os"}, "", cli.ExitNotFound, "nobody"},
 		{[]string{"machines", "remove", "cs1"}, "", cli.ExitConflict, "retired"},
 		{[]string{"crypts", "delete", "cs1"}, "", cli.ExitUsage, "--force"},
 		{[]string{"crypts", "delete", "--force", "cs1"}, "", cli.ExitConflict, "retiring"},
@@ -123,7 +125,8 @@ func TestSabactl(t *testing.T) {
 		{[]string{"machines", "set-state", "cs1", "retired"}, "", 0, ""},
 		{[]string{"machines", "remove", "cs1"}, "", 0, ""},
 		{[]string{"logs", "--json"}, "", 0, `"action":"delete"`},
-		{[]string{"logs"}, "", 0, "uninitialized -> healthy"},
+		{[]string{"logs"}, "", 0, "@127.0.0.1 machines/cs1 set-state detail:uninitialized -> hea\n"},
+		{[]string{"logs", "--json"}, "", 0, `"detail":"uninitialized -> healthy"`},
 		{[]string{"logs", "2020-01-01"}, "", cli.ExitUsage, "YYYYMMDD"},
 		{[]string{"logs", "20200101"}, "", 0, ""},
 		{[]string{"version"}, "", 0, "\n"},
@@ -144,7 +147,13 @@ func TestSabactl(t *testing.T) {
 	if out, code := e.run("", "crypts", "delete", "--force", "ss1"); code != 0 || out != "disk0\n" {
 		t.Errorf("crypts delete: %d %q", code, out)
 	}
-	out, _ := e.run("", "machines", "get", "--serial", "ss1")
+	// -o simple is the reference's table, column for column.
+	out, _ := e.run("", "machines", "get", "--rack", "1", "-o", "simple")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 2 || strings.Join(strings.Fields(lines[1]), " ") != "boot1 1 boot uninitialized 10.69.0.195 iDRAC-9" {
+		t.Errorf("-o simple: %q", out)
+	}
+	out, _ = e.run("", "machines", "get", "--serial", "ss1")
 	var ms []sabakan.Machine
 	if err := json.Unmarshal([]byte(out), &ms); err != nil || len(ms) != 1 || ms[0].Status.State != sabakan.StateRetiring {
 		t.Errorf("machines get JSON: %v %q", err, out)
