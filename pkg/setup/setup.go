@@ -734,7 +734,7 @@ func (r *run) cleanup(ctx context.Context) error {
 			return err
 		}
 		vc.SetToken(root)
-		if err := vc.Auth().Token().RevokeSelfWithContext(ctx, ""); err != nil {
+		if err := retryVault(ctx, func() error { return vc.Auth().Token().RevokeSelfWithContext(ctx, "") }); err != nil {
 			return fmt.Errorf("revoke vault's initial root token: %w", err)
 		}
 		if _, err := r.client.Delete(ctx, KeySetupRootToken); err != nil {

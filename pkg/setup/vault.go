@@ -250,6 +250,31 @@ func configureVault(ctx context.Context, c *vault.Client, cas *TempCAs) error {
 	return nil
 }
 
+// retryVault calls f until it succeeds, fails with a 4xx answer, or 90 s
+// pass: while Vault fails over between servers (a restart during setup, a
+// lost server), requests get 5xx answers or connection errors for seconds.
+func retryVault(ctx context.Context, f func() error) error {
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		err := f()
+		if err == nil {
+			return nil
+		}
+		var re *vault.ResponseError
+		if errors.As(err, &re) && re.StatusCode >= 400 && re.StatusCode < 500 {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(time.Second):
+		}
+	}
+}
+
 // AppRoleCreds are a boot server's Vault credentials (file 0600).
 type AppRoleCreds struct {
 	RoleID   string `json:"role_id"`
@@ -270,7 +295,11 @@ func newSecretID(ctx context.Context, c *vault.Client, lrn int, wrapTTL time.Dur
 		wc.SetWrappingLookupFunc(func(string, string) string { return wrapTTL.String() })
 		c = wc
 	}
-	sec, err := c.Logical().WriteWithContext(ctx, path, map[string]any{"metadata": string(meta)})
+	var sec *vault.Secret
+	err := retryVault(ctx, func() (err error) {
+		sec, err = c.Logical().WriteWithContext(ctx, path, map[string]any{"metadata": string(meta)})
+		return err
+	})
 	if err != nil {
 		return "", fmt.Errorf("vault: new secret_id: %w", err)
 	}

@@ -49,7 +49,7 @@ func repoRoot() string {
 
 // prepare puts the repository's bin/ on PATH, requires etcd and vault and
 // builds neco (and the CD daemons when they exist) into a temp dir.
-func prepare(t *testing.T) {
+func prepare(t testing.TB) {
 	t.Helper()
 	root := repoRoot()
 	os.Setenv("PATH", filepath.Join(root, "bin")+":"+os.Getenv("PATH"))
@@ -90,7 +90,7 @@ func prepare(t *testing.T) {
 
 // cluster is a set of simulated boot servers.
 type cluster struct {
-	t       *testing.T
+	t       testing.TB
 	dir     string
 	desc    string // cluster description file
 	token   string // bootstrap token file
@@ -101,7 +101,7 @@ type cluster struct {
 
 // newCluster picks a free 127.a.b.0/24 and ports, and writes the cluster
 // description for servers 0..n-1.
-func newCluster(t *testing.T, n int) *cluster {
+func newCluster(t testing.TB, n int) *cluster {
 	t.Helper()
 	dir := t.TempDir()
 	var c *setup.Cluster
