@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -734,7 +735,12 @@ func (r *run) cleanup(ctx context.Context) error {
 			return err
 		}
 		vc.SetToken(root)
-		if err := retryVault(ctx, func() error { return vc.Auth().Token().RevokeSelfWithContext(ctx, "") }); err != nil {
+		err = retryVault(ctx, func() error { return vc.Auth().Token().RevokeSelfWithContext(ctx, "") })
+		var re *vault.ResponseError
+		if errors.As(err, &re) && re.StatusCode == http.StatusForbidden {
+			err = nil // revoked by an earlier run that crashed before deleting it
+		}
+		if err != nil {
 			return fmt.Errorf("revoke vault's initial root token: %w", err)
 		}
 		if _, err := r.client.Delete(ctx, KeySetupRootToken); err != nil {
