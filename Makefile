@@ -77,7 +77,7 @@ bench: setup etcd vault ## Run the benchmarks; see docs/benchmarks.md.
 	PATH=$(BIN):$$PATH $(GO) test -run '^$$' -bench . -benchmem -timeout 60m ./...
 
 .PHONY: dctest
-dctest: setup ## Large tests on the virtual data center (root); SUITE=<go test -run pattern> picks suites.
+dctest: setup etcd ## Large tests on the virtual data center (root); SUITE=<go test -run pattern> picks suites.
 	PATH=$(BIN):$$PATH $(GO) test -tags dctest -count=1 -timeout 60m -v -run '$(SUITE)' ./dctest/ 2>&1 \
 		| grep -vE '^\s+\S+_test.go:[0-9]+: (namespace|nspawn node|qemu node) '
 

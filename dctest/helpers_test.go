@@ -20,6 +20,7 @@ import (
 	"github.com/openneco/neco/pkg/vdc"
 	"github.com/openneco/neco/pkg/vdc/menu"
 	"github.com/openneco/neco/pkg/vdc/proc"
+	"github.com/openneco/neco/pkg/vdc/spec"
 )
 
 // dc is one virtual data center under test.
@@ -45,8 +46,9 @@ func requireHost(t testing.TB) {
 }
 
 // newDC builds menu m as a fresh instance, waits for it to boot and
-// converge, and registers its destruction (with a leftover check).
-func newDC(t testing.TB, m menu.Menu) *dc {
+// converge, and registers its destruction (with a leftover check). Tweaks
+// may change the generated plan before it is built.
+func newDC(t testing.TB, m menu.Menu, tweaks ...func(p *menu.Plan, filesDir string)) *dc {
 	t.Helper()
 	requireHost(t)
 	b := make([]byte, 2)
@@ -65,6 +67,9 @@ func newDC(t testing.TB, m menu.Menu) *dc {
 	p, err := menu.Generate(m, o)
 	if err != nil {
 		t.Fatal(err)
+	}
+	for _, tw := range tweaks {
+		tw(p, files)
 	}
 	if err := p.Write(files); err != nil {
 		t.Fatal(err)
@@ -139,6 +144,17 @@ func (d *dc) run(host string, argv ...string) string {
 		d.t.Fatal(err)
 	}
 	return out
+}
+
+// nspawnNode returns the named machine of the plan.
+func (p *dc) nspawnNode(name string) *spec.NspawnNode {
+	for _, n := range p.plan.Cluster.NspawnNodes {
+		if n.Name == name {
+			return n
+		}
+	}
+	p.t.Fatalf("no machine %s", name)
+	return nil
 }
 
 // ping reports whether from reaches addr within the deadline (one probe).

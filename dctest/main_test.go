@@ -10,8 +10,9 @@ import (
 	"testing"
 )
 
-// agentBinary is the bgp-node-agent built from this tree for the machines.
-var agentBinary string
+// agentBinary is the bgp-node-agent built from this tree for the machines;
+// binDir holds it and the other binaries built for the suites.
+var agentBinary, binDir string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "dctest-bin-")
@@ -19,14 +20,17 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	binDir = dir
 	agentBinary = filepath.Join(dir, "bgp-node-agent")
-	build := exec.Command("go", "build", "-o", agentBinary, "../cmd/bgp-node-agent")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "dctest: build bgp-node-agent:", err)
-		os.RemoveAll(dir)
-		os.Exit(1)
+	for _, cmd := range []string{"bgp-node-agent", "sabakan"} {
+		build := exec.Command("go", "build", "-o", filepath.Join(dir, cmd), "../cmd/"+cmd)
+		build.Env = append(os.Environ(), "CGO_ENABLED=0")
+		build.Stdout, build.Stderr = os.Stderr, os.Stderr
+		if err := build.Run(); err != nil {
+			fmt.Fprintf(os.Stderr, "dctest: build %s: %v\n", cmd, err)
+			os.RemoveAll(dir)
+			os.Exit(1)
+		}
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
