@@ -41,7 +41,7 @@ func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond)
 // interrupted flow delivers again; ecmp-back-ms is the median time from the
 // repair until a rack neighbour routes to the node over both links again.
 func BenchmarkFailover(b *testing.B) {
-	requirements(b)
+	agentBinary := requirements(b)
 	for _, ts := range timerSets {
 		b.Run(ts.name, func(b *testing.B) {
 			f := New(b, Options{Agent: agentBinary, NodeTimers: ts.node, RouterTimers: ts.router})
@@ -192,7 +192,7 @@ func (n *Node) reset() error {
 // all-ms the median time until the last node's sessions are up. It also
 // reports the memory of one node's agent and BIRD after start-up.
 func BenchmarkStartup(b *testing.B) {
-	requirements(b)
+	agentBinary := requirements(b)
 	for _, ts := range timerSets {
 		b.Run(ts.name, func(b *testing.B) {
 			f := New(b, Options{Agent: agentBinary, NodeTimers: ts.node, RouterTimers: ts.router})

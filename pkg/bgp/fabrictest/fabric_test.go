@@ -27,7 +27,7 @@ import (
 // node with the bgp-node-agent binary in its own namespace, and checks
 // what the design promises, step by step on the same network.
 func TestFabric(t *testing.T) {
-	requirements(t)
+	agentBinary := requirements(t)
 	bastion := netip.MustParseAddr("10.72.48.5")
 	f := New(t, Options{Agent: agentBinary, Relays: true,
 		NodeConfig: func(n *Node, cfg map[string]any) {

@@ -28,9 +28,10 @@ import (
 type lonely struct {
 	*NS
 	dir, stateDir string
+	agent         string
 }
 
-func newLonely(t *testing.T) *lonely {
+func newLonely(t *testing.T, agent string) *lonely {
 	t.Helper()
 	ns, err := NewNS(RunID() + "-lone")
 	if err != nil {
@@ -42,7 +43,7 @@ func newLonely(t *testing.T) *lonely {
 			t.Fatal(err)
 		}
 	}
-	l := &lonely{NS: ns, dir: t.TempDir()}
+	l := &lonely{NS: ns, dir: t.TempDir(), agent: agent}
 	l.stateDir = filepath.Join(l.dir, "state")
 	return l
 }
@@ -81,7 +82,7 @@ func (l *lonely) runAgent(t *testing.T, cfg map[string]any) (int, string) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cmd := l.Command(ctx, agentBinary, "-config", path)
+	cmd := l.Command(ctx, l.agent, "-config", path)
 	out, err := cmd.CombinedOutput()
 	var exit interface{ ExitCode() int }
 	if err != nil && !errors.As(err, &exit) {
@@ -104,7 +105,7 @@ func writeJSON(t *testing.T, path string, v any) {
 // TestBadInput starts the agent with invalid or inconsistent identities and
 // settings: each time it must exit with a clear error and change nothing.
 func TestBadInput(t *testing.T) {
-	requirements(t)
+	agentBinary := requirements(t)
 	ipam := ReferenceIPAM()
 	machine := func(ipv4 ...string) *bgp.Source {
 		m := sabakan.NewMachine(sabakan.MachineSpec{Serial: "bad-1", Rack: 0, IndexInRack: 4, Role: "cs"}, time.Now())
@@ -157,7 +158,7 @@ func TestBadInput(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			l := newLonely(t)
+			l := newLonely(t, agentBinary)
 			cfg := map[string]any{"state-dir": l.stateDir, "listen": "127.0.0.1:0"}
 			if tt.source != nil {
 				idFile := filepath.Join(l.dir, "identity.json")
@@ -203,7 +204,7 @@ func serveSabakan404(t *testing.T, l *lonely) string {
 // nothing.
 func TestNode0(t *testing.T) {
 	requirements(t)
-	l := newLonely(t)
+	l := newLonely(t, "")
 	nl := l.Host.Netlink()
 	dummyErr := nl.LinkAdd(&netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Name: "probe0"}})
 	hasDummy := dummyErr == nil

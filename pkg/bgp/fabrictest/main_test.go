@@ -5,45 +5,54 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"testing"
 
 	"github.com/openneco/neco/pkg/testutil"
 )
 
-// agentBinary is the bgp-node-agent built by TestMain.
-var agentBinary string
+var (
+	// raceEnabled is set when the tests run with -race (race_test.go).
+	raceEnabled bool
+
+	buildOnce sync.Once
+	buildDir  string
+	buildPath string
+	buildErr  error
+)
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "bgp-node-agent-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	agentBinary = filepath.Join(dir, "bgp-node-agent")
-	gobin, err := exec.LookPath("go")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "building bgp-node-agent needs the go command on PATH:", err)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	args := []string{"build", "-o", agentBinary}
-	if raceEnabled {
-		args = append(args, "-race")
-	}
-	out, err := exec.Command(gobin, append(args, "github.com/openneco/neco/cmd/bgp-node-agent")...).CombinedOutput()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "building bgp-node-agent: %v\n%s", err, out)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
 	code := m.Run()
-	os.RemoveAll(dir)
+	if buildDir != "" {
+		os.RemoveAll(buildDir)
+	}
 	os.Exit(code)
 }
 
-// requirements skips (or fails in CI) without root and the tools.
-func requirements(t testing.TB) {
+// requirements skips (or fails in CI) without root and the tools, then
+// returns the bgp-node-agent binary, built once per test binary (with -race
+// when the tests run with it).
+func requirements(t testing.TB) string {
 	t.Helper()
 	testutil.RequireRoot(t)
-	testutil.RequireCommands(t, "ip", "bird", "ping", "dnsmasq")
+	testutil.RequireCommands(t, "ip", "bird", "ping", "dnsmasq", "go")
+	buildOnce.Do(func() {
+		buildDir, buildErr = os.MkdirTemp("", "bgp-node-agent-")
+		if buildErr != nil {
+			return
+		}
+		buildPath = filepath.Join(buildDir, "bgp-node-agent")
+		args := []string{"build", "-o", buildPath}
+		if raceEnabled {
+			args = append(args, "-race")
+		}
+		out, err := exec.Command("go", append(args, "github.com/openneco/neco/cmd/bgp-node-agent")...).CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("building bgp-node-agent: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return buildPath
 }
