@@ -20,6 +20,10 @@ import (
 // ErrNotInstalled reports a package dpkg does not know as installed.
 var ErrNotInstalled = errors.New("deb: package not installed")
 
+// ErrInProgress reports a package dpkg is still unpacking or configuring
+// (or left half-done): ask again once dpkg has finished.
+var ErrInProgress = errors.New("deb: package installation in progress or unfinished")
+
 // Info is a package's identity from its control file.
 type Info struct {
 	Package      string
@@ -162,8 +166,12 @@ func installedVersion(ctx context.Context, admindir, pkg string) (string, error)
 		return "", fmt.Errorf("deb: query %s: %w", pkg, err)
 	}
 	status, version, _ := strings.Cut(strings.TrimSpace(out), "\t")
-	if status != "installed" {
+	switch status {
+	case "installed":
+	case "not-installed", "config-files":
 		return "", fmt.Errorf("%w: %s is %s", ErrNotInstalled, pkg, status)
+	default: // unpacked, half-configured, half-installed, triggers-*
+		return "", fmt.Errorf("%w: %s is %s", ErrInProgress, pkg, status)
 	}
 	return version, nil
 }

@@ -94,7 +94,16 @@ func (w *Worker) Run(ctx context.Context) error {
 	if w.NewDownloader == nil {
 		w.NewDownloader = func(c neco.Config) (Downloader, error) { return release.New(c) }
 	}
+	// Started by the package's postinst, dpkg may not have finished yet.
 	installed, err := w.Installer.InstalledVersion(ctx, PackageName)
+	for errors.Is(err, deb.ErrInProgress) {
+		slog.Info("waiting for dpkg to finish", "error", err)
+		sleep(ctx, time.Second)
+		if ctx.Err() != nil {
+			return nil
+		}
+		installed, err = w.Installer.InstalledVersion(ctx, PackageName)
+	}
 	if err != nil && !errors.Is(err, deb.ErrNotInstalled) {
 		return fmt.Errorf("worker: installed version: %w", err)
 	}
