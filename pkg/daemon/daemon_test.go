@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/cybozu-go/log"
+	"github.com/cybozu-go/well"
 )
 
 func TestLogHandler(t *testing.T) {
@@ -67,5 +68,41 @@ func TestHealthHandler(t *testing.T) {
 				t.Errorf("got %d %v, want %d %s", rec.Code, body, tt.status, tt.health)
 			}
 		})
+	}
+}
+
+func TestRunDrainsServers(t *testing.T) {
+	env := well.NewEnvironment(context.Background())
+	served := make(chan string, 1)
+	err := run(env, func(ctx context.Context) error {
+		addr, err := Server{Addr: "127.0.0.1:0", Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Write([]byte("ok"))
+		})}.Start(env)
+		if err != nil {
+			return err
+		}
+		resp, err := http.Get("http://" + addr.String())
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		served <- addr.String()
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := <-served
+	// main returned, so the server must have been shut down.
+	if _, err := http.Get("http://" + addr); err == nil {
+		t.Error("server still answers after main returned")
+	}
+}
+
+func TestRunReturnsMainError(t *testing.T) {
+	boom := errors.New("boom")
+	err := run(well.NewEnvironment(context.Background()), func(context.Context) error { return boom })
+	if !errors.Is(err, boom) {
+		t.Errorf("run() = %v, want main's error", err)
 	}
 }
