@@ -337,12 +337,13 @@ func loginWith(ctx context.Context, c *vault.Client, creds AppRoleCreds) error {
 		sec, err := c.Logical().WriteWithContext(ctx, "auth/approle/login", map[string]any{
 			"role_id": creds.RoleID, "secret_id": creds.SecretID,
 		})
-		if err == nil {
-			if sec == nil || sec.Auth == nil {
-				return errors.New("vault login: no token returned")
-			}
+		if err == nil && sec != nil && sec.Auth != nil {
 			c.SetToken(sec.Auth.ClientToken)
 			return nil
+		}
+		if err == nil {
+			// A Vault between standby and active may answer empty.
+			err = errors.New("no token returned")
 		}
 		var re *vault.ResponseError
 		if errors.As(err, &re) && (re.StatusCode == http.StatusBadRequest || re.StatusCode == http.StatusForbidden) {
