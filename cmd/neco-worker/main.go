@@ -14,6 +14,7 @@ import (
 	"github.com/openneco/neco/pkg/deb"
 	"github.com/openneco/neco/pkg/etcdutil"
 	"github.com/openneco/neco/pkg/neco/storage"
+	sabakanclient "github.com/openneco/neco/pkg/sabakan/client"
 	"github.com/openneco/neco/pkg/setup"
 	"github.com/openneco/neco/pkg/worker"
 )
@@ -25,7 +26,7 @@ func main() {
 	rackFile := flag.String("rack-file", storage.DefaultRackFile, "file holding this boot server's LRN")
 	shareDir := flag.String("share-dir", "/usr/share/neco", "the package's data: sabakan config template, Ignition templates, images, assets, dhcp.json")
 	sabakanConfig := flag.String("sabakan-config", "/etc/sabakan/config.yml", "sabakan configuration file the worker renders")
-	contentsDir := flag.String("contents-dir", "/var/lib/neco/sabakan-contents", "where sabakan contents are uploaded until the sabakan client is wired in")
+	sabakanURL := flag.String("sabakan-url", "http://127.0.0.1:10080", "sabakan's REST API, where the sabakan-contents step uploads")
 	clusterFile := flag.String("cluster", "/etc/neco/cluster.yml", "cluster description (boot server addresses and ports; written by neco setup)")
 	flag.Parse()
 
@@ -67,12 +68,16 @@ func main() {
 			}
 			return cluster.EtcdPeerURL(s)
 		}
+		sc, err := sabakanclient.New(*sabakanURL)
+		if err != nil {
+			return err
+		}
 		svc := worker.Systemctl{}
 		steps := []worker.Step{
 			worker.EtcdStep(client.Cluster,
 				worker.ServiceEtcd{Services: svc, Maintenance: client.Maintenance, Endpoint: cluster.EtcdClientURL(me)}, peerURL),
 			worker.ServiceConfigStep("sabakan-config", "sabakan", *sabakanConfig, worker.TemplateFile(filepath.Join(*shareDir, "sabakan.yml"), me.Address), svc),
-			worker.SabakanContentsStep(*shareDir, worker.DirUploader{Dir: *contentsDir}),
+			worker.SabakanContentsStep(*shareDir, worker.SabakanUploader{Client: sc}),
 			worker.FinalStep(),
 		}
 		w := &worker.Worker{LRN: *lrn, Storage: st, Installer: deb.SystemInstaller{}, Steps: steps, Metrics: worker.NewMetrics(reg)}
