@@ -1,6 +1,7 @@
 package bgp
 
 import (
+	"encoding/json"
 	"errors"
 	"flag"
 	"net/netip"
@@ -81,6 +82,11 @@ func TestIdentityInvalid(t *testing.T) {
 			s.Machine.Spec.IPv4 = nil
 			s.Machine.Info.Network.IPv4 = nil
 		}, "needs 3 addresses"},
+		{"absurd addresses per node", func(s *Source, _ *ASPlan) {
+			s.IPAM.NodeIPPerNode = 1 << 58 // 2^6 × 2^58 overflows the rack stride
+			s.Machine.Spec.IPv4 = nil
+			s.Machine.Info.Network.IPv4 = nil
+		}, "node-ip-per-node 288230376151711744 is above 64"},
 		{"rack outside the pool", func(s *Source, _ *ASPlan) {
 			s.Machine.Spec.Rack = 100
 			s.Machine.Spec.IPv4 = nil
@@ -338,4 +344,29 @@ func TestGoldenConfigsParse(t *testing.T) {
 			t.Errorf("bird -p -c %s: %v: %s", f, err, out)
 		}
 	}
+}
+
+// FuzzSourceIdentity feeds arbitrary identity files (the agent reads them
+// from disk and from sabakan) through decoding and validation: errors are
+// fine, panics are not, and an accepted identity is self-consistent.
+func FuzzSourceIdentity(f *testing.F) {
+	ref, _ := json.Marshal(source(0, 4))
+	f.Add(ref)
+	f.Add([]byte(`{"machine":{"spec":{"serial":"b","rack":1,"index-in-rack":3}},"ipam":{"max-nodes-in-rack":28,"node-ipv4-pool":"10.69.0.0/20","node-ipv4-range-size":6,"node-ipv4-range-mask":26,"node-ip-per-node":3,"node-index-offset":3,"node-gateway-offset":1,"bmc-ipv4-pool":"10.72.16.0/20","bmc-ipv4-range-size":5,"bmc-ipv4-range-mask":20,"bmc-ipv4-gateway-offset":1}}`))
+	f.Add([]byte(`{"machine":{"spec":{"serial":"b"}},"ipam":{"max-nodes-in-rack":28,"node-ipv4-pool":"10.69.0.0/20","node-ipv4-range-size":6,"node-ipv4-range-mask":26,"node-ip-per-node":288230376151711744,"node-index-offset":3,"node-gateway-offset":1,"bmc-ipv4-pool":"10.72.16.0/20","bmc-ipv4-range-size":5,"bmc-ipv4-range-mask":20,"bmc-ipv4-gateway-offset":1}}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var src Source
+		if json.Unmarshal(data, &src) != nil {
+			return
+		}
+		id, err := src.Identity(DefaultASPlan())
+		if err != nil {
+			return
+		}
+		for _, l := range id.Links {
+			if !l.Address.Masked().Contains(l.ToR) || l.Address.Addr() == l.ToR || l.Address.Masked().Contains(id.Node) {
+				t.Fatalf("inconsistent identity accepted: %+v", id)
+			}
+		}
+	})
 }

@@ -57,6 +57,9 @@ func (s *Source) Identity(plan ASPlan) (*Identity, error) {
 		return nil, fmt.Errorf("%w: invalid serial %q", ErrInvalidIdentity, serial)
 	}
 	ipam := &s.IPAM
+	if err := CheckIPAMBounds(ipam); err != nil {
+		return nil, badIdentity(serial, "%v", err)
+	}
 	if err := ipam.Validate(); err != nil {
 		return nil, badIdentity(serial, "%v", err)
 	}
@@ -68,6 +71,11 @@ func (s *Source) Identity(plan ASPlan) (*Identity, error) {
 	}
 	pool := netip.MustParsePrefix(ipam.NodeIPv4Pool)
 	want := ipam.NodeAddresses(spec.Rack, spec.IndexInRack)
+	for _, a := range want {
+		if !pool.Contains(a) {
+			return nil, badIdentity(serial, "the IPAM formulas give address %s, outside node-ipv4-pool %s", a, pool)
+		}
+	}
 	if len(spec.IPv4) > 0 {
 		got := make([]netip.Addr, len(spec.IPv4))
 		for i, a := range spec.IPv4 {
@@ -124,4 +132,21 @@ func (s *Source) Identity(plan ASPlan) (*Identity, error) {
 		return nil, badIdentity(serial, "both links are in %s; each ToR needs a subnet of its own", id.Links[0].Address.Masked())
 	}
 	return id, nil
+}
+
+// MaxIPPerNode bounds node-ip-per-node. Larger values make
+// sabakan.IPAMConfig.Validate overflow (it divides by the rack stride,
+// 2^range-size × ip-per-node, computed in 64 bits).
+const MaxIPPerNode = 64
+
+// CheckIPAMBounds rejects IPAM values that sabakan.IPAMConfig.Validate
+// cannot handle; call it first.
+func CheckIPAMBounds(ipam *sabakan.IPAMConfig) error {
+	if ipam.NodeIPPerNode > MaxIPPerNode {
+		return fmt.Errorf("node-ip-per-node %d is above %d", ipam.NodeIPPerNode, MaxIPPerNode)
+	}
+	if ipam.NodeRangeSize > 32 || ipam.BMCRangeSize > 32 {
+		return fmt.Errorf("range sizes %d and %d must be at most 32", ipam.NodeRangeSize, ipam.BMCRangeSize)
+	}
+	return nil
 }

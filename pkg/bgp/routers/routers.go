@@ -193,6 +193,9 @@ func Generate(cfg Config) (*Fabric, error) {
 	if cfg.IPAM == nil {
 		return nil, invalid("no IPAM configuration")
 	}
+	if err := bgp.CheckIPAMBounds(cfg.IPAM); err != nil {
+		return nil, invalid("%v", err)
+	}
 	if err := cfg.IPAM.Validate(); err != nil {
 		return nil, invalid("%v", err)
 	}

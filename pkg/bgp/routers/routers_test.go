@@ -140,6 +140,7 @@ func TestGenerateInvalid(t *testing.T) {
 	}{
 		{"no IPAM", func(c *Config) { c.IPAM = nil }, "no IPAM"},
 		{"invalid IPAM", func(c *Config) { c.IPAM.NodeRangeMask = 40 }, "range-mask"},
+		{"absurd addresses per node", func(c *Config) { c.IPAM.NodeIPPerNode = 1 << 58 }, "node-ip-per-node"},
 		{"no racks", func(c *Config) { c.Racks = nil }, "no racks"},
 		{"duplicate rack", func(c *Config) { c.Racks = []uint{0, 1, 0} }, "listed twice"},
 		{"rack outside the pool", func(c *Config) { c.Racks = []uint{0, 21} }, "rack 21 is outside"},
