@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"debug/elf"
 	"encoding/hex"
 	"encoding/json"
 	"os"
@@ -63,6 +64,9 @@ func TestUEFIHTTPBoot(t *testing.T) {
 	bins := testutil.RequireCommands(t, "qemu-system-x86_64", "busybox")
 	for _, f := range []string{ovmfCode, ovmfVars, ipxeEFI} {
 		testutil.RequireFile(t, f)
+	}
+	if isDynamic(bins[1]) {
+		testutil.Missing(t, "%s is dynamically linked; the initramfs needs busybox-static", bins[1])
 	}
 	kernel, kver := debianKernel(t)
 	start := time.Now()
@@ -195,6 +199,21 @@ func TestUEFIHTTPBoot(t *testing.T) {
 		case <-time.After(time.Second):
 		}
 	}
+}
+
+// isDynamic reports whether an ELF executable needs a dynamic loader.
+func isDynamic(path string) bool {
+	f, err := elf.Open(path)
+	if err != nil {
+		return true
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			return true
+		}
+	}
+	return false
 }
 
 func tail(s string, n int) string {
