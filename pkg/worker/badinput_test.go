@@ -95,3 +95,19 @@ func TestMalformedTags(t *testing.T) {
 		t.Errorf("latest %s, request %s: a malformed tag was taken", snap.Latest, snap.Request.Version)
 	}
 }
+
+// TestStepTimeout: a step that runs past step-timeout aborts the update
+// with that reason.
+func TestStepTimeout(t *testing.T) {
+	c := newCluster(t, map[string]string{neco.KeyStepTimeout: "1s"})
+	publish(t, c.gh, v1)
+	b := c.addServer(0, v1)
+	step := "sabakan-contents"
+	b.inGate = make(chan struct{})
+	b.gateStep.Store(&step)
+	c.startUpdater("u")
+	snap := c.waitFor("stopped", 30*time.Second, stopped)
+	if !strings.Contains(snap.Request.StopReason, "step sabakan-contents timed out after 1s") {
+		t.Errorf("stop reason = %q", snap.Request.StopReason)
+	}
+}

@@ -5,10 +5,15 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -157,3 +162,36 @@ func TestDownload(t *testing.T) {
 }
 
 var errAny = errors.New("any error")
+
+// TestProxy: with a proxy configured, API calls and downloads go through it.
+func TestProxy(t *testing.T) {
+	gh := githubtest.NewServer(t)
+	const v = "2025.03.10-1"
+	gh.AddRelease(owner, repo, githubtest.Release{Tag: "release-" + v, Assets: []githubtest.Asset{{Name: neco.DebName(v), Data: []byte("deb")}}})
+	var mu sync.Mutex
+	var seen []string
+	target, _ := url.Parse(gh.URL())
+	rp := httputil.NewSingleHostReverseProxy(target)
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen = append(seen, r.URL.Path)
+		mu.Unlock()
+		rp.ServeHTTP(w, r)
+	}))
+	defer proxy.Close()
+	c, err := New(neco.ParseConfig(map[string]string{neco.KeyGitHubAPIURL: gh.APIURL(), neco.KeyGitHubRepo: owner + "/" + repo, neco.KeyProxy: proxy.URL}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := c.Latest(context.Background(), neco.EnvProd, nil); err != nil || got != v {
+		t.Fatalf("Latest = %q, %v", got, err)
+	}
+	if _, err := c.Download(context.Background(), neco.EnvProd, v, t.TempDir()); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) < 3 || !strings.HasPrefix(seen[len(seen)-1], "/download/") {
+		t.Errorf("requests through the proxy: %v", seen)
+	}
+}
