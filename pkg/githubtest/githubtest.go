@@ -18,10 +18,14 @@ package githubtest
 
 import (
 	"cmp"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -69,7 +73,8 @@ type Server struct {
 	// (or "token <Token>"); other requests get 401.
 	Token string
 
-	srv *httptest.Server
+	srv     *httptest.Server
+	handler http.Handler
 
 	mu       sync.Mutex
 	nextID   int64
@@ -78,8 +83,18 @@ type Server struct {
 	hits     map[string]int
 }
 
-// NewServer starts a server that stops when t ends.
+// NewServer starts a server on a loopback port that stops when t ends.
 func NewServer(t testing.TB) *Server {
+	s := New()
+	s.srv = httptest.NewServer(s.Handler())
+	t.Cleanup(s.srv.Close)
+	return s
+}
+
+// New returns a server that is not listening: serve Handler on a listener
+// of your own (the virtual data center serves it inside a network
+// namespace). URL and APIURL need NewServer.
+func New() *Server {
 	s := &Server{nextID: 1000, assets: map[int64]*asset{}, hits: map[string]int{}}
 	mux := http.NewServeMux()
 	const repo = "/api/v3/repos/{owner}/{repo}"
@@ -104,9 +119,20 @@ func NewServer(t testing.TB) *Server {
 		}
 	})
 	mux.HandleFunc("GET /download/{id}/{name}", s.download)
-	s.srv = httptest.NewServer(s.auth(mux))
-	t.Cleanup(s.srv.Close)
+	s.handler = s.auth(mux)
 	return s
+}
+
+// Handler serves the API; links in its answers use the request's Host.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// base is the URL clients reached this server at.
+func base(r *http.Request) string {
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host
 }
 
 // URL is the server's root URL.
@@ -221,8 +247,8 @@ func (s *Server) assetJSON(r *http.Request, a *asset) map[string]any {
 		"size":                 len(a.Data),
 		"state":                "uploaded",
 		"content_type":         "application/octet-stream",
-		"url":                  fmt.Sprintf("%s/api/v3/repos/%s/%s/releases/assets/%d", s.srv.URL, p("owner"), p("repo"), a.id),
-		"browser_download_url": fmt.Sprintf("%s/download/%d/%s", s.srv.URL, a.id, a.Name),
+		"url":                  fmt.Sprintf("%s/api/v3/repos/%s/%s/releases/assets/%d", base(r), p("owner"), p("repo"), a.id),
+		"browser_download_url": fmt.Sprintf("%s/download/%d/%s", base(r), a.id, a.Name),
 	}
 }
 
@@ -239,7 +265,7 @@ func (s *Server) releaseJSON(r *http.Request, rel *release) map[string]any {
 		"prerelease":   rel.Prerelease,
 		"created_at":   rel.CreatedAt.Format(time.RFC3339),
 		"published_at": rel.CreatedAt.Format(time.RFC3339),
-		"html_url":     fmt.Sprintf("%s/%s/%s/releases/tag/%s", s.srv.URL, rel.owner, rel.repo, rel.Tag),
+		"html_url":     fmt.Sprintf("%s/%s/%s/releases/tag/%s", base(r), rel.owner, rel.repo, rel.Tag),
 		"assets":       assets,
 	}
 }
@@ -265,7 +291,7 @@ func (s *Server) listReleases(w http.ResponseWriter, r *http.Request) {
 		q.Set("page", strconv.Itoa(page+1))
 		q.Set("per_page", strconv.Itoa(perPage))
 		next.RawQuery = q.Encode()
-		w.Header().Set("Link", fmt.Sprintf(`<%s%s>; rel="next"`, s.srv.URL, next.RequestURI()))
+		w.Header().Set("Link", fmt.Sprintf(`<%s%s>; rel="next"`, base(r), next.RequestURI()))
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -341,7 +367,7 @@ func (s *Server) getAsset(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if r.Header.Get("Accept") == "application/octet-stream" {
-		http.Redirect(w, r, fmt.Sprintf("%s/download/%d/%s", s.srv.URL, a.id, a.Name), http.StatusFound)
+		http.Redirect(w, r, fmt.Sprintf("%s/download/%d/%s", base(r), a.id, a.Name), http.StatusFound)
 		return
 	}
 	s.mu.Lock()
@@ -377,4 +403,20 @@ func (s *Server) download(w http.ResponseWriter, r *http.Request) {
 		data = data[:truncate]
 	}
 	w.Write(data)
+}
+
+// AddPackage publishes the Debian package at path as release tag of
+// owner/repo, with a "<name>.sha256" checksum asset, as neco's release
+// pipeline does.
+func (s *Server) AddPackage(owner, repo, tag, path string) (int64, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	sum := sha256.Sum256(data)
+	name := filepath.Base(path)
+	return s.AddRelease(owner, repo, Release{Tag: tag, Assets: []Asset{
+		{Name: name, Data: data},
+		{Name: name + ".sha256", Data: []byte(hex.EncodeToString(sum[:]) + "  " + name + "\n")},
+	}}), nil
 }
