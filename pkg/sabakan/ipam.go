@@ -100,6 +100,18 @@ func (c *IPAMConfig) Validate() error {
 	if c.BMCRangeSize > 32-uint(bmcPool.Bits()) {
 		return badIPAM("bmc-ipv4-range-size %d does not fit in bmc-ipv4-pool %s", c.BMCRangeSize, bmcPool)
 	}
+	if uint64(c.NodeIPPerNode) > poolSize(nodePool)>>c.NodeRangeSize {
+		return badIPAM("node-ip-per-node %d sub-ranges of 2^%d addresses do not fit in node-ipv4-pool %s", c.NodeIPPerNode, c.NodeRangeSize, nodePool)
+	}
+	if uint64(c.NodeGatewayOffset) >= uint64(1)<<(32-c.NodeRangeMask) {
+		return badIPAM("node-gateway-offset %d is outside a /%d network", c.NodeGatewayOffset, c.NodeRangeMask)
+	}
+	if uint64(c.BMCGatewayOffset) >= uint64(1)<<(32-c.BMCRangeMask) {
+		return badIPAM("bmc-ipv4-gateway-offset %d is outside a /%d network", c.BMCGatewayOffset, c.BMCRangeMask)
+	}
+	if c.NodeIndexOffset >= 1<<32 || c.MaxNodesInRack >= 1<<32 {
+		return badIPAM("node-index-offset and max-nodes-in-rack must be below 2^32")
+	}
 	// Indices must stay inside one sub-range: the last index plus the DHCP
 	// range start must leave room below the sub-range's broadcast address.
 	last := uint64(c.NodeIndexOffset) + uint64(c.MaxNodesInRack)

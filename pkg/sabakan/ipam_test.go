@@ -121,6 +121,11 @@ func TestIPAMValidate(t *testing.T) {
 		{"indices overflow BMC sub-range", func(c *IPAMConfig) { c.BMCRangeSize = 4 }},
 		{"pool holds no rack", func(c *IPAMConfig) { c.NodeIPv4Pool = "10.69.0.0/26" }},
 		{"zero gateway offset", func(c *IPAMConfig) { c.NodeGatewayOffset = 0 }},
+		{"gateway offset outside the network", func(c *IPAMConfig) { c.NodeGatewayOffset = 64 }},
+		{"BMC gateway offset outside the network", func(c *IPAMConfig) { c.BMCGatewayOffset = 1 << 12 }},
+		{"huge ip per node", func(c *IPAMConfig) { c.NodeIPPerNode = 1 << 58 }},
+		{"ip per node beyond the pool", func(c *IPAMConfig) { c.NodeIPPerNode = 1025 }},
+		{"huge index offset", func(c *IPAMConfig) { c.NodeIndexOffset = 1 << 63 }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -156,6 +161,7 @@ func FuzzIPAM(f *testing.F) {
 	ref, _ := json.Marshal(referenceIPAM())
 	f.Add(ref, uint(1), uint(5))
 	f.Add([]byte(`{"max-nodes-in-rack":1,"node-ipv4-pool":"10.0.0.0/30","node-ipv4-range-size":2,"node-ipv4-range-mask":30,"node-ip-per-node":1,"node-index-offset":1,"node-gateway-offset":1,"bmc-ipv4-pool":"10.1.0.0/30","bmc-ipv4-range-size":2,"bmc-ipv4-range-mask":30,"bmc-ipv4-gateway-offset":1}`), uint(0), uint(2))
+	f.Add([]byte(`{"max-nodes-in-rack":28,"node-ipv4-pool":"10.69.0.0/16","node-ipv4-range-size":6,"node-ipv4-range-mask":26,"node-ip-per-node":288230376151711744,"node-index-offset":3,"node-gateway-offset":1,"bmc-ipv4-pool":"10.72.16.0/20","bmc-ipv4-range-size":5,"bmc-ipv4-range-mask":20,"bmc-ipv4-gateway-offset":1}`), uint(0), uint(4))
 	f.Fuzz(func(t *testing.T, data []byte, rack, index uint) {
 		var c IPAMConfig
 		if json.Unmarshal(data, &c) != nil || c.Validate() != nil {
