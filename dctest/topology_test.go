@@ -108,7 +108,7 @@ func TestTopology(t *testing.T) {
 		wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 		err := proc.WaitFor(wctx, time.Second, func() bool {
 			b, _ := os.ReadFile(logPath)
-			return strings.Contains(string(b), "PXE over IPv4")
+			return strings.Contains(string(b), "HTTP Boot over IPv4")
 		})
 		cancel()
 		if err != nil {

@@ -49,12 +49,12 @@ func TestQEMUNode(t *testing.T) {
 	logPath := filepath.Join(n.HostDir("vm1"), "console.log")
 	err = proc.WaitFor(ctx, 500*time.Millisecond, func() bool {
 		b, _ := os.ReadFile(logPath)
-		return strings.Contains(string(b), "PXE over IPv4")
+		return strings.Contains(string(b), "HTTP Boot over IPv4")
 	})
 	if err != nil {
 		b, _ := os.ReadFile(logPath)
 		q, _ := os.ReadFile(filepath.Join(n.HostDir("vm1"), "qemu.log"))
-		t.Fatalf("firmware never tried network boot: %v\nconsole:\n%s\nqemu:\n%s", err, b, q)
+		t.Fatalf("firmware never tried HTTP boot: %v\nconsole:\n%s\nqemu:\n%s", err, b, q)
 	}
 	conn, err := net.Dial("unix", sock)
 	if err != nil {

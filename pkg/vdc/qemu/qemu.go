@@ -1,6 +1,7 @@
 // Package qemu turns a placemat Node into a QEMU command line. The machine
 // gets one tap (already on its bridge) per interface, SMBIOS identity,
-// OVMF firmware with its own variable store when uefi is set, its volumes,
+// OVMF firmware with its own variable store and PXE off (so it HTTP-boots)
+// when uefi is set, its volumes,
 // a serial console on a UNIX socket that is also logged to a file, and KVM
 // acceleration only when KVM can really run guests; otherwise TCG.
 package qemu
@@ -122,7 +123,12 @@ func Args(n *spec.Node, o Options) []string {
 	if n.UEFI {
 		args = append(args,
 			"-drive", "if=pflash,format=raw,readonly=on,file="+escapeOpt(OVMFCode),
-			"-drive", "if=pflash,format=raw,file="+escapeOpt(o.OVMFVars))
+			"-drive", "if=pflash,format=raw,file="+escapeOpt(o.OVMFVars),
+			// No TFTP anywhere in the data center: without PXE, OVMF goes
+			// straight to UEFI HTTP boot (under TCG the PXEv4 and PXEv6
+			// attempts cost minutes).
+			"-fw_cfg", "name=opt/org.tianocore/IPv4PXESupport,string=n",
+			"-fw_cfg", "name=opt/org.tianocore/IPv6PXESupport,string=n")
 	}
 	for i, tap := range o.Taps {
 		id := fmt.Sprintf("net%d", i)

@@ -23,6 +23,7 @@ func TestArgs(t *testing.T) {
 				Disks: []Disk{{Name: "data", Path: "/s/data.img", Format: "qcow2"}}, SerialSocket: "/s/serial.sock", SerialLog: "/s/console.log"},
 			want: []string{"tcg,thread=multi", "max", "4G", "2", "type=1,manufacturer=acme,serial=abc",
 				"if=pflash,format=raw,readonly=on,file=" + OVMFCode, "if=pflash,format=raw,file=/s/vars.fd",
+				"name=opt/org.tianocore/IPv4PXESupport,string=n", "name=opt/org.tianocore/IPv6PXESupport,string=n",
 				"tap,id=net1,ifname=x-t1,script=no,downscript=no",
 				"virtio-net-pci,netdev=net0,mac=" + MAC("vm1", 0) + ",bootindex=1,romfile=",
 				"if=none,id=disk0,file=/s/data.img,format=qcow2,cache=none",
@@ -35,7 +36,7 @@ func TestArgs(t *testing.T) {
 			opts: Options{Accel: AccelKVM, Taps: []string{"x-t2"}},
 			want: []string{"kvm", "host", "2G", "1", "type=1,serial=" + DefaultSerial("vm2"),
 				"virtio-net-pci,netdev=net0,mac=" + MAC("vm2", 0) + ",bootindex=1"},
-			notWant: []string{"tcg,thread=multi"},
+			notWant: []string{"tcg,thread=multi", "name=opt/org.tianocore/IPv4PXESupport,string=n"},
 		},
 		{
 			name: "commas escaped, folders, ignition",
