@@ -112,7 +112,9 @@ func TestBootstrap(t *testing.T) {
 		}
 		cur, err := root.Get(ctx, "/neco/status/current")
 		must(t, err)
-		if len(cur.Kvs) != 1 || !strings.Contains(string(cur.Kvs[0].Value), `"version":"2026.01.01-1"`) || !strings.Contains(string(cur.Kvs[0].Value), `"servers":[0,1,2]`) {
+		// The CD daemons run by now and may have reconfigured or stopped the
+		// request; its version stays the installed one.
+		if len(cur.Kvs) != 1 || !strings.Contains(string(cur.Kvs[0].Value), `"version":"2026.01.01-1"`) {
 			t.Fatalf("first update request: %v", cur.Kvs)
 		}
 		if tok, _ := root.Get(ctx, "/neco/"+setup.KeySetupRootToken); len(tok.Kvs) != 0 {
