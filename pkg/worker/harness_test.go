@@ -43,38 +43,38 @@ var (
 	clusters  atomic.Int64
 	debMu     sync.Mutex
 	debCache  = map[string]string{}
-	debDir    string
 )
 
 // buildDeb builds a real neco package of version with debian/build.sh (no
 // programs inside: the maintainer scripts, templates and configuration are
-// the real ones) and returns its path. Packages are cached per test binary.
+// the real ones) and returns its path. Packages are cached for the test
+// that built them and removed with its temporary directory.
 func buildDeb(t testing.TB, version string) string {
 	t.Helper()
 	testutil.RequireCommands(t, "dpkg", "dpkg-deb", "fakeroot")
+	key := t.Name() + "\x00" + version
 	debMu.Lock()
 	defer debMu.Unlock()
-	if p, ok := debCache[version]; ok {
+	if p, ok := debCache[key]; ok {
 		return p
 	}
-	if debDir == "" {
-		d, err := os.MkdirTemp("", "neco-debs-")
-		if err != nil {
-			t.Fatal(err)
-		}
-		debDir = d
-	}
-	bin := filepath.Join(debDir, "emptybin")
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "emptybin")
 	os.MkdirAll(bin, 0o755)
 	script, _ := filepath.Abs("../../debian/build.sh")
-	cmd := exec.Command(script, version, bin, debDir)
+	cmd := exec.Command(script, version, bin, dir)
 	cmd.Env = append(os.Environ(), "DEB_COMPRESS=gzip")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("build.sh %s: %v\n%s", version, err, out)
 	}
-	p := filepath.Join(debDir, neco.DebName(version))
-	debCache[version] = p
+	p := filepath.Join(dir, neco.DebName(version))
+	debCache[key] = p
+	t.Cleanup(func() {
+		debMu.Lock()
+		defer debMu.Unlock()
+		delete(debCache, key)
+	})
 	return p
 }
 
