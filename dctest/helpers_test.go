@@ -20,7 +20,6 @@ import (
 	"github.com/openneco/neco/pkg/vdc"
 	"github.com/openneco/neco/pkg/vdc/menu"
 	"github.com/openneco/neco/pkg/vdc/proc"
-	"github.com/openneco/neco/pkg/vdc/spec"
 )
 
 // dc is one virtual data center under test.
@@ -144,17 +143,6 @@ func (d *dc) run(host string, argv ...string) string {
 		d.t.Fatal(err)
 	}
 	return out
-}
-
-// nspawnNode returns the named machine of the plan.
-func (p *dc) nspawnNode(name string) *spec.NspawnNode {
-	for _, n := range p.plan.Cluster.NspawnNodes {
-		if n.Name == name {
-			return n
-		}
-	}
-	p.t.Fatalf("no machine %s", name)
-	return nil
 }
 
 // ping reports whether from reaches addr within the deadline (one probe).

@@ -13,6 +13,7 @@ import (
 	"github.com/openneco/neco/pkg/vdc/host"
 	"github.com/openneco/neco/pkg/vdc/nspawn"
 	"github.com/openneco/neco/pkg/vdc/proc"
+	"github.com/openneco/neco/pkg/vdc/qemu"
 	"github.com/openneco/neco/pkg/vdc/spec"
 )
 
@@ -202,6 +203,20 @@ func (in *Instance) Console(name string) (path string, socket bool, err error) {
 		return h.Console, true, nil
 	}
 	return "", false, fmt.Errorf("vdc: %s is a network namespace: it has no console; use `vdc exec` or `vdc shell`", name)
+}
+
+// Reset presses a QEMU machine's reset button (QMP system_reset): it boots
+// again from its firmware, as after a power cycle.
+func (in *Instance) Reset(name string) error {
+	h, err := in.find(name)
+	if err != nil {
+		return err
+	}
+	if h.Kind != HostQEMU {
+		return fmt.Errorf("vdc: %s is not a QEMU machine", name)
+	}
+	_, err = qemu.QMP(filepath.Join(in.HostDir(name), "qmp.sock"), "system_reset", nil)
+	return err
 }
 
 // NetnsOf returns the network namespace of a host.

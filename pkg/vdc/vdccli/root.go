@@ -67,7 +67,7 @@ the host's network. Needs root.`,
 	}
 	root.PersistentFlags().StringVarP(&g.instance, "name", "n", vdc.DefaultInstance, "instance name (1-6 lower-case letters/digits)")
 	root.PersistentFlags().StringVar(&g.stateRoot, "state-root", vdc.DefaultStateRoot, "directory holding one state directory per instance")
-	root.AddCommand(menuCmd(g), createCmd(g), destroyCmd(g), listCmd(g), execCmd(g), shellCmd(g), consoleCmd(g), bgpCmd(g))
+	root.AddCommand(menuCmd(g), createCmd(g), destroyCmd(g), listCmd(g), execCmd(g), shellCmd(g), consoleCmd(g), bgpCmd(g), resetCmd(g))
 	return root
 }
 
@@ -586,4 +586,24 @@ func bgpCmd(g *globals) *cobra.Command {
 	}
 	cli.AddOutputFlag(cmd, &out, cli.OutputSimple, cli.OutputJSON)
 	return cmd
+}
+
+func resetCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:               "reset HOST",
+		Short:             "Reset a QEMU machine: it boots again from its firmware",
+		Args:              cli.ExactArgs(1),
+		ValidArgsFunction: hostCompletion(g),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			in, err := g.open()
+			if err != nil {
+				return err
+			}
+			err = in.Reset(args[0])
+			if errors.Is(err, vdc.ErrNotFound) {
+				return cli.WithCode(cli.ExitNotFound, err)
+			}
+			return err
+		},
+	}
 }
