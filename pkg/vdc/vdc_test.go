@@ -99,3 +99,18 @@ func TestLedgerTornLine(t *testing.T) {
 		t.Errorf("missing ledger = %+v, %v", got, err)
 	}
 }
+
+func FuzzParseProtocols(f *testing.F) {
+	f.Add("Name Proto Table State Since Info\nspine1 BGP --- up 14:01:06.456 Established\n")
+	f.Add("nodes BGP --- start 14:01:02.123 Passive\n")
+	f.Fuzz(func(t *testing.T, in string) {
+		for _, s := range ParseProtocols("r", in) {
+			if s.Router != "r" || s.Name == "" || s.State == "" {
+				t.Fatalf("bad session %+v from %q", s, in)
+			}
+			if s.State == "start" && s.Info == "Passive" {
+				t.Fatalf("listener reported as a session: %q", in)
+			}
+		}
+	})
+}

@@ -67,3 +67,15 @@ func TestMountsUnderEscapes(t *testing.T) {
 		t.Errorf("unescape = %q", got)
 	}
 }
+
+func FuzzMirror(f *testing.F) {
+	f.Add("Types: deb\nURIs: http://m/debian\nSuites: bookworm\n", "deb [arch=amd64] http://one/debian bookworm main\n")
+	f.Add("Enabled: no\n\n", "deb [ x\n")
+	f.Fuzz(func(t *testing.T, deb822, oneLine string) {
+		for _, m := range []string{mirrorDeb822(deb822, "bookworm"), mirrorOneLine(oneLine, "bookworm")} {
+			if m != "" && !isHTTP(m) {
+				t.Fatalf("mirror %q is not an http(s) URL", m)
+			}
+		}
+	})
+}
