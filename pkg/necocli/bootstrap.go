@@ -21,7 +21,7 @@ import (
 func addBootstrapCommands(root *cobra.Command, g *globalOptions) {
 	root.AddCommand(
 		newSetupCommand(g), newJoinCommand(g), newLeaveCommand(g),
-		newInitCommand(g), newInitLocalCommand(g), newInitDataCommand(g),
+		newInitCommand(g), newInitLocalCommand(g), newInitDataCommand(),
 		newVaultCommand(g), newCertsCommand(g),
 	)
 }

@@ -1,6 +1,9 @@
 package necocli
 
 import (
+	"bytes"
+	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -9,7 +12,11 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/openneco/neco/pkg/cli"
+	"github.com/openneco/neco/pkg/sabakan"
+	"github.com/openneco/neco/pkg/sabakan/client"
 	"github.com/openneco/neco/pkg/setup"
+	"github.com/openneco/neco/pkg/version"
+	"github.com/openneco/neco/pkg/worker"
 )
 
 func newInitCommand(g *globalOptions) *cobra.Command {
@@ -109,60 +116,102 @@ once first.`,
 	return cmd
 }
 
-// dataUploader is set when the sabakan client lands (see setup.DataUploader).
-var dataUploader func(l *local) (setup.DataUploader, error)
-
-func newInitDataCommand(g *globalOptions) *cobra.Command {
-	b := &bootOptions{g: g}
-	var ipam, dhcp, contents string
+func newInitDataCommand() *cobra.Command {
+	var sabakanURL, ipam, dhcp, contents, ver string
 	cmd := &cobra.Command{
 		Use:   "init-data",
 		Short: "upload sabakan's IPAM and DHCP configuration and boot contents",
 		Long: `init-data puts what a fresh data center needs into sabakan: the IPAM
 configuration (--ipam, JSON), the DHCP configuration (--dhcp, JSON) and the
-boot contents in --contents (OS images, assets, ignitions). Run it once on
-any boot server after neco init-local sabakan.`,
-		Args: cli.ExactArgs(0),
+boot contents in --contents, laid out as in the package's /usr/share/neco:
+
+  images/<os>/<id>.tar     OS images (kernel and initrd.gz in a tar)
+  assets/<name>            assets served to machines
+  ignitions/roles/<role>/  Ignition template trees, uploaded as <role>/<version>
+  dhcp.json                DHCP configuration (when --dhcp is not given)
+
+Run it once, on any boot server, after neco init-local sabakan. It is
+idempotent: contents already there and an identical IPAM configuration are
+left as they are, so it can be re-run after a failure. The IPAM
+configuration cannot change once machines are registered.`,
+		Example: `  neco init-data --ipam /usr/share/neco/ipam.json --contents /usr/share/neco`,
+		Args:    cli.ExactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			l, err := b.loadLocal()
-			if err != nil {
-				return err
+			if ipam == "" && dhcp == "" && contents == "" {
+				return cli.UsageError("nothing to upload: give --ipam, --dhcp or --contents")
 			}
-			if dataUploader == nil {
-				return cli.WithCode(cli.ExitFailure, errors.New("this neco was built without the sabakan client: init-data is not available yet"))
-			}
-			up, err := dataUploader(l)
+			sc, err := client.New(sabakanURL, client.WithUser("neco-init-data"))
 			if err != nil {
-				return err
+				return cli.UsageError("%v", err)
 			}
 			ctx := cmd.Context()
-			for _, f := range []struct {
-				path string
-				put  func([]byte) error
-			}{
-				{ipam, func(d []byte) error { return up.UploadIPAM(ctx, d) }},
-				{dhcp, func(d []byte) error { return up.UploadDHCP(ctx, d) }},
-			} {
-				if f.path == "" {
-					continue
-				}
-				data, err := os.ReadFile(f.path)
-				if err != nil {
-					return cli.UsageError("%v", err)
-				}
-				if err := f.put(data); err != nil {
+			if ipam != "" {
+				if err := uploadIPAM(ctx, sc, ipam); err != nil {
 					return err
 				}
 			}
-			if contents != "" {
-				return up.UploadContents(ctx, contents)
+			if dhcp != "" {
+				var cfg sabakan.DHCPConfig
+				if err := readJSON(dhcp, &cfg); err != nil {
+					return err
+				}
+				if err := sc.SetDHCP(ctx, &cfg); err != nil {
+					return fmt.Errorf("set DHCP configuration: %w", err)
+				}
 			}
+			if contents == "" {
+				return nil
+			}
+			c, err := worker.ScanContents(contents, ver)
+			if err != nil {
+				return err
+			}
+			if dhcp != "" {
+				c.DHCP = ""
+			}
+			if err := (worker.SabakanUploader{Client: sc}).Upload(ctx, c); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "uploaded %d images, %d assets, %d Ignition roles\n", len(c.Images), len(c.Assets), len(c.Ignitions))
 			return nil
 		},
 	}
-	b.addFlags(cmd)
+	cmd.Flags().StringVar(&sabakanURL, "sabakan-url", "http://127.0.0.1:10080", "sabakan's REST API (this host must be in its allow-ips)")
 	cmd.Flags().StringVar(&ipam, "ipam", "", "sabakan IPAM configuration (JSON)")
 	cmd.Flags().StringVar(&dhcp, "dhcp", "", "sabakan DHCP configuration (JSON)")
 	cmd.Flags().StringVar(&contents, "contents", "", "directory of boot contents (images, assets, ignitions)")
+	cmd.Flags().StringVar(&ver, "version", version.Version, "id under which the Ignition templates are uploaded")
 	return cmd
+}
+
+// uploadIPAM sets the IPAM configuration; an identical configuration
+// already in place counts as done.
+func uploadIPAM(ctx context.Context, sc *client.Client, path string) error {
+	var cfg sabakan.IPAMConfig
+	if err := readJSON(path, &cfg); err != nil {
+		return err
+	}
+	err := sc.SetIPAM(ctx, &cfg)
+	if errors.Is(err, sabakan.ErrConflict) {
+		if cur, gerr := sc.IPAM(ctx); gerr == nil && *cur == cfg {
+			return nil
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("set IPAM configuration: %w", err)
+	}
+	return nil
+}
+
+func readJSON(path string, v any) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return cli.UsageError("%v", err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return cli.UsageError("%s: %v", path, err)
+	}
+	return nil
 }

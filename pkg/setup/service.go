@@ -70,12 +70,3 @@ func InitLocal(ctx context.Context, vc *vault.Client, c *Cluster, servers []Serv
 	}
 	return p.ServiceConfig(name), nil
 }
-
-// DataUploader puts the data a fresh data center needs into its services:
-// sabakan's IPAM and DHCP configuration and its boot contents. The sabakan
-// client implements it; neco init-data calls it.
-type DataUploader interface {
-	UploadIPAM(ctx context.Context, config []byte) error
-	UploadDHCP(ctx context.Context, config []byte) error
-	UploadContents(ctx context.Context, dir string) error
-}
