@@ -705,7 +705,7 @@ func (r *run) finish(ctx context.Context) error {
 		return fmt.Errorf("register boot server: %w", err)
 	}
 	if r.isLeader() {
-		if err := r.firstRequest(ctx); err != nil {
+		if err := FirstRequest(ctx, r.client, r.Servers, r.Version); err != nil {
 			return err
 		}
 	}
@@ -756,8 +756,15 @@ func (r *run) cleanup(ctx context.Context) error {
 	return nil
 }
 
-func (r *run) firstRequest(ctx context.Context) error {
-	s := storage.New(r.client)
+// FirstRequest registers every boot server and writes the first update
+// request for version on all of them, in one transaction. Registering
+// them together matters: the updater reconfigures a request whose servers
+// differ from the registered ones, and the first worker of a request
+// removes the etcd members of servers left out of it. Were only the
+// leader registered when its updater started, the request would shrink to
+// the leader alone and the other servers' etcd members would be removed.
+func FirstRequest(ctx context.Context, client *clientv3.Client, servers []Server, version string) error {
+	s := storage.New(client)
 	return etcdutil.Retry(ctx, func(ctx context.Context) error {
 		snap, err := s.Snapshot(ctx)
 		if err != nil {
@@ -765,20 +772,25 @@ func (r *run) firstRequest(ctx context.Context) error {
 		}
 		var cmps []clientv3.Cmp
 		var ops []clientv3.Op
+		for _, srv := range servers {
+			if !slices.Contains(snap.BootServers, srv.LRN) {
+				ops = append(ops, clientv3.OpPut(storage.BootServerKey(srv.LRN), srv.Address))
+			}
+		}
 		if snap.Latest == "" {
-			g := storage.SetLatest(snap, r.Version)
+			g := storage.SetLatest(snap, version)
 			cmps, ops = append(cmps, g.Cmps...), append(ops, g.Ops...)
 		}
 		if snap.Request == nil {
 			g := storage.PutRequest(snap, &neco.UpdateRequest{
-				ID: snap.Revision, Version: r.Version, Servers: lrns(r.Servers), StartedAt: time.Now().UTC(),
+				ID: snap.Revision, Version: version, Servers: lrns(servers), StartedAt: time.Now().UTC(),
 			})
 			cmps, ops = append(cmps, g.Cmps...), append(ops, g.Ops...)
 		}
 		if len(ops) == 0 {
 			return nil
 		}
-		_, err = etcdutil.Commit(r.client.Txn(ctx).If(cmps...).Then(ops...))
+		_, err = etcdutil.Commit(client.Txn(ctx).If(cmps...).Then(ops...))
 		return err
 	})
 }
