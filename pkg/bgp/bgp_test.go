@@ -115,6 +115,10 @@ func TestIdentityInvalid(t *testing.T) {
 		{"gateway offset outside the link", func(s *Source, _ *ASPlan) {
 			s.IPAM.NodeGatewayOffset = 68
 			s.Machine.Info.Network.IPv4 = nil
+		}, "outside a /26 network"},
+		{"gateway is the node itself", func(s *Source, _ *ASPlan) {
+			s.IPAM.NodeGatewayOffset = 4
+			s.Machine.Info.Network.IPv4 = nil
 		}, "not another address"},
 	}
 	for _, tt := range tests {
