@@ -13,4 +13,8 @@ var (
 	ErrConflict = errors.New("conflict")
 	// ErrUnavailable: the backing store cannot be reached (503).
 	ErrUnavailable = errors.New("service unavailable")
+	// ErrLengthRequired: an upload without its size (411).
+	ErrLengthRequired = errors.New("length required")
+	// ErrTooLarge: an upload over its size limit (413).
+	ErrTooLarge = errors.New("too large")
 )

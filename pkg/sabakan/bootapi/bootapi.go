@@ -3,8 +3,9 @@
 // endpoints a booting node calls (ipxe.efi, iPXE scripts, kernel, initrd,
 // its rendered Ignition). Paths, bodies and statuses are the reference's.
 //
-// The inventory's web server registers these handlers on its mux (see
-// Register) and wraps them with its access control and actor middleware.
+// The inventory's web server registers these routes (web.Server.RegisterBoot)
+// behind its access control and actor middleware, and renders the errors the
+// handlers return, which wrap the model's sentinels.
 package bootapi
 
 import (
@@ -41,8 +42,8 @@ type API struct {
 	IPXEEFI string
 }
 
-// HandlerFunc serves one request; a returned error is rendered as the
-// reference's JSON error unless the handler already responded.
+// HandlerFunc serves one request; a returned error is rendered by the web
+// server as the reference's JSON error unless the handler already responded.
 type HandlerFunc func(w http.ResponseWriter, r *http.Request) error
 
 // Route is one endpoint: a method and a net/http path pattern.
@@ -84,49 +85,6 @@ func (a *API) Routes() []Route {
 	}
 }
 
-// Register adds every route to a plain mux, rendering errors with Error.
-// The daemon registers Routes on the sabakan web server instead, which adds
-// access control, the actor and metrics.
-func (a *API) Register(mux *http.ServeMux) {
-	for _, rt := range a.Routes() {
-		h := rt.Handler
-		mux.HandleFunc(rt.Method+" "+rt.Pattern, func(w http.ResponseWriter, r *http.Request) {
-			if err := h(w, r); err != nil {
-				Error(w, r, err)
-			}
-		})
-	}
-}
-
-// Status maps an error of this API to its HTTP status.
-func Status(err error) int {
-	switch {
-	case errors.Is(err, content.ErrLengthRequired):
-		return http.StatusLengthRequired
-	case errors.Is(err, content.ErrTooLarge):
-		return http.StatusRequestEntityTooLarge
-	case errors.Is(err, sabakan.ErrBadRequest):
-		return http.StatusBadRequest
-	case errors.Is(err, sabakan.ErrNotFound):
-		return http.StatusNotFound
-	case errors.Is(err, sabakan.ErrConflict):
-		return http.StatusConflict
-	case errors.Is(err, sabakan.ErrUnavailable):
-		return http.StatusServiceUnavailable
-	}
-	var mbe *http.MaxBytesError
-	if errors.As(err, &mbe) {
-		return http.StatusRequestEntityTooLarge
-	}
-	return http.StatusInternalServerError
-}
-
-// Error writes err as the reference's JSON error body.
-func Error(w http.ResponseWriter, _ *http.Request, err error) {
-	status := Status(err)
-	writeJSON(w, status, map[string]any{"status": status, "error": err.Error()})
-}
-
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
@@ -155,7 +113,7 @@ func (a *API) imageIndex(w http.ResponseWriter, r *http.Request) error {
 
 func (a *API) putImage(w http.ResponseWriter, r *http.Request) error {
 	if r.ContentLength > content.MaxImageSize {
-		return fmt.Errorf("%w: image of %d bytes is over %d", content.ErrTooLarge, r.ContentLength, int64(content.MaxImageSize))
+		return fmt.Errorf("%w: image of %d bytes is over %d", sabakan.ErrTooLarge, r.ContentLength, int64(content.MaxImageSize))
 	}
 	if err := a.Content.PutImage(r.Context(), r.PathValue("os"), r.PathValue("id"), r.Body); err != nil {
 		return err
@@ -212,7 +170,7 @@ func (a *API) putAsset(w http.ResponseWriter, r *http.Request) error {
 		return badRequest("invalid asset name %q", name)
 	}
 	if r.ContentLength > content.MaxAssetSize {
-		return fmt.Errorf("%w: asset of %d bytes is over the limit of %d", content.ErrTooLarge, r.ContentLength, int64(content.MaxAssetSize))
+		return fmt.Errorf("%w: asset of %d bytes is over the limit of %d", sabakan.ErrTooLarge, r.ContentLength, int64(content.MaxAssetSize))
 	}
 	opts := map[string]string{}
 	for k, v := range r.Header {
@@ -323,7 +281,7 @@ func (a *API) putIgnition(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return fmt.Errorf("%w: template is over %d bytes", content.ErrTooLarge, ignition.MaxTemplateSize)
+			return fmt.Errorf("%w: template is over %d bytes", sabakan.ErrTooLarge, ignition.MaxTemplateSize)
 		}
 		return badRequest("%v", err)
 	}

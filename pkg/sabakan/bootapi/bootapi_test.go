@@ -1,4 +1,4 @@
-package bootapi
+package bootapi_test
 
 import (
 	"archive/tar"
@@ -23,8 +23,10 @@ import (
 
 	"github.com/openneco/neco/pkg/etcdutil/etcdtest"
 	"github.com/openneco/neco/pkg/sabakan"
+	"github.com/openneco/neco/pkg/sabakan/bootapi"
 	"github.com/openneco/neco/pkg/sabakan/content"
 	"github.com/openneco/neco/pkg/sabakan/ignition"
+	"github.com/openneco/neco/pkg/sabakan/web"
 )
 
 func TestMain(m *testing.M) { etcdtest.Main(m) }
@@ -43,25 +45,28 @@ func (ms machines) Machine(_ context.Context, serial string) (*sabakan.Machine, 
 type server struct {
 	url     string
 	content *content.Store
-	api     *API
+	api     *bootapi.API
 }
 
 func newServer(t *testing.T, client *clientv3.Client, inv machines) *server {
 	t.Helper()
-	mux := http.NewServeMux()
-	ts := httptest.NewServer(mux)
-	t.Cleanup(ts.Close)
-	st, err := content.New(client, content.Options{Dir: t.TempDir(), AdvertiseURL: ts.URL})
+	ts := httptest.NewUnstartedServer(nil)
+	url := "http://" + ts.Listener.Addr().String()
+	st, err := content.New(client, content.Options{Dir: t.TempDir(), AdvertiseURL: url})
 	if err != nil {
 		t.Fatal(err)
 	}
 	efi := filepath.Join(t.TempDir(), "ipxe.efi")
 	os.WriteFile(efi, []byte("MZ fake efi"), 0o644)
-	api := &API{
+	api := &bootapi.API{
 		Content: st, Ignitions: ignition.NewStore(client, nil), Machines: inv,
-		URLs: ignition.URLs{HTTP: ts.URL, HTTPS: "https://x"}, IPXEEFI: efi,
+		URLs: ignition.URLs{HTTP: url, HTTPS: "https://x"}, IPXEEFI: efi,
 	}
-	api.Register(mux)
+	srv := web.New(web.Config{Hostname: "boot", Version: "test"})
+	srv.RegisterBoot(api)
+	ts.Config.Handler = srv.Handler()
+	ts.Start()
+	t.Cleanup(ts.Close)
 	return &server{url: ts.URL, content: st, api: api}
 }
 
@@ -310,7 +315,7 @@ func TestImagesAndBoot(t *testing.T) {
 		t.Errorf("chain script: %s", r.body)
 	}
 	r = do(t, "GET", b.url+"/api/v1/boot/coreos/ipxe/s1", nil, nil, 0)
-	wantScript := IPXEScript(b.url, "s1", "1.0", "console=ttyS0 quiet")
+	wantScript := bootapi.IPXEScript(b.url, "s1", "1.0", "console=ttyS0 quiet")
 	if r.status != 200 || r.body != wantScript {
 		t.Errorf("iPXE script:\n%s\nwant\n%s", r.body, wantScript)
 	}

@@ -37,10 +37,6 @@ const MaxURLs = 10
 
 // Errors that the web layer maps to their own statuses.
 var (
-	// ErrLengthRequired: an upload without Content-Length (411).
-	ErrLengthRequired = errors.New("content: Content-Length is required")
-	// ErrTooLarge: an upload over the size limit (413).
-	ErrTooLarge = errors.New("content: too large")
 	// ErrNotLocal: the content exists but this server has no copy yet; the
 	// caller redirects to one of its URLs.
 	ErrNotLocal = errors.New("content: no local copy yet")
@@ -106,10 +102,10 @@ func (s *Store) PutAsset(ctx context.Context, u AssetUpload, body io.Reader) (cr
 		return false, 0, fmt.Errorf("%w: Content-Type is required", sabakan.ErrBadRequest)
 	}
 	if u.Size < 0 {
-		return false, 0, ErrLengthRequired
+		return false, 0, sabakan.ErrLengthRequired
 	}
 	if u.Size > MaxAssetSize {
-		return false, 0, fmt.Errorf("%w: asset of %d bytes is over the limit of %d", ErrTooLarge, u.Size, int64(MaxAssetSize))
+		return false, 0, fmt.Errorf("%w: asset of %d bytes is over the limit of %d", sabakan.ErrTooLarge, u.Size, int64(MaxAssetSize))
 	}
 	want := strings.ToLower(u.SHA256)
 	if want != "" {

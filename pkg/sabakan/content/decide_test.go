@@ -78,7 +78,7 @@ func FuzzExtractImage(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		dir := t.TempDir()
 		_, _, err := extractImage(bytes.NewReader(data), dir)
-		if err != nil && !errors.Is(err, sabakan.ErrBadRequest) && !errors.Is(err, ErrTooLarge) {
+		if err != nil && !errors.Is(err, sabakan.ErrBadRequest) && !errors.Is(err, sabakan.ErrTooLarge) {
 			t.Fatalf("unexpected error class: %v", err)
 		}
 	})

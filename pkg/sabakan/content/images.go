@@ -197,7 +197,7 @@ func extractImage(r io.Reader, dir string) (map[string]string, int64, error) {
 		}
 		if err != nil {
 			if errors.Is(err, io.ErrUnexpectedEOF) && size > MaxImageSize {
-				return nil, 0, fmt.Errorf("%w: image tar is over %d bytes", ErrTooLarge, int64(MaxImageSize))
+				return nil, 0, fmt.Errorf("%w: image tar is over %d bytes", sabakan.ErrTooLarge, int64(MaxImageSize))
 			}
 			return nil, 0, fmt.Errorf("%w: malformed tar: %v", sabakan.ErrBadRequest, err)
 		}
@@ -212,7 +212,7 @@ func extractImage(r io.Reader, dir string) (map[string]string, int64, error) {
 			return nil, 0, fmt.Errorf("%w: tar holds %s twice", sabakan.ErrBadRequest, name)
 		}
 		if size += hdr.Size; size > MaxImageSize {
-			return nil, 0, fmt.Errorf("%w: image is over %d bytes", ErrTooLarge, int64(MaxImageSize))
+			return nil, 0, fmt.Errorf("%w: image is over %d bytes", sabakan.ErrTooLarge, int64(MaxImageSize))
 		}
 		f, err := os.Create(filepath.Join(dir, name))
 		if err != nil {

@@ -1,13 +1,6 @@
 package web
 
-import (
-	"errors"
-	"fmt"
-	"net/http"
-
-	"github.com/openneco/neco/pkg/sabakan/bootapi"
-	"github.com/openneco/neco/pkg/sabakan/content"
-)
+import "github.com/openneco/neco/pkg/sabakan/bootapi"
 
 // RegisterBoot adds the network boot API of package bootapi (OS images,
 // assets, kernel parameters, Ignition templates and the endpoints booting
@@ -15,22 +8,6 @@ import (
 // rendering as every other route.
 func (s *Server) RegisterBoot(api *bootapi.API) {
 	for _, rt := range api.Routes() {
-		h := rt.Handler
-		s.Handle(rt.Method, rt.Pattern, func(w http.ResponseWriter, r *http.Request) error {
-			return bootError(h(w, r))
-		})
+		s.Handle(rt.Method, rt.Pattern, HandlerFunc(rt.Handler))
 	}
-}
-
-// bootError maps the boot content's own errors to this package's.
-func bootError(err error) error {
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, content.ErrLengthRequired):
-		return fmt.Errorf("%w: %v", ErrLengthRequired, err)
-	case errors.Is(err, content.ErrTooLarge):
-		return fmt.Errorf("%w: %v", ErrTooLarge, err)
-	}
-	return err
 }

@@ -20,10 +20,6 @@ var (
 	ErrForbidden = errors.New("forbidden")
 	// ErrMethodNotAllowed: the path does not support the method (405).
 	ErrMethodNotAllowed = errors.New("method not allowed")
-	// ErrLengthRequired: the request needs a Content-Length (411).
-	ErrLengthRequired = errors.New("length required")
-	// ErrTooLarge: the request body is larger than allowed (413).
-	ErrTooLarge = errors.New("request entity too large")
 )
 
 // StatusOf is the HTTP status for err: the one place errors become statuses.
@@ -42,9 +38,9 @@ func StatusOf(err error) int {
 		return http.StatusMethodNotAllowed
 	case errors.Is(err, sabakan.ErrConflict):
 		return http.StatusConflict
-	case errors.Is(err, ErrLengthRequired):
+	case errors.Is(err, sabakan.ErrLengthRequired):
 		return http.StatusLengthRequired
-	case errors.Is(err, ErrTooLarge), errors.As(err, &tooLarge):
+	case errors.Is(err, sabakan.ErrTooLarge), errors.As(err, &tooLarge):
 		return http.StatusRequestEntityTooLarge
 	case errors.Is(err, sabakan.ErrUnavailable):
 		return http.StatusServiceUnavailable
@@ -86,12 +82,12 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 // 413 when it exceeds limit bytes.
 func ReadBody(r *http.Request, limit int64) ([]byte, error) {
 	if r.ContentLength > limit {
-		return nil, fmt.Errorf("%w: the body has %d bytes, at most %d are accepted", ErrTooLarge, r.ContentLength, limit)
+		return nil, fmt.Errorf("%w: the body has %d bytes, at most %d are accepted", sabakan.ErrTooLarge, r.ContentLength, limit)
 	}
 	data, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, limit))
 	var tooLarge *http.MaxBytesError
 	if errors.As(err, &tooLarge) {
-		return nil, fmt.Errorf("%w: the body exceeds %d bytes", ErrTooLarge, limit)
+		return nil, fmt.Errorf("%w: the body exceeds %d bytes", sabakan.ErrTooLarge, limit)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: reading the body: %v", sabakan.ErrBadRequest, err)

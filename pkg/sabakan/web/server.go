@@ -19,9 +19,9 @@
 //   - The actor: the request's context carries sabakan.Actor (X-Sabakan-User,
 //     client IP, this server's host name), which store.AuditOp records.
 //   - Errors: return an error wrapping sabakan.ErrBadRequest (400),
-//     ErrNotFound (404), ErrConflict (409), ErrUnavailable (503), or this
-//     package's ErrForbidden (403), ErrLengthRequired (411), ErrTooLarge (413);
-//     anything else is 500. The body is {"status": N, "error": "message"}.
+//     ErrNotFound (404), ErrConflict (409), ErrLengthRequired (411),
+//     ErrTooLarge (413), ErrUnavailable (503), or this package's ErrForbidden
+//     (403); anything else is 500. The body is {"status": N, "error": "message"}.
 //   - JSON 404 for unknown paths and 405 (with Allow) for unknown methods.
 //   - Request metrics (sabakan_api_requests_total) when Config.Registry is set.
 //
