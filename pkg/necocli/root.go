@@ -13,20 +13,8 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/openneco/neco/pkg/etcdutil"
+	"github.com/openneco/neco/pkg/neco/storage"
 )
-
-// DefaultConfigFile is where a boot server keeps its etcd client settings
-// (written by `neco setup`).
-const DefaultConfigFile = "/etc/neco/config.yml"
-
-// DefaultEtcdPrefix is the prefix of neco's own keys.
-const DefaultEtcdPrefix = "/neco/"
-
-// Config is the file at DefaultConfigFile: how this boot server reaches
-// etcd, in cybozu-go/etcdutil's format under the key "etcd".
-type Config struct {
-	Etcd *etcdutil.Config `json:"etcd"`
-}
 
 type globalOptions struct {
 	configFile string
@@ -45,7 +33,7 @@ and steering continuous delivery.
 
 Exit codes: 0 success, 1 failure, 2 usage error.`,
 	}
-	root.PersistentFlags().StringVar(&opts.configFile, "config", DefaultConfigFile, "neco configuration file (etcd endpoints and client certificate)")
+	root.PersistentFlags().StringVar(&opts.configFile, "config", storage.DefaultConfigFile, "neco configuration file (etcd endpoints and client certificate)")
 	addBootstrapCommands(root, opts)
 	root.AddCommand(newStatusCommand(opts), newConfigCommand(opts), newRecoverCommand(opts))
 	return root
@@ -57,7 +45,7 @@ func (o *globalOptions) etcdClient() (*clientv3.Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read %s (is this boot server set up? run neco setup): %w", o.configFile, err)
 	}
-	cfg := Config{Etcd: etcdutil.NewConfig(DefaultEtcdPrefix)}
+	cfg := storage.FileConfig{Etcd: etcdutil.NewConfig(storage.DefaultPrefix)}
 	if err := yaml.UnmarshalStrict(data, &cfg); err != nil {
 		return nil, fmt.Errorf("%s: %w", o.configFile, err)
 	}
