@@ -66,7 +66,7 @@ daemons. Re-running it after a failure resumes.`,
 	b.addFlags(cmd)
 	cmd.Flags().StringVar(&ticketFile, "ticket", "join.json", "join ticket from neco vault issue-join-token")
 	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Minute, "how long join may take")
-	cmd.Flags().StringVar(&daemons, "start", "neco-updater,neco-worker", "comma-separated CD daemons started at the end")
+	cmd.Flags().StringVar(&daemons, "start", setup.DefaultDaemons, "comma-separated daemons started at the end (see neco setup --help)")
 	return cmd
 }
 

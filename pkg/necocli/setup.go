@@ -91,7 +91,7 @@ See docs/bootstrap.md.`,
 	cmd.Flags().StringVar(&tokenFile, "bootstrap-token-file", "", "file with the shared bootstrap secret (at least 16 characters; or set NECO_BOOTSTRAP_TOKEN)")
 	cmd.Flags().StringVar(&ver, "version", version.Version, "neco version of the first update request (the installed one)")
 	cmd.Flags().DurationVar(&timeout, "timeout", 30*time.Minute, "how long to wait for the other boot servers at each stage")
-	cmd.Flags().StringVar(&daemons, "start", "neco-updater,neco-worker", "comma-separated CD daemons started at the end, each as <name> --config <root>/etc/neco/config.yml")
+	cmd.Flags().StringVar(&daemons, "start", setup.DefaultDaemons, "comma-separated daemons started at the end: the CD daemons, node-health-agent and sabakan-state-setter (the units the neco package ships)")
 	cmd.Flags().IntVar(&crashAfter, "crash-after-stage", 0, "test hook: exit with status 3 after finishing this stage number")
 	cmd.Flags().MarkHidden("crash-after-stage")
 	return cmd

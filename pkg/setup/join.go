@@ -183,6 +183,9 @@ func Join(ctx context.Context, o *JoinOptions) error {
 	if err := WriteLocalConfig(c, me, members, p); err != nil {
 		return err
 	}
+	if err := WriteHealthAgentDefaults(me, members, p); err != nil {
+		return err
+	}
 	if err := storage.New(client).RegisterBootServer(ctx, me.LRN, me.Address); err != nil {
 		return err
 	}

@@ -23,6 +23,9 @@ type Paths struct {
 	EtcdDataDir, VaultConfig, StateDir   string
 	StateFile, BootstrapDir, ServicesDir string
 	ServiceCertDir                       string
+	// HealthAgentDefaults is /etc/default/node-health-agent: the options
+	// of node-health-agent.service (the serf member of this server).
+	HealthAgentDefaults string
 }
 
 // NewPaths lays the files out under root.
@@ -51,6 +54,8 @@ func NewPaths(root string) Paths {
 		BootstrapDir:   j("var", "lib", "neco", "bootstrap"),
 		ServicesDir:    j("var", "lib", "neco", "services"),
 		ServiceCertDir: j("etc", "neco", "services"),
+
+		HealthAgentDefaults: j("etc", "default", "node-health-agent"),
 	}
 }
 

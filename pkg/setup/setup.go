@@ -23,6 +23,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	vault "github.com/hashicorp/vault/api"
@@ -701,6 +702,9 @@ func (r *run) finish(ctx context.Context) error {
 	if err := WriteLocalConfig(r.Cluster, r.Me, r.Servers, r.Paths); err != nil {
 		return err
 	}
+	if err := WriteHealthAgentDefaults(r.Me, r.Servers, r.Paths); err != nil {
+		return err
+	}
 	if err := storage.New(r.client).RegisterBootServer(ctx, r.Me.LRN, r.Me.Address); err != nil {
 		return fmt.Errorf("register boot server: %w", err)
 	}
@@ -819,6 +823,33 @@ func WriteLocalConfig(c *Cluster, me Server, servers []Server, p Paths) error {
 	return writeFileAtomic(p.ClusterDef, data, 0o644)
 }
 
+// HealthAgentPort is the serf port of node-health-agent on a boot server.
+const HealthAgentPort = 7946
+
+// WriteHealthAgentDefaults writes the options of this server's
+// node-health-agent (the unit the package ships reads them): advertise
+// the server's node address, join the other boot servers. Machines that
+// join the serf cluster later name the boot servers too.
+func WriteHealthAgentDefaults(me Server, servers []Server, p Paths) error {
+	var join []string
+	for _, s := range servers {
+		if s.LRN != me.LRN {
+			join = append(join, s.Address)
+		}
+	}
+	opts := "-advertise " + net.JoinHostPort(me.Address, strconv.Itoa(HealthAgentPort))
+	if len(join) > 0 {
+		opts += " -join " + strings.Join(join, ",")
+	}
+	data := "# Written by neco setup (or neco join): node-health-agent of boot server " + strconv.Itoa(me.LRN) + ".\n" +
+		"NODE_HEALTH_AGENT_OPTS=\"" + opts + "\"\n"
+	return writeFileAtomic(p.HealthAgentDefaults, []byte(data), 0o644)
+}
+
+// DefaultDaemons are the daemons setup and join start at the end: the CD
+// daemons, the serf member of the boot server and the state setter.
+const DefaultDaemons = "neco-updater,neco-worker,node-health-agent,sabakan-state-setter"
+
 // StartDaemons starts the CD daemons. Under systemd the units the neco
 // package ships are enabled as they are; the process runner (tests, hosts
 // without systemd) runs them with every path under p's root and their
@@ -855,8 +886,15 @@ func daemonArgs(name string, p Paths, me Server) []string {
 	case "neco-worker":
 		args = append(args, "-listen", net.JoinHostPort(me.Address, "10091"),
 			"-rack-file", p.Rack, "-cluster", p.ClusterDef,
-			"-sabakan-config", filepath.Join(p.Root, "etc", "sabakan", "config.yml"),
-			"-contents-dir", filepath.Join(p.StateDir, "sabakan-contents"))
+			"-sabakan-config", filepath.Join(p.Root, "etc", "sabakan", "config.yml"), "-root", p.Root)
+	case "node-health-agent":
+		// Its options are those of the package's unit (the defaults file).
+		return []string{"-bind", net.JoinHostPort(me.Address, strconv.Itoa(HealthAgentPort)),
+			"-listen", net.JoinHostPort(me.Address, "7947")}
+	case "sabakan-state-setter":
+		args = append(args, "-members-url", "http://"+net.JoinHostPort(me.Address, "7947"),
+			"-sabakan-url", "http://"+net.JoinHostPort(me.Address, "10080"),
+			"-metrics", net.JoinHostPort(me.Address, "10083"))
 	}
 	return args
 }
