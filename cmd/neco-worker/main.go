@@ -9,6 +9,7 @@ import (
 	"flag"
 	"log/slog"
 	"path/filepath"
+	"strings"
 
 	"github.com/openneco/neco/pkg/daemon"
 	"github.com/openneco/neco/pkg/deb"
@@ -28,6 +29,7 @@ func main() {
 	sabakanConfig := flag.String("sabakan-config", "/etc/sabakan/config.yml", "sabakan configuration file the worker renders")
 	sabakanURL := flag.String("sabakan-url", "http://127.0.0.1:10080", "sabakan's REST API, where the sabakan-contents step uploads")
 	clusterFile := flag.String("cluster", "/etc/neco/cluster.yml", "cluster description (boot server addresses and ports; written by neco setup)")
+	root := flag.String("root", "/", "directory this boot server's neco files (certificates, Vault credentials) live under, as neco --root")
 	flag.Parse()
 
 	daemon.Run(func(ctx context.Context) error {
@@ -76,7 +78,19 @@ func main() {
 		steps := []worker.Step{
 			worker.EtcdStep(client.Cluster,
 				worker.ServiceEtcd{Services: svc, Maintenance: client.Maintenance, Endpoint: cluster.EtcdClientURL(me)}, peerURL),
-			worker.ServiceConfigStep("sabakan-config", "sabakan", *sabakanConfig, worker.TemplateFile(filepath.Join(*shareDir, "sabakan.yml"), me.Address), svc),
+			// Before sabakan first starts on this server: its etcd user and
+			// this server's certificate for it (neco init / init-local).
+			// After a restart: serving, for the uploads of the next step.
+			worker.WithHooks(
+				worker.ServiceConfigStep("sabakan-config", "sabakan", *sabakanConfig, worker.TemplateFile(filepath.Join(*shareDir, "sabakan.yml"), me.Address), svc),
+				func(ctx context.Context, _ *worker.StepEnv) error {
+					issued, err := setup.EnsureService(ctx, client, cluster, me, setup.NewPaths(*root), "sabakan")
+					if issued {
+						slog.Info("issued sabakan's etcd certificate for this boot server")
+					}
+					return err
+				},
+				worker.WaitHealthy(strings.TrimSuffix(*sabakanURL, "/")+"/health")),
 			worker.SabakanContentsStep(*shareDir, worker.SabakanUploader{Client: sc}),
 			worker.FinalStep(),
 		}

@@ -70,3 +70,38 @@ func InitLocal(ctx context.Context, vc *vault.Client, c *Cluster, servers []Serv
 	}
 	return p.ServiceConfig(name), nil
 }
+
+// EnsureService prepares service name on this boot server unless it is
+// ready: the etcd user and role (InitService, once for the cluster; safe
+// when several servers do it at once) and this server's certificate and
+// etcd connection file (InitLocal, with this server's Vault AppRole). It
+// is what `neco init NAME` and `neco init-local NAME` do, for the CD worker,
+// which prepares sabakan before starting it the first time. A valid
+// certificate with its connection file is kept; issued tells whether a new
+// one was made.
+func EnsureService(ctx context.Context, client *clientv3.Client, c *Cluster, me Server, p Paths, name string) (issued bool, err error) {
+	spec := certSpec{Kind: "service", CN: name, Cert: p.ServiceCert(name), Key: p.ServiceKey(name), CA: p.ClientCA}
+	if certValid(spec) == nil {
+		if _, err := os.Stat(p.ServiceConfig(name)); err == nil {
+			return false, nil
+		}
+	}
+	if err := InitService(ctx, client, name); err != nil {
+		return false, err
+	}
+	vc, err := NewVaultClient(c.VaultURL(me), p)
+	if err != nil {
+		return false, err
+	}
+	if err := Login(ctx, vc, p); err != nil {
+		return false, err
+	}
+	servers := c.Servers
+	if len(servers) == 0 {
+		servers = []Server{me}
+	}
+	if _, err := InitLocal(ctx, vc, c, servers, p, name); err != nil {
+		return false, err
+	}
+	return true, nil
+}

@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"path/filepath"
 	"text/template"
+	"time"
 
 	"github.com/openneco/neco/pkg/etcdutil"
 	"github.com/openneco/neco/pkg/neco/storage"
@@ -99,5 +101,58 @@ func TemplateFile(path, address string) func(e *StepEnv) ([]byte, error) {
 		var b bytes.Buffer
 		err = tmpl.Execute(&b, map[string]any{"LRN": e.LRN, "Address": address, "Version": e.Request.Version, "Servers": e.Request.Servers})
 		return b.Bytes(), err
+	}
+}
+
+// WithHooks returns s with before run ahead of it and after run once it
+// succeeded, both within the step's timeout; either may be nil.
+func WithHooks(s Step, before, after func(ctx context.Context, e *StepEnv) error) Step {
+	run := s.Run
+	s.Run = func(ctx context.Context, e *StepEnv) error {
+		if before != nil {
+			if err := before(ctx, e); err != nil {
+				return err
+			}
+		}
+		if err := run(ctx, e); err != nil {
+			return err
+		}
+		if after != nil {
+			return after(ctx, e)
+		}
+		return nil
+	}
+	return s
+}
+
+// WaitHealthy polls url (a /health endpoint) every second until it
+// answers 200 or ctx ends: a service restarted by a step takes a moment
+// before it serves, and the next step may depend on it.
+func WaitHealthy(url string) func(ctx context.Context, e *StepEnv) error {
+	return func(ctx context.Context, _ *StepEnv) error {
+		var last error
+		for {
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+			if err != nil {
+				return err
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					return nil
+				}
+				err = fmt.Errorf("%s: %s", url, resp.Status)
+			}
+			if last == nil {
+				slog.Info("waiting for the service to become healthy", "url", url, "error", err)
+			}
+			last = err
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("not healthy: %w (last: %v)", ctx.Err(), last)
+			case <-time.After(time.Second):
+			}
+		}
 	}
 }

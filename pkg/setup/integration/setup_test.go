@@ -224,6 +224,32 @@ func TestBootstrap(t *testing.T) {
 		}
 	})
 
+	// What neco-worker does before sabakan first starts on a server: the
+	// service's user (here one nobody made with neco init) and this
+	// server's certificate, then nothing the second time.
+	t.Run("the CD worker prepares a service", func(t *testing.T) {
+		root := cl.etcd(2, 0, 1, 2)
+		me := cl.c.Servers[2]
+		issued, err := setup.EnsureService(ctx, root, cl.c, me, cl.paths(2), "ensured")
+		if err != nil || !issued {
+			t.Fatalf("EnsureService = %v, %v; want issued", issued, err)
+		}
+		p := cl.paths(2)
+		svc := cl.certClient(p.ServiceCA("ensured"), p.ServiceCert("ensured"), p.ServiceKey("ensured"), 0, 1, 2)
+		if _, err := svc.Put(ctx, "/ensured/x", "1"); err != nil {
+			t.Fatalf("the service cannot write its own prefix: %v", err)
+		}
+		if _, err := svc.Put(ctx, "/neco/x", "1"); !errors.Is(err, rpctypes.ErrPermissionDenied) {
+			t.Errorf("the service put /neco/x: %v, want permission denied", err)
+		}
+		before, _ := os.ReadFile(p.ServiceCert("ensured"))
+		issued, err = setup.EnsureService(ctx, root, cl.c, me, p, "ensured")
+		after, _ := os.ReadFile(p.ServiceCert("ensured"))
+		if err != nil || issued || string(before) != string(after) {
+			t.Errorf("second EnsureService = %v, %v (certificate replaced: %v); want it kept", issued, err, string(before) != string(after))
+		}
+	})
+
 	t.Run("one boot server lost", func(t *testing.T) {
 		cl.kill(2, "etcd")
 		cl.kill(2, "vault")
