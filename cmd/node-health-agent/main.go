@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/openneco/neco/pkg/config"
 	"github.com/openneco/neco/pkg/daemon"
 	"github.com/openneco/neco/pkg/membership"
 )
@@ -21,15 +22,12 @@ func main() {
 	flag.StringVar(&cfg.NodeName, "node-name", "", "unique member name (default: host name)")
 	flag.StringVar(&cfg.Bind, "bind", fmt.Sprintf("0.0.0.0:%d", membership.DefaultPort), "gossip address host:port (TCP and UDP)")
 	flag.StringVar(&cfg.Advertise, "advertise", "", "address other members reach this one at; set it to the node address when binding 0.0.0.0")
-	join := flag.String("join", "", "comma-separated members to join, usually the boot servers")
+	flag.Var(config.CommaList(&cfg.Join), "join", "comma-separated members to join, usually the boot servers")
 	flag.StringVar(&cfg.Serial, "serial", "", "machine serial to publish (default: the SMBIOS product serial)")
 	flag.DurationVar(&cfg.CheckInterval, "check-interval", 10*time.Second, "how often failed systemd units are checked")
 	flag.StringVar(&cfg.Profile, "profile", "lan", "failure detection timing: lan (data center) or local (tests)")
 	listen := flag.String("listen", "127.0.0.1:7947", "address of /members, /health and /metrics")
 	flag.Parse()
-	if *join != "" {
-		cfg.Join = strings.Split(*join, ",")
-	}
 	if cfg.Serial == "" {
 		data, _ := os.ReadFile("/sys/class/dmi/id/product_serial")
 		cfg.Serial = strings.TrimSpace(string(data))

@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strings"
 
 	"sigs.k8s.io/yaml"
 )
@@ -33,6 +34,30 @@ func Load(fs *flag.FlagSet, path string, cfg any) error {
 	for name, value := range explicit {
 		if err := fs.Set(name, value); err != nil {
 			return fmt.Errorf("config: flag -%s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// CommaList returns a flag.Value for a list given as comma-separated
+// values. Setting it replaces the list, defaults included; blanks around
+// values and empty values are dropped.
+func CommaList(p *[]string) flag.Value { return (*commaList)(p) }
+
+type commaList []string
+
+func (l *commaList) String() string {
+	if l == nil {
+		return ""
+	}
+	return strings.Join(*l, ",")
+}
+
+func (l *commaList) Set(s string) error {
+	*l = nil
+	for _, e := range strings.Split(s, ",") {
+		if e = strings.TrimSpace(e); e != "" {
+			*l = append(*l, e)
 		}
 	}
 	return nil

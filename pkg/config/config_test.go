@@ -4,6 +4,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -41,5 +42,20 @@ func TestLoadRejectsUnknownKeys(t *testing.T) {
 	var cfg sample
 	if err := Load(flag.NewFlagSet("x", flag.ContinueOnError), path, &cfg); err == nil {
 		t.Error("unknown key accepted")
+	}
+}
+
+func TestCommaList(t *testing.T) {
+	list := []string{"default"}
+	fs := flag.NewFlagSet("x", flag.ContinueOnError)
+	fs.Var(CommaList(&list), "l", "")
+	if err := fs.Parse([]string{"-l", " a, b,,c "}); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(list, "|") != "a|b|c" {
+		t.Errorf("list = %q, want the default replaced by a, b, c", list)
+	}
+	if got := fs.Lookup("l").Value.String(); got != "a,b,c" {
+		t.Errorf("String() = %q", got)
 	}
 }

@@ -7,10 +7,11 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
+
+	"github.com/openneco/neco/pkg/config"
 )
 
 // Defaults of Config.
@@ -56,7 +57,7 @@ func NewConfig(prefix string) *Config {
 
 // AddFlags registers the -etcd-* flags of the standard flag package.
 func (c *Config) AddFlags(fs *flag.FlagSet) {
-	fs.Var((*listValue)(&c.Endpoints), "etcd-endpoints", "comma-separated URLs of the etcd endpoints")
+	fs.Var(config.CommaList(&c.Endpoints), "etcd-endpoints", "comma-separated URLs of the etcd endpoints")
 	fs.StringVar(&c.Prefix, "etcd-prefix", c.Prefix, "prefix of every etcd key")
 	fs.StringVar(&c.Timeout, "etcd-timeout", c.Timeout, "timeout for dialing etcd")
 	fs.StringVar(&c.RequestTimeout, "etcd-request-timeout", c.RequestTimeout, "timeout of each etcd request")
@@ -152,20 +153,4 @@ func pemOrFile(inline, path string) ([]byte, error) {
 		return nil, fmt.Errorf("etcd: %w", err)
 	}
 	return data, nil
-}
-
-// listValue is a flag.Value of comma-separated strings; setting it replaces
-// the default rather than appending to it.
-type listValue []string
-
-func (l *listValue) String() string { return strings.Join(*l, ",") }
-
-func (l *listValue) Set(s string) error {
-	*l = nil
-	for _, e := range strings.Split(s, ",") {
-		if e = strings.TrimSpace(e); e != "" {
-			*l = append(*l, e)
-		}
-	}
-	return nil
 }

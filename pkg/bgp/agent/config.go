@@ -4,11 +4,11 @@ import (
 	"flag"
 	"fmt"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/openneco/neco/pkg/bgp"
 	"github.com/openneco/neco/pkg/bgp/netconf"
+	"github.com/openneco/neco/pkg/config"
 )
 
 // Config is the agent's configuration: a YAML file (-config) whose keys are
@@ -85,21 +85,6 @@ func DefaultConfig() *Config {
 	}
 }
 
-// listFlag is a comma-separated list flag.
-type listFlag struct{ p *[]string }
-
-func (l listFlag) String() string {
-	if l.p == nil {
-		return ""
-	}
-	return strings.Join(*l.p, ",")
-}
-
-func (l listFlag) Set(s string) error {
-	*l.p = strings.Split(s, ",")
-	return nil
-}
-
 // AddFlags binds the configuration's most used settings to fs; the rest are
 // set in the file. The -config flag itself is the caller's.
 func (c *Config) AddFlags(fs *flag.FlagSet) {
@@ -108,7 +93,7 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Serial, "serial", c.Serial, "machine serial (default: read from -serial-file)")
 	fs.StringVar(&c.SerialFile, "serial-file", c.SerialFile, "`file` holding the machine serial (SMBIOS)")
 	fs.StringVar(&c.StateDir, "state-dir", c.StateDir, "`directory` for BIRD's config, socket, PID file, log and the cached identity")
-	fs.Var(listFlag{&c.Interfaces}, "interfaces", "the two NICs towards ToR 1 and ToR 2, comma separated")
+	fs.Var(config.CommaList(&c.Interfaces), "interfaces", "the two NICs towards ToR 1 and ToR 2, comma separated")
 	fs.IntVar(&c.MTU, "mtu", c.MTU, "MTU of both NICs (0: leave alone)")
 	fs.StringVar(&c.Node0Kind, "node0-kind", c.Node0Kind, "link type of node0: auto (dummy, ifb where the kernel lacks dummy), dummy or ifb")
 	fs.IntVar(&c.PodTable, "pod-table", c.PodTable, "kernel routing table of pod routes to advertise (0: off)")

@@ -5,9 +5,9 @@ import (
 	"flag"
 	"fmt"
 	"net/url"
-	"strings"
 	"time"
 
+	"github.com/openneco/neco/pkg/config"
 	"github.com/openneco/neco/pkg/etcdutil"
 	"github.com/openneco/neco/pkg/sabakan/web"
 )
@@ -89,7 +89,7 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "directory to store files")
 	fs.StringVar(&c.AdvertiseURL, "advertise-url", c.AdvertiseURL, "public URL of this server (required)")
 	fs.StringVar(&c.AdvertiseURLHTTPS, "advertise-url-https", c.AdvertiseURLHTTPS, "public URL of this server's HTTPS API (required)")
-	fs.Var(commaList{&c.AllowIPs}, "allow-ips", "comma-separated IPs or CIDRs allowed to change resources")
+	fs.Var(config.CommaList(&c.AllowIPs), "allow-ips", "comma-separated IPs or CIDRs allowed to change resources")
 	fs.StringVar(&c.ServerCert, "server-cert", c.ServerCert, "path to the HTTPS server certificate (created self-signed if missing)")
 	fs.StringVar(&c.ServerKey, "server-key", c.ServerKey, "path to the HTTPS server key (created if missing)")
 	fs.BoolVar(&c.Playground, "enable-playground", c.Playground, "accepted for compatibility; there is no GraphQL playground")
@@ -126,24 +126,4 @@ func (c *Config) Validate() error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
-}
-
-// commaList is a flag.Value of comma-separated strings replacing the default.
-type commaList struct{ list *[]string }
-
-func (l commaList) String() string {
-	if l.list == nil {
-		return ""
-	}
-	return strings.Join(*l.list, ",")
-}
-
-func (l commaList) Set(s string) error {
-	*l.list = nil
-	for _, e := range strings.Split(s, ",") {
-		if e = strings.TrimSpace(e); e != "" {
-			*l.list = append(*l.list, e)
-		}
-	}
-	return nil
 }
