@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/openneco/neco/pkg/fileutil"
 	"github.com/openneco/neco/pkg/pki"
 )
 
@@ -57,10 +58,10 @@ func LoadOrCreateTempCAs(dir string) (*TempCAs, error) {
 		if err != nil {
 			return nil, err
 		}
-		if err := pki.WriteFile(keyPath, kp, 0o600); err != nil {
+		if err := fileutil.WriteAtomic(keyPath, kp, 0o600); err != nil {
 			return nil, err
 		}
-		if err := pki.WriteFile(certPath, ca.CertPEM(), 0o644); err != nil {
+		if err := fileutil.WriteAtomic(certPath, ca.CertPEM(), 0o644); err != nil {
 			return nil, err
 		}
 		cas[i] = ca
@@ -131,10 +132,10 @@ func certValid(spec certSpec) error {
 // either the old pair or the new one (a mismatched pair is detected by
 // certValid and issued again).
 func installCert(spec certSpec, keyPEM, certPEM []byte) error {
-	if err := pki.WriteFile(spec.Key, keyPEM, 0o600); err != nil {
+	if err := fileutil.WriteAtomic(spec.Key, keyPEM, 0o600); err != nil {
 		return err
 	}
-	return pki.WriteFile(spec.Cert, certPEM, 0o644)
+	return fileutil.WriteAtomic(spec.Cert, certPEM, 0o644)
 }
 
 // issueWith makes a key and CSR for spec and installs what sign returns.

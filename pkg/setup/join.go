@@ -16,6 +16,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/openneco/neco/pkg/etcdutil"
+	"github.com/openneco/neco/pkg/fileutil"
 	"github.com/openneco/neco/pkg/neco/storage"
 )
 
@@ -96,7 +97,7 @@ func Join(ctx context.Context, o *JoinOptions) error {
 	}
 	p := o.Paths
 	for _, f := range []struct{ path, pem string }{{p.ServerCA, t.ServerCA}, {p.PeerCA, t.PeerCA}, {p.ClientCA, t.ClientCA}} {
-		if err := writeFileAtomic(f.path, []byte(f.pem), 0o644); err != nil {
+		if err := fileutil.WriteAtomic(f.path, []byte(f.pem), 0o644); err != nil {
 			return err
 		}
 	}
@@ -121,7 +122,7 @@ func Join(ctx context.Context, o *JoinOptions) error {
 		}
 		id, _ := sec.Data["secret_id"].(string)
 		creds, _ := json.Marshal(AppRoleCreds{RoleID: BootServerRole, SecretID: id})
-		if err := writeFileAtomic(p.AppRole, creds, 0o600); err != nil {
+		if err := fileutil.WriteAtomic(p.AppRole, creds, 0o600); err != nil {
 			return err
 		}
 		if err := Login(ctx, vc, p); err != nil {
@@ -194,7 +195,7 @@ func Join(ctx context.Context, o *JoinOptions) error {
 	}
 	st := &state{Servers: lrns(members), Stage: StageDone}
 	data, _ := json.MarshalIndent(st, "", "  ")
-	return writeFileAtomic(p.StateFile, data, 0o600)
+	return fileutil.WriteAtomic(p.StateFile, data, 0o600)
 }
 
 // anyVault returns a client of the first of servers whose Vault answers.

@@ -9,6 +9,8 @@ import (
 	vault "github.com/hashicorp/vault/api"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"sigs.k8s.io/yaml"
+
+	"github.com/openneco/neco/pkg/fileutil"
 )
 
 var serviceName = regexp.MustCompile(`^[a-z][a-z0-9-]{0,30}$`)
@@ -55,7 +57,7 @@ func InitLocal(ctx context.Context, vc *vault.Client, c *Cluster, servers []Serv
 	if err != nil {
 		return "", err
 	}
-	if err := writeFileAtomic(p.ServiceCA(name), ca, 0o644); err != nil {
+	if err := fileutil.WriteAtomic(p.ServiceCA(name), ca, 0o644); err != nil {
 		return "", err
 	}
 	_, prefix := ServiceRole(name)
@@ -65,7 +67,7 @@ func InitLocal(ctx context.Context, vc *vault.Client, c *Cluster, servers []Serv
 	if err != nil {
 		return "", err
 	}
-	if err := writeFileAtomic(p.ServiceConfig(name), data, 0o600); err != nil {
+	if err := fileutil.WriteAtomic(p.ServiceConfig(name), data, 0o600); err != nil {
 		return "", err
 	}
 	return p.ServiceConfig(name), nil

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/openneco/neco/pkg/fileutil"
 )
 
 // Unit is a long-running service: a name and the command that runs it.
@@ -119,7 +121,7 @@ func (s *Systemd) Start(ctx context.Context, u Unit) error {
 	cur, _ := os.ReadFile(path)
 	changed := !bytes.Equal(cur, want)
 	if changed {
-		if err := writeFileAtomic(path, want, 0o644); err != nil {
+		if err := fileutil.WriteAtomic(path, want, 0o644); err != nil {
 			return err
 		}
 		if err := s.systemctl(ctx, "daemon-reload"); err != nil {
@@ -183,7 +185,7 @@ func (p *Processes) Start(ctx context.Context, u Unit) error {
 			return err
 		}
 	}
-	if err := writeFileAtomic(p.file(u.Name, "json"), def, 0o600); err != nil {
+	if err := fileutil.WriteAtomic(p.file(u.Name, "json"), def, 0o600); err != nil {
 		return err
 	}
 	return p.spawn(u)
@@ -206,7 +208,7 @@ func (p *Processes) spawn(u Unit) error {
 	pid := cmd.Process.Pid
 	// Reap the child if this process outlives it; otherwise init does.
 	go cmd.Wait() //nolint:errcheck
-	if err := writeFileAtomic(p.file(u.Name, "pid"), []byte(strconv.Itoa(pid)), 0o600); err != nil {
+	if err := fileutil.WriteAtomic(p.file(u.Name, "pid"), []byte(strconv.Itoa(pid)), 0o600); err != nil {
 		return err
 	}
 	// A daemon that exits at once (bad flag, port in use) is an error now,
@@ -292,30 +294,6 @@ func alive(pid int) bool {
 	// The state follows the parenthesised command name.
 	i := bytes.LastIndexByte(stat, ')')
 	return i < 0 || i+2 >= len(stat) || stat[i+2] != 'Z'
-}
-
-// writeFileAtomic writes data to path through a temporary file and rename.
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
-	}
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if err := f.Chmod(mode); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
 }
 
 // Enable enables and starts a unit the neco package ships.

@@ -31,6 +31,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/openneco/neco/pkg/etcdutil"
+	"github.com/openneco/neco/pkg/fileutil"
 	"github.com/openneco/neco/pkg/neco"
 	"github.com/openneco/neco/pkg/neco/storage"
 	"github.com/openneco/neco/pkg/pki"
@@ -119,7 +120,7 @@ func (o *Options) loadState() (*state, error) {
 
 func (o *Options) saveState(st *state) error {
 	data, _ := json.MarshalIndent(st, "", "  ")
-	return writeFileAtomic(o.Paths.StateFile, data, 0o600)
+	return fileutil.WriteAtomic(o.Paths.StateFile, data, 0o600)
 }
 
 // Run sets this boot server up together with the others. It is safe to
@@ -314,7 +315,7 @@ func (r *run) leaderSession(ctx context.Context) error {
 	r.cas = cas
 	s.ServerCA, s.PeerCA, s.ClientCA = string(cas.Server.CertPEM()), string(cas.Peer.CertPEM()), string(cas.Client.CertPEM())
 	data, _ = json.MarshalIndent(s, "", "  ")
-	if err := writeFileAtomic(sessPath, data, 0o600); err != nil {
+	if err := fileutil.WriteAtomic(sessPath, data, 0o600); err != nil {
 		return err
 	}
 	r.session = s
@@ -370,7 +371,7 @@ func (r *run) writeCAs() error {
 		if cur, err := os.ReadFile(f.path); err == nil && string(cur) == f.pem {
 			continue
 		}
-		if err := pki.WriteFile(f.path, []byte(f.pem), 0o644); err != nil {
+		if err := fileutil.WriteAtomic(f.path, []byte(f.pem), 0o644); err != nil {
 			return err
 		}
 	}
@@ -594,7 +595,7 @@ func (r *run) ensureAppRole(ctx context.Context, vc *vault.Client) error {
 		return err
 	}
 	creds, _ := json.Marshal(AppRoleCreds{RoleID: BootServerRole, SecretID: id})
-	if err := writeFileAtomic(r.Paths.AppRole, creds, 0o600); err != nil {
+	if err := fileutil.WriteAtomic(r.Paths.AppRole, creds, 0o600); err != nil {
 		return err
 	}
 	if err := Login(ctx, vc, r.Paths); err != nil {
@@ -808,10 +809,10 @@ func WriteLocalConfig(c *Cluster, me Server, servers []Server, p Paths) error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(p.Config, data, 0o600); err != nil {
+	if err := fileutil.WriteAtomic(p.Config, data, 0o600); err != nil {
 		return err
 	}
-	if err := writeFileAtomic(p.Rack, []byte(strconv.Itoa(me.LRN)+"\n"), 0o644); err != nil {
+	if err := fileutil.WriteAtomic(p.Rack, []byte(strconv.Itoa(me.LRN)+"\n"), 0o644); err != nil {
 		return err
 	}
 	full := *c
@@ -820,7 +821,7 @@ func WriteLocalConfig(c *Cluster, me Server, servers []Server, p Paths) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(p.ClusterDef, data, 0o644)
+	return fileutil.WriteAtomic(p.ClusterDef, data, 0o644)
 }
 
 // HealthAgentPort is the serf port of node-health-agent on a boot server.
@@ -843,7 +844,7 @@ func WriteHealthAgentDefaults(me Server, servers []Server, p Paths) error {
 	}
 	data := "# Written by neco setup (or neco join): node-health-agent of boot server " + strconv.Itoa(me.LRN) + ".\n" +
 		"NODE_HEALTH_AGENT_OPTS=\"" + opts + "\"\n"
-	return writeFileAtomic(p.HealthAgentDefaults, []byte(data), 0o644)
+	return fileutil.WriteAtomic(p.HealthAgentDefaults, []byte(data), 0o644)
 }
 
 // DefaultDaemons are the daemons setup and join start at the end: the CD

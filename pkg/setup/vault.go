@@ -13,6 +13,8 @@ import (
 	"time"
 
 	vault "github.com/hashicorp/vault/api"
+
+	"github.com/openneco/neco/pkg/fileutil"
 )
 
 // Vault names setup creates.
@@ -79,7 +81,7 @@ func WriteVaultConfig(c *Cluster, me Server, servers []Server, p Paths) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(p.VaultConfig, data, 0o644)
+	return fileutil.WriteAtomic(p.VaultConfig, data, 0o644)
 }
 
 // NewVaultClient is a client of the Vault at url that trusts the server CA.

@@ -11,6 +11,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/openneco/neco/pkg/fileutil"
 )
 
 // Contents is what the sabakan-contents step uploads, found in the
@@ -165,7 +167,7 @@ func (d DirUploader) Upload(ctx context.Context, c Contents) error {
 		}
 	}
 	data, _ := json.MarshalIndent(map[string]any{"version": c.Version, "files": manifest}, "", "  ")
-	_, err := writeIfChanged(filepath.Join(d.Dir, "manifest.json"), data, 0o644)
+	_, err := fileutil.WriteIfChanged(filepath.Join(d.Dir, "manifest.json"), data, 0o644)
 	return err
 }
 
@@ -179,7 +181,7 @@ func copyFile(src, dst string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if _, err := writeIfChanged(dst, data, 0o644); err != nil {
+	if _, err := fileutil.WriteIfChanged(dst, data, 0o644); err != nil {
 		return "", err
 	}
 	h := sha256.Sum256(data)

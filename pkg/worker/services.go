@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 )
 
@@ -34,33 +32,4 @@ func (Systemctl) Restart(ctx context.Context, name string) error {
 func (Systemctl) Active(ctx context.Context, name string) (bool, error) {
 	out, _ := exec.CommandContext(ctx, "systemctl", "is-active", name+".service").Output()
 	return strings.TrimSpace(string(out)) == "active", nil
-}
-
-// writeIfChanged writes data to path atomically unless it already holds
-// exactly data, and reports whether it wrote.
-func writeIfChanged(path string, data []byte, mode os.FileMode) (bool, error) {
-	cur, err := os.ReadFile(path)
-	if err == nil && bytes.Equal(cur, data) {
-		return false, nil
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return false, err
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return false, err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return false, err
-	}
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return false, err
-	}
-	if err := tmp.Close(); err != nil {
-		return false, err
-	}
-	return true, os.Rename(tmp.Name(), path)
 }

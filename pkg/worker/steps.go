@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/openneco/neco/pkg/etcdutil"
+	"github.com/openneco/neco/pkg/fileutil"
 	"github.com/openneco/neco/pkg/neco/storage"
 )
 
@@ -33,7 +34,7 @@ func ServiceConfigStep(name, unit, path string, render func(e *StepEnv) ([]byte,
 		if err != nil {
 			return fmt.Errorf("render %s: %w", path, err)
 		}
-		changed, err := writeIfChanged(path, data, 0o644)
+		changed, err := fileutil.WriteIfChanged(path, data, 0o644)
 		if err != nil {
 			return fmt.Errorf("write %s: %w", path, err)
 		}

@@ -9,10 +9,12 @@ import (
 	"os"
 	"strings"
 
+	"sigs.k8s.io/yaml"
+
 	"github.com/openneco/neco/pkg/bgp"
+	"github.com/openneco/neco/pkg/fileutil"
 	"github.com/openneco/neco/pkg/sabakan"
 	"github.com/openneco/neco/pkg/sabakan/client"
-	"sigs.k8s.io/yaml"
 )
 
 // ErrUnknownSerial is returned when sabakan does not know the machine.
@@ -98,9 +100,8 @@ func writeCache(path string, src *bgp.Source) error {
 	if err != nil {
 		return err
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+	if err := fileutil.WriteAtomic(path, b, 0o644); err != nil {
 		return fmt.Errorf("agent: cache identity: %w", err)
 	}
-	return os.Rename(tmp, path)
+	return nil
 }
