@@ -144,13 +144,21 @@ func (s *Store) read(ctx context.Context, serial string, crypts bool) (*current,
 		return nil, fmt.Errorf("machine %s: malformed record: %w", serial, err)
 	}
 	if r.Registration != "" {
-		// Written by a registration: visible only once it committed.
-		reg, err := s.client.Get(ctx, registrationKey(r.Registration))
+		// Written by a registration: visible only once it committed. The
+		// record is read only while the machine still names it: the janitor
+		// may meanwhile have rewritten the machine without the id and deleted
+		// the record, and then the machine is re-read (Retry).
+		reg, err := s.client.Txn(ctx).If(etcdutil.Unchanged(machineKey(serial), kvs[0].ModRevision)).
+			Then(clientv3.OpGet(registrationKey(r.Registration))).Commit()
 		if err != nil {
 			return nil, etcdErr("read registration", err)
 		}
+		if !reg.Succeeded {
+			return nil, etcdutil.ErrConflict
+		}
+		rkvs := reg.Responses[0].GetResponseRange().Kvs
 		var st registration
-		if len(reg.Kvs) == 0 || json.Unmarshal(reg.Kvs[0].Value, &st) != nil || st.State != regCommitted {
+		if len(rkvs) == 0 || json.Unmarshal(rkvs[0].Value, &st) != nil || st.State != regCommitted {
 			return nil, notFound(serial)
 		}
 	}

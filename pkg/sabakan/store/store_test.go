@@ -737,3 +737,49 @@ func TestWatchReloadsAfterCompaction(t *testing.T) {
 		t.Errorf("after the reload c00001 is %+v", m)
 	}
 }
+
+// hookKV runs before ahead of the first Get of a key under prefix.
+type hookKV struct {
+	clientv3.KV
+	prefix string
+	before func()
+	once   sync.Once
+}
+
+func (h *hookKV) Get(ctx context.Context, key string, opts ...clientv3.OpOption) (*clientv3.GetResponse, error) {
+	if strings.HasPrefix(key, h.prefix) {
+		h.once.Do(h.before)
+	}
+	return h.KV.Get(ctx, key, opts...)
+}
+
+// TestMutateWhileJanitorTidies changes a freshly registered machine while
+// the janitor tidies its registration between the machine's read and the
+// registration record's: the machine stays registered, so the change must
+// succeed rather than answer 404.
+func TestMutateWhileJanitorTidies(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	janitor := openStore(t, t.Name()+"/")
+	if _, err := s.Register(ctx, specs("j", 1, 1)); err != nil {
+		t.Fatal(err)
+	}
+	s.client.KV = &hookKV{KV: s.client.KV, prefix: KeyRegistrations, before: func() {
+		// The first sweep rewrites the machine without its registration id,
+		// the second deletes the record nobody names any more.
+		for range 2 {
+			if err := janitor.Sweep(ctx); err != nil {
+				t.Error(err)
+			}
+		}
+	}}
+	if _, err := s.SetState(ctx, "j00000", sabakan.StateHealthy); err != nil {
+		t.Fatalf("state change during the janitor's tidy: %v", err)
+	}
+	if n, _ := s.client.Get(ctx, KeyRegistrations, clientv3.WithPrefix(), clientv3.WithCountOnly()); n.Count != 0 {
+		t.Fatalf("the janitor did not tidy the registration (%d records left): the test proves nothing", n.Count)
+	}
+	if m, err := s.Machine(ctx, "j00000"); err != nil || m.Status.State != sabakan.StateHealthy {
+		t.Errorf("machine after the change: %+v, %v", m, err)
+	}
+}
