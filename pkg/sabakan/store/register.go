@@ -311,7 +311,15 @@ func registeredInstance(ms []*sabakan.Machine) string {
 	return fmt.Sprintf("%d machines", len(ms))
 }
 
+// maxRegisteredDetail bounds the audit detail of a registration. It goes
+// into the commit transaction, which must stay within etcd's request limit
+// (1.5 MiB) however many machines are registered; escaped once more in the
+// audit entry, it at most doubles.
+const maxRegisteredDetail = 256 << 10
+
 // registeredDetail lists what was registered: serial, rack, index and role.
+// Past maxRegisteredDetail bytes the list ends with {"omitted":N}, the
+// number of machines left out (each machine records its own placement).
 func registeredDetail(ms []*sabakan.Machine) string {
 	type placed struct {
 		Serial string `json:"serial"`
@@ -319,12 +327,20 @@ func registeredDetail(ms []*sabakan.Machine) string {
 		Index  uint   `json:"index-in-rack"`
 		Role   string `json:"role"`
 	}
-	out := make([]placed, len(ms))
+	const markerRoom = len(`,{"omitted":}]`) + 20
+	b := []byte{'['}
 	for i, m := range ms {
-		out[i] = placed{m.Spec.Serial, m.Spec.Rack, m.Spec.IndexInRack, m.Spec.Role}
+		data, _ := json.Marshal(placed{m.Spec.Serial, m.Spec.Rack, m.Spec.IndexInRack, m.Spec.Role})
+		if i > 0 {
+			b = append(b, ',')
+		}
+		if len(b)+len(data)+markerRoom > maxRegisteredDetail {
+			b = fmt.Appendf(b, `{"omitted":%d}`, len(ms)-i)
+			break
+		}
+		b = append(b, data...)
 	}
-	data, _ := json.Marshal(out)
-	return string(data)
+	return string(append(b, ']'))
 }
 
 // abbreviate joins at most ten serials.

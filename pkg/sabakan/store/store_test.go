@@ -783,3 +783,67 @@ func TestMutateWhileJanitorTidies(t *testing.T) {
 		t.Errorf("machine after the change: %+v, %v", m, err)
 	}
 }
+
+// TestRegisterHugeAuditDetail registers machines whose audit detail (the
+// JSON list of placements) is larger than etcd's 1.5 MiB request limit: the
+// commit transaction, which carries it, must still fit. Serials full of
+// characters JSON escapes make that happen with 2,000 machines; plain
+// 10-character serials do with about 20,000.
+func TestRegisterHugeAuditDetail(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	sp := specs("", 2000, 80)
+	for i := range sp {
+		sp[i].Serial = strings.Repeat("<", 120) + fmt.Sprintf("%06d", i)
+	}
+	if _, err := s.Register(ctx, sp); err != nil {
+		t.Fatal(err)
+	}
+	if all, err := s.Query(ctx, nil); err != nil || len(all) != len(sp) {
+		t.Fatalf("%d machines visible, want %d (%v)", len(all), len(sp), err)
+	}
+	var reg *sabakan.AuditEntry
+	s.Logs(ctx, time.Time{}, time.Time{}, func(e *sabakan.AuditEntry) error {
+		if e.Action == "register" {
+			reg = e
+		}
+		return nil
+	})
+	if reg == nil || reg.Instance != "2000 machines" {
+		t.Fatalf("audit entry of the registration: %+v", reg)
+	}
+	var placed []map[string]any
+	if err := json.Unmarshal([]byte(reg.Detail), &placed); err != nil {
+		t.Fatalf("detail is not a JSON list: %v", err)
+	}
+	if len(placed) == 0 || placed[0]["serial"] != sp[0].Serial {
+		t.Errorf("detail starts with %v, want the first machine", placed[:min(1, len(placed))])
+	}
+}
+
+func TestRegisteredDetailBounded(t *testing.T) {
+	ms := make([]*sabakan.Machine, 5000)
+	for i := range ms {
+		ms[i] = &sabakan.Machine{Spec: sabakan.MachineSpec{Serial: fmt.Sprintf("%0128d", i), Rack: 1, IndexInRack: 4, Role: "cs"}}
+	}
+	for _, n := range []int{1, 3, 5000} {
+		d := registeredDetail(ms[:n])
+		if len(d) > maxRegisteredDetail {
+			t.Errorf("%d machines: detail of %d bytes, more than %d", n, len(d), maxRegisteredDetail)
+		}
+		var list []struct {
+			Serial  string `json:"serial"`
+			Omitted int    `json:"omitted"`
+		}
+		if err := json.Unmarshal([]byte(d), &list); err != nil {
+			t.Fatalf("%d machines: %v in %q", n, err, d[:min(len(d), 200)])
+		}
+		listed, omitted := len(list), 0
+		if last := list[len(list)-1]; last.Omitted > 0 {
+			listed, omitted = listed-1, last.Omitted
+		}
+		if listed+omitted != n || list[0].Serial != ms[0].Spec.Serial || (n < 1000) != (omitted == 0) {
+			t.Errorf("%d machines: %d listed, %d omitted", n, listed, omitted)
+		}
+	}
+}
