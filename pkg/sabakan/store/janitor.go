@@ -114,15 +114,21 @@ func (s *Store) Sweep(ctx context.Context) error {
 		}
 	}
 	for _, entries := range committed {
-		for start := 0; start < len(entries); start += tidyChunk {
-			chunk := entries[start:min(start+tidyChunk, len(entries))]
+		// Chunks bounded like the registration's: by count and by bytes.
+		for start := 0; start < len(entries); {
 			var cmps []clientv3.Cmp
 			var ops []clientv3.Op
-			for _, e := range chunk {
+			size := 0
+			for ; start < len(entries) && len(ops) < tidyChunk; start++ {
+				e := entries[start]
 				data, err := json.Marshal(record{Machine: *e.m})
 				if err != nil {
 					return err
 				}
+				if len(ops) > 0 && size+len(data) > chunkBytes {
+					break
+				}
+				size += len(data)
 				cmps = append(cmps, etcdutil.Unchanged(machineKey(e.m.Spec.Serial), e.modRev))
 				ops = append(ops, clientv3.OpPut(machineKey(e.m.Spec.Serial), string(data)))
 			}

@@ -847,3 +847,28 @@ func TestRegisteredDetailBounded(t *testing.T) {
 		}
 	}
 }
+
+// TestSweepTidiesLargeRecords tidies a registration of machines whose
+// records are large (a long BMC type is valid input): the rewriting
+// transactions must stay within etcd's request limit like the
+// registration's own chunks.
+func TestSweepTidiesLargeRecords(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	sp := specs("big", 60, 3)
+	for i := range sp {
+		sp[i].BMC.Type = strings.Repeat("x", 30<<10)
+	}
+	if _, err := s.Register(ctx, sp); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if err := s.Sweep(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	resp, _ := s.client.Get(ctx, KeyRegistrations, clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if resp.Count != 0 {
+		t.Errorf("%d registration records left after two sweeps", resp.Count)
+	}
+}
