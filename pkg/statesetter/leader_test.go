@@ -75,3 +75,53 @@ func TestOnlyTheLeaderActs(t *testing.T) {
 	b.cancel()
 	<-b.done
 }
+
+// oneMachine is an inventory of one healthy machine that records changes.
+type oneMachine struct {
+	mu      sync.Mutex
+	changes []string
+}
+
+func (o *oneMachine) Machines(context.Context) ([]sabakan.Machine, error) {
+	return []sabakan.Machine{{
+		Spec:   sabakan.MachineSpec{Serial: "m1", IPv4: []string{"10.0.0.1"}},
+		Status: sabakan.MachineStatus{State: sabakan.StateHealthy},
+	}}, nil
+}
+
+func (o *oneMachine) SetState(_ context.Context, serial string, st sabakan.MachineState) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.changes = append(o.changes, serial+"="+string(st))
+	return nil
+}
+
+// failingMember reports m1 with a failed unit, then calls after.
+type failingMember struct{ after func() }
+
+func (f failingMember) Members(context.Context) ([]membership.Member, error) {
+	defer f.after()
+	return []membership.Member{{Name: "m1", Addr: "10.0.0.1", Status: "alive",
+		Tags: map[string]string{membership.TagFailedUnits: "kubelet.service"}}}, nil
+}
+
+// TestGracePeriodRestartsWithEachTerm runs two terms of leadership, one
+// round each, with a gap longer than the grace period between them. The
+// machine looked unhealthy at the end of the first term; what happened in
+// the gap is unknown (another leader ran), so the second term must start the
+// grace period anew instead of marking the machine unhealthy at once.
+func TestGracePeriodRestartsWithEachTerm(t *testing.T) {
+	inv := &oneMachine{}
+	s := &Setter{Inventory: inv, Interval: time.Hour, GracePeriod: 200 * time.Millisecond}
+	term := func() {
+		ctx, cancel := context.WithCancel(context.Background())
+		s.Members = failingMember{after: cancel}
+		s.Run(ctx)
+	}
+	term()
+	time.Sleep(300 * time.Millisecond)
+	term()
+	if len(inv.changes) != 0 {
+		t.Errorf("changes %v on the first round of a new term, want none before the grace period", inv.changes)
+	}
+}

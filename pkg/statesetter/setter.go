@@ -59,8 +59,10 @@ func (s *Setter) Register(reg prometheus.Registerer) {
 
 // Run decides and applies every Interval until ctx ends. A failing round
 // (sabakan or the member list unreachable) is logged and retried; it never
-// guesses states from partial information.
+// guesses states from partial information. Each Run (a term of leadership)
+// starts grace periods anew: what happened before it is unknown.
 func (s *Setter) Run(ctx context.Context) error {
+	s.unhealthySince = nil
 	tick := time.NewTicker(s.Interval)
 	defer tick.Stop()
 	for {
