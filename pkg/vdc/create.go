@@ -137,9 +137,7 @@ func Create(ctx context.Context, c *spec.Cluster, opts Options) (*Timings, error
 
 	t0 = time.Now()
 	if len(c.NspawnNodes) > 0 {
-		if err := nspawn.PrepareRuntimeDir(func(d string) error {
-			return unix.Mount("tmpfs", d, "tmpfs", 0, "mode=0755")
-		}); err != nil {
+		if err := nspawn.PrepareRuntimeDir(mountTmpfs); err != nil {
 			return nil, fmt.Errorf("vdc: prepare %s: %w", nspawn.RuntimeDir, err)
 		}
 	}
@@ -166,6 +164,8 @@ func Create(ctx context.Context, c *spec.Cluster, opts Options) (*Timings, error
 	t.Total = time.Since(start)
 	return &t, nil
 }
+
+func mountTmpfs(dir string) error { return unix.Mount("tmpfs", dir, "tmpfs", 0, "mode=0755") }
 
 // ClusterFile is the copy of the cluster description in the state dir.
 const ClusterFile = "cluster.yml"

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 
 	"github.com/vishvananda/netlink"
@@ -112,13 +113,22 @@ func (in *Instance) hostInfo(name, kind, serial string) HostInfo {
 		case EntryNetns:
 			h.Netns = e.Name
 		case EntryProcess:
-			a := AppInfo{Name: e.App, PID: e.PID, Running: proc.Alive(e.PID), Log: e.Log}
-			h.Apps = append(h.Apps, a)
-			h.Running = h.Running && a.Running
+			// A machine started again (Start) has a later entry of the
+			// same app: it replaces the earlier one.
+			a := AppInfo{Name: e.App, PID: e.PID, Log: e.Log}
+			if i := slices.IndexFunc(h.Apps, func(x AppInfo) bool { return x.Name == a.Name }); i >= 0 {
+				h.Apps[i] = a
+			} else {
+				h.Apps = append(h.Apps, a)
+			}
 			if e.Console != "" {
 				h.Console = e.Console
 			}
 		}
+	}
+	for i := range h.Apps {
+		h.Apps[i].Running = proc.Alive(h.Apps[i].PID)
+		h.Running = h.Running && h.Apps[i].Running
 	}
 	if len(h.Apps) == 0 && kind != HostRouter {
 		h.Running = false

@@ -129,6 +129,48 @@ func TestSmallTopology(t *testing.T) {
 		t.Errorf("dhcp relay log:\n%s", relay)
 	}
 
+	// Power: a machine whose power is cut keeps its disk and its NICs, and
+	// boots again; a clean stop shuts it down in order.
+	if _, err := in.Run(ctx, "rack0-cs1", "sh", "-c", "echo kept > /var/tmp/disk"); err != nil {
+		t.Fatal(err)
+	}
+	if err := in.Stop(ctx, "rack0-cs1", true); err != nil {
+		t.Fatal(err)
+	}
+	if h := hostInfo(in, "rack0-cs1"); h.Running {
+		t.Errorf("rack0-cs1 runs after a power cut: %+v", h)
+	}
+	if err := in.Start(ctx, "rack0-cs1"); err == nil {
+		if err := in.Start(ctx, "rack0-cs1"); err == nil {
+			t.Error("starting a running machine succeeded")
+		}
+	} else {
+		t.Fatal(err)
+	}
+	bctx, bcancel := context.WithTimeout(ctx, time.Minute)
+	defer bcancel()
+	if err := in.WaitBootedHost(bctx, "rack0-cs1"); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := in.Run(ctx, "rack0-cs1", "cat", "/var/tmp/disk"); err != nil || out != "kept\n" {
+		t.Errorf("after the power cut the machine's file is %q, %v", out, err)
+	}
+	if _, err := in.Run(ctx, "rack0-cs1", "ping", "-c", "1", "-W", "2", p.Hosts["boot-0"].Eth0.String()); err != nil {
+		t.Errorf("rack0-cs1 lost its network across the power cut: %v", err)
+	}
+	if err := in.Stop(ctx, "rack0-cs1", false); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(readFile(filepath.Join(n.HostDir("rack0-cs1"), "console.log")), "Reached target") {
+		t.Error("no clean shutdown on the console")
+	}
+	if err := in.Stop(ctx, "rack0-tor1", false); err == nil {
+		t.Error("a router was stopped like a machine")
+	}
+	if err := in.Start(ctx, "rack0-cs1"); err != nil {
+		t.Fatal(err)
+	}
+
 	// Processes are tracked in the instance's cgroup, nspawn machines'
 	// systemd included.
 	hier, _ := proc.Detect()
@@ -238,4 +280,18 @@ func (l testLog) Write(p []byte) (int, error) {
 		}
 	}
 	return len(p), nil
+}
+
+func hostInfo(in *vdc.Instance, name string) vdc.HostInfo {
+	for _, h := range in.Hosts() {
+		if h.Name == name {
+			return h
+		}
+	}
+	return vdc.HostInfo{}
+}
+
+func readFile(path string) string {
+	b, _ := os.ReadFile(path)
+	return string(b)
 }

@@ -67,14 +67,15 @@ the host's network. Needs root.`,
 	}
 	root.PersistentFlags().StringVarP(&g.instance, "name", "n", vdc.DefaultInstance, "instance name (1-6 lower-case letters/digits)")
 	root.PersistentFlags().StringVar(&g.stateRoot, "state-root", vdc.DefaultStateRoot, "directory holding one state directory per instance")
-	root.AddCommand(menuCmd(g), createCmd(g), destroyCmd(g), listCmd(g), execCmd(g), shellCmd(g), consoleCmd(g), bgpCmd(g), resetCmd(g))
+	root.AddCommand(menuCmd(g), createCmd(g), destroyCmd(g), listCmd(g), execCmd(g), shellCmd(g), consoleCmd(g), bgpCmd(g), resetCmd(g), stopCmd(g), startCmd(g))
 	return root
 }
 
 type menuFlags struct {
-	name  string
-	m     menu.Menu
-	agent string
+	name   string
+	m      menu.Menu
+	agent  string
+	health string
 }
 
 // options are the generation options the flags imply.
@@ -90,6 +91,16 @@ func (f *menuFlags) options(filesDir string) (menu.Options, error) {
 		}
 		o.AgentBinary = abs
 	}
+	if f.health != "" {
+		abs, err := filepath.Abs(f.health)
+		if err != nil {
+			return o, err
+		}
+		if _, err := os.Stat(abs); err != nil {
+			return o, cli.UsageError("--health-agent: %v", err)
+		}
+		o.HealthAgentBinary = abs
+	}
 	return o, nil
 }
 
@@ -100,8 +111,9 @@ func addMenuFlags(cmd *cobra.Command, f *menuFlags) {
 	cmd.Flags().IntVar(&f.m.WorkersPerRack, "workers", -1, "nspawn worker machines per rack (overrides the menu)")
 	cmd.Flags().IntVar(&f.m.QEMUNodes, "qemu", -1, "QEMU UEFI machines (overrides the menu)")
 	cmd.Flags().String("boot-servers", "", "one boot server per rack: true or false (overrides the menu)")
-	cmd.Flags().Bool("worker-dhcp", false, "leave workers' interfaces for DHCP instead of static IPAM addresses")
+	cmd.Flags().Bool("worker-dhcp", false, "workers get their address by DHCP through the ToR relays (with --bgp-agent: they network-boot from sabakan)")
 	cmd.Flags().StringVar(&f.agent, "bgp-agent", "", "bgp-node-agent executable to run in every nspawn machine (node0, BGP to both ToRs)")
+	cmd.Flags().StringVar(&f.health, "health-agent", "", "node-health-agent executable for network-booting workers (with --bgp-agent and --worker-dhcp)")
 	cmd.RegisterFlagCompletionFunc("menu", cobra.FixedCompletions([]string{"default", "small", "routers"}, cobra.ShellCompDirectiveNoFileComp))
 }
 
@@ -606,4 +618,65 @@ func resetCmd(g *globals) *cobra.Command {
 			return err
 		},
 	}
+}
+
+func stopCmd(g *globals) *cobra.Command {
+	var kill bool
+	cmd := &cobra.Command{
+		Use:   "stop HOST",
+		Short: "Power an nspawn machine off (its disk is kept; vdc start boots it again)",
+		Long: `Stops an nspawn machine: systemd in it shuts down in order, or with --kill
+every process of it is killed at once, as if its power was cut. Its root
+tree (its disk) and its network interfaces stay, so 'vdc start HOST' boots
+the same machine again.`,
+		Args:              cli.ExactArgs(1),
+		ValidArgsFunction: hostCompletion(g),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			in, err := g.open()
+			if err != nil {
+				return err
+			}
+			err = in.Stop(cmd.Context(), args[0], kill)
+			if errors.Is(err, vdc.ErrNotFound) {
+				return cli.WithCode(cli.ExitNotFound, err)
+			}
+			return err
+		},
+	}
+	cmd.Flags().BoolVar(&kill, "kill", false, "kill everything at once (a power cut) instead of shutting down")
+	return cmd
+}
+
+func startCmd(g *globals) *cobra.Command {
+	var wait time.Duration
+	cmd := &cobra.Command{
+		Use:   "start HOST",
+		Short: "Boot a stopped nspawn machine again",
+		Long: `Boots a machine stopped with 'vdc stop' from its kept root tree, in its
+network namespace. With --wait (default 2m; 0 to return at once) it returns
+once systemd in it has finished booting.`,
+		Args:              cli.ExactArgs(1),
+		ValidArgsFunction: hostCompletion(g),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			in, err := g.open()
+			if err != nil {
+				return err
+			}
+			err = in.Start(cmd.Context(), args[0])
+			if errors.Is(err, vdc.ErrNotFound) {
+				return cli.WithCode(cli.ExitNotFound, err)
+			}
+			if err != nil || wait == 0 {
+				return err
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), wait)
+			defer cancel()
+			if err := in.WaitBootedHost(ctx, args[0]); err != nil {
+				return fmt.Errorf("vdc: %s did not finish booting within %s: %w", args[0], wait, err)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().DurationVar(&wait, "wait", 2*time.Minute, "wait this long for the machine to finish booting (0: do not wait)")
+	return cmd
 }

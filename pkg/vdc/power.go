@@ -1,0 +1,122 @@
+package vdc
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/openneco/neco/pkg/vdc/host"
+	"github.com/openneco/neco/pkg/vdc/nspawn"
+	"github.com/openneco/neco/pkg/vdc/proc"
+	"github.com/openneco/neco/pkg/vdc/rootfs"
+	"github.com/openneco/neco/pkg/vdc/spec"
+)
+
+// A machine's power: Stop shuts an nspawn machine down (cleanly, or at
+// once with kill: a power cut), Start boots it again from the same root
+// (its disk), in the same network namespace (its NICs stay on the
+// bridges). What the machine wrote survives, as on a real server.
+
+// Stop powers an nspawn machine off. Without kill, systemd in it shuts
+// down in order (SIGTERM to systemd-nspawn), with StopGrace before the
+// rest is killed; with kill every process of the machine gets SIGKILL at
+// once, as if its power was cut. Stopping a stopped machine does nothing.
+func (in *Instance) Stop(ctx context.Context, name string, kill bool) error {
+	n := in.nspawnNode(name)
+	if n == nil {
+		return in.notNspawn(name)
+	}
+	hier, err := proc.Detect()
+	if err != nil {
+		return err
+	}
+	g := proc.Group{H: hier, Path: in.CgroupRoot()}.Sub(name)
+	grace := StopGrace
+	if kill {
+		grace = 0
+	}
+	return g.Kill(ctx, grace)
+}
+
+// Start boots a stopped nspawn machine. Starting a running one is an
+// error.
+func (in *Instance) Start(ctx context.Context, name string) error {
+	n := in.nspawnNode(name)
+	if n == nil {
+		return in.notNspawn(name)
+	}
+	h, err := in.find(name)
+	if err != nil {
+		return err
+	}
+	if h.Running {
+		return fmt.Errorf("vdc: %s is running", name)
+	}
+	var last Entry
+	for _, e := range slices.Backward(in.Entries) {
+		if e.Host == name && e.Kind == EntryProcess {
+			last = e
+			break
+		}
+	}
+	if last.Path == "" || h.Netns == "" {
+		return fmt.Errorf("vdc: %s was never started by create", name)
+	}
+	if mps, err := rootfs.MountsUnder(last.Path); err != nil || len(mps) == 0 {
+		return fmt.Errorf("vdc: %s: its root %s is not mounted", name, last.Path)
+	}
+	if err := nspawn.PrepareRuntimeDir(mountTmpfs); err != nil {
+		return err
+	}
+	hier, err := proc.Detect()
+	if err != nil {
+		return err
+	}
+	g := proc.Group{H: hier, Path: in.CgroupRoot()}.Sub(name)
+	// nspawn leaves its payload and supervisor groups behind.
+	if err := g.Kill(ctx, 0); err != nil {
+		return err
+	}
+	g.Remove()
+	if err := g.Create(); err != nil {
+		return err
+	}
+	l, err := openLedger(in.StateDir())
+	if err != nil {
+		return err
+	}
+	defer l.close()
+	pid, err := proc.Start(proc.Spec{Group: g, Command: nspawn.Args(n, last.Path, host.NetnsPath(h.Netns)),
+		Log: last.Log, Dir: in.HostDir(name), Env: nspawn.Env})
+	if err != nil {
+		return err
+	}
+	last.PID = pid
+	if err := l.record(last); err != nil {
+		return err
+	}
+	in.Entries = append(in.Entries, last)
+	return nil
+}
+
+// WaitBootedHost waits until the machine's systemd finished booting.
+func (in *Instance) WaitBootedHost(ctx context.Context, name string) error {
+	return proc.WaitFor(ctx, 200*time.Millisecond, func() bool { return Booted(in.SystemState(ctx, name)) })
+}
+
+func (in *Instance) nspawnNode(name string) *spec.NspawnNode {
+	for _, n := range in.Cluster.NspawnNodes {
+		if n.Name == name {
+			return n
+		}
+	}
+	return nil
+}
+
+func (in *Instance) notNspawn(name string) error {
+	if _, err := in.find(name); err != nil {
+		return err
+	}
+	return fmt.Errorf("vdc: %s is not an nspawn machine: only those can be stopped and started", name)
+}
