@@ -43,6 +43,9 @@ type Menu struct {
 	QEMUNodes int `json:"qemu-nodes"`
 	// WorkerDHCP leaves workers' interfaces unaddressed, for DHCP through
 	// the ToRs' relays; otherwise they get their IPAM addresses statically.
+	// With Agent, workers network-boot (see Netboot): DHCP from sabakan
+	// through the relay, then the BGP node agent with their identity from
+	// the sabakan that answered.
 	WorkerDHCP bool `json:"worker-dhcp"`
 	// Agent runs the BGP node agent (cmd/bgp-node-agent, given by
 	// Options.AgentBinary) in every nspawn machine, with an identity file
@@ -203,6 +206,11 @@ type Options struct {
 	// AgentBinary is the host path of the bgp-node-agent executable, bound
 	// read-only into the machines when Menu.Agent is set.
 	AgentBinary string
+	// HealthAgentBinary is the host path of node-health-agent, bound into
+	// network-booting workers (Menu.Agent and Menu.WorkerDHCP), which run
+	// it once their network is up. Boot servers run the one of the neco
+	// package.
+	HealthAgentBinary string
 }
 
 // RootfsName is the name of the machines' Rootfs resource.
@@ -224,6 +232,9 @@ func Generate(m Menu, o Options) (*Plan, error) {
 	}
 	if m.Agent && !filepath.IsAbs(o.AgentBinary) {
 		return nil, fmt.Errorf("menu: the BGP agent needs the absolute path of its executable (got %q)", o.AgentBinary)
+	}
+	if o.HealthAgentBinary != "" && (!filepath.IsAbs(o.HealthAgentBinary) || !m.Agent || !m.WorkerDHCP) {
+		return nil, fmt.Errorf("menu: node-health-agent (%q) runs in network-booting workers: it needs an absolute path, the agent and worker DHCP", o.HealthAgentBinary)
 	}
 	ipam := IPAM()
 	if err := ipam.Validate(); err != nil {
@@ -263,6 +274,11 @@ func Generate(m Menu, o Options) (*Plan, error) {
 		next[r]++
 	}
 	for _, mc := range machines {
+		if mc.role == RoleBoot {
+			bootNode0 = append(bootNode0, ipam.NodeAddresses(mc.rack, mc.index)[0])
+		}
+	}
+	for _, mc := range machines {
 		addrs := ipam.NodeAddresses(mc.rack, mc.index)
 		serial := qemu.DefaultSerial(mc.name)
 		p.Hosts[mc.name] = HostPlan{Rack: mc.rack, Role: mc.role, Serial: serial, IndexInRack: mc.index,
@@ -270,9 +286,6 @@ func Generate(m Menu, o Options) (*Plan, error) {
 		e := MachineEntry{Serial: serial, Rack: mc.rack, Role: mc.role, Labels: map[string]string{"machine-type": mc.kind}}
 		e.BMC.Type = "IPMI-2.0"
 		p.Machines = append(p.Machines, e)
-		if mc.role == RoleBoot {
-			bootNode0 = append(bootNode0, addrs[0])
-		}
 		nets := [2]string{rackNet(int(mc.rack), 1), rackNet(int(mc.rack), 2)}
 		switch mc.kind {
 		case "nspawn":
@@ -284,7 +297,12 @@ func Generate(m Menu, o Options) (*Plan, error) {
 				}
 				n.Interfaces = append(n.Interfaces, ifc)
 			}
-			if m.Agent {
+			switch {
+			case m.Agent && m.WorkerDHCP && mc.role != RoleBoot:
+				if err := p.addNetboot(n, mc.name, bootNode0, o); err != nil {
+					return nil, err
+				}
+			case m.Agent:
 				if err := p.addAgent(n, mc.name, mc.rack, mc.index, mc.role, o); err != nil {
 					return nil, err
 				}
@@ -361,8 +379,10 @@ func Generate(m Menu, o Options) (*Plan, error) {
 func rackNet(rack, tor int) string { return fmt.Sprintf("r%d-node%d", rack, tor) }
 
 // MachinePackages are installed in the machines' root trees besides
-// spec.DefaultRootfsPackages: BIRD for the BGP node agent.
-var MachinePackages = []string{"bird2"}
+// spec.DefaultRootfsPackages: BIRD for the BGP node agent, busybox for
+// its DHCP client (udhcpc, used by network-booting workers) and iPXE,
+// whose ipxe.efi sabakan serves to UEFI machines from the boot servers.
+var MachinePackages = []string{"bird2", "busybox", "ipxe"}
 
 // RootfsPackages is the package list of the machines' root tree (without a
 // menu's extra packages): whoever builds the same list shares the cached
@@ -426,6 +446,8 @@ install -D -m 0644 %[2]s "$root/etc/neco/identity.json"
 install -D -m 0644 %[3]s "$root/etc/neco/bgp-node-agent.yaml"
 install -D -m 0644 %[4]s "$root/etc/systemd/system/bgp-node-agent.service"
 mkdir -p "$root/etc/systemd/system/multi-user.target.wants" "$root/usr/local/sbin"
+# The agent runs its own BIRD: the package's daemon stays off.
+ln -sf /dev/null "$root/etc/systemd/system/bird.service"
 ln -sf ../bgp-node-agent.service "$root/etc/systemd/system/multi-user.target.wants/bgp-node-agent.service"
 touch "$root/usr/local/sbin/bgp-node-agent"
 `, name, abs(filepath.Join(dir, "identity.json")), abs(filepath.Join(dir, "bgp-node-agent.yaml")), abs("agent/bgp-node-agent.service"))
