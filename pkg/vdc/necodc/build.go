@@ -1,0 +1,93 @@
+package necodc
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Build is a neco release built from a source tree: its programs and its
+// Debian package.
+type Build struct {
+	Version string
+	// BinDir holds every program of the package (static, stripped).
+	BinDir string
+	// Deb is neco_<Version>_amd64.deb.
+	Deb string
+}
+
+// Program is the path of one of the build's programs.
+func (b *Build) Program(name string) string { return filepath.Join(b.BinDir, name) }
+
+// BuildPackage builds release version from the tree at repo into dir the
+// way `make deb` does — every ./cmd/... program static with the version
+// stamped, the pinned etcd, etcdctl and Vault from repo/bin (make etcd
+// vault), debian/build.sh — but uncompressed and without lintian: the
+// package only travels on this machine, and compressing Vault takes
+// minutes. Programs already compiled (the Go build cache) are only linked.
+func BuildPackage(ctx context.Context, repo, dir, version string, log io.Writer) (*Build, error) {
+	start := time.Now()
+	b := &Build{Version: version, BinDir: filepath.Join(dir, "bin-"+version)}
+	if err := os.MkdirAll(b.BinDir, 0o755); err != nil {
+		return nil, err
+	}
+	for _, p := range []string{"etcd", "etcdctl", "vault"} {
+		if _, err := os.Stat(filepath.Join(repo, "bin", p)); err != nil {
+			return nil, fmt.Errorf("necodc: %s: run make etcd vault first", err)
+		}
+	}
+	build := exec.CommandContext(ctx, "go", "build", "-trimpath",
+		"-ldflags", "-s -w -X github.com/openneco/neco/pkg/version.Version="+version,
+		"-o", b.BinDir+"/", "./cmd/...")
+	build.Dir = repo
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("necodc: go build: %w\n%s", err, out)
+	}
+	for _, p := range []string{"etcd", "etcdctl", "vault"} {
+		if err := linkOrCopy(filepath.Join(repo, "bin", p), filepath.Join(b.BinDir, p)); err != nil {
+			return nil, err
+		}
+	}
+	pkg := exec.CommandContext(ctx, filepath.Join(repo, "debian", "build.sh"), version, b.BinDir, dir)
+	pkg.Env = append(os.Environ(), "DEB_COMPRESS=none")
+	out, err := pkg.CombinedOutput()
+	if err != nil {
+		return nil, fmt.Errorf("necodc: debian/build.sh: %w\n%s", err, out)
+	}
+	b.Deb = strings.TrimSpace(string(out))
+	fmt.Fprintf(log, "built neco %s: %s (%s)\n", version, b.Deb, time.Since(start).Round(100*time.Millisecond))
+	return b, nil
+}
+
+// linkOrCopy hard-links src to dst (replacing dst), or copies it across
+// file systems.
+func linkOrCopy(src, dst string) error {
+	os.Remove(dst)
+	if err := os.Link(src, dst); err == nil {
+		return nil
+	}
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	fi, err := in.Stat()
+	if err != nil {
+		return err
+	}
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, fi.Mode().Perm())
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
