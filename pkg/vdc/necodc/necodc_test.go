@@ -85,7 +85,9 @@ func TestInitramfs(t *testing.T) {
 
 func TestCompleted(t *testing.T) {
 	req := &neco.UpdateRequest{ID: 7, Version: "2024.01.01-2", Servers: []int{0, 1, 2}}
-	st := func(id int64, c neco.Cond) *neco.UpdateStatus { return &neco.UpdateStatus{RequestID: id, Cond: c, Step: 4} }
+	st := func(id int64, c neco.Cond) *neco.UpdateStatus {
+		return &neco.UpdateStatus{RequestID: id, Cond: c, Step: 4}
+	}
 	tests := []struct {
 		name    string
 		s       CDStatus
