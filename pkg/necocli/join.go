@@ -72,13 +72,20 @@ daemons. Re-running it after a failure resumes.`,
 
 func newLeaveCommand(g *globalOptions) *cobra.Command {
 	b := &bootOptions{g: g}
+	var force bool
 	cmd := &cobra.Command{
 		Use:   "leave LRN",
 		Short: "remove a boot server from the cluster",
 		Long: `leave removes boot server LRN: its etcd member and its registration, so
 that the updater leaves it out of the next update request. Run it on any
-other boot server. At least three boot servers must remain; join a
-replacement first when there are only three.`,
+other boot server.
+
+Three boot servers must remain while the leaving one is up: join a
+replacement first. A boot server that is down (a lost disk, a dead machine)
+may leave even from three, and must, before its replacement joins: etcd
+with a dead member and a new one not yet started has no quorum. Then
+reinstall it (or another machine) and neco join it. --force skips the
+check.`,
 		Args: cli.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			lrns, err := setup.ParseLRNs(args)
@@ -112,7 +119,7 @@ replacement first when there are only three.`,
 			if err != nil {
 				return cli.WithCode(cli.ExitNotFound, fmt.Errorf("boot server %d is neither registered nor described: %w", lrns[0], err))
 			}
-			if err := setup.Leave(ctx, client, l.cluster, srv); err != nil {
+			if err := setup.Leave(ctx, client, l.cluster, srv, force); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "boot server %d left the cluster; stop and wipe it before reuse\n", lrns[0])
@@ -120,6 +127,7 @@ replacement first when there are only three.`,
 		},
 	}
 	b.addFlags(cmd)
+	cmd.Flags().BoolVar(&force, "force", false, "remove the boot server even if it is up and fewer than three would remain")
 	return cmd
 }
 

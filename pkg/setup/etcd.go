@@ -212,8 +212,8 @@ func EnsureMember(ctx context.Context, client *clientv3.Client, c *Cluster, s Se
 	return members, nil
 }
 
-// RemoveMember removes the etcd member of s, if any. It is what a CD worker
-// (and neco leave) calls for a server that left. Removing the current etcd
+// RemoveMember removes the etcd member of s, if any. It is what neco leave
+// calls for a server that left, once CheckLeave allowed it. Removing the current etcd
 // leader may time out while leadership moves; it checks again and retries.
 func RemoveMember(ctx context.Context, client *clientv3.Client, c *Cluster, s Server) error {
 	peer := c.EtcdPeerURL(s)
@@ -225,9 +225,6 @@ func RemoveMember(ctx context.Context, client *clientv3.Client, c *Cluster, s Se
 			})
 			if i < 0 {
 				return nil
-			}
-			if len(ml.Members) <= MinServers {
-				return fmt.Errorf("etcd has %d members; removing %s would leave fewer than %d: join a replacement first", len(ml.Members), s.Name(), MinServers)
 			}
 			_, err = client.MemberRemove(ctx, ml.Members[i].ID)
 			if err == nil {

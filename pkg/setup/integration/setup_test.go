@@ -349,10 +349,16 @@ func TestBootstrap(t *testing.T) {
 		if len(resp.Kvs) != 3 || strings.HasSuffix(string(resp.Kvs[0].Key), "/0") {
 			t.Fatalf("registrations after leave: %v", resp.Kvs)
 		}
-		// Below three members, leave refuses.
+		// Below three members, leave refuses while the server is up, and
+		// changes nothing.
 		r = cl.neco(ctx, 1, append(append([]string{"leave"}, cl.bootArgs(1)...), "3")...)
 		if r.code == 0 || !strings.Contains(r.out, "join a replacement first") {
 			t.Fatalf("leave below three: exit %d:\n%s", r.code, r.out)
+		}
+		resp, err = rest.Get(ctx, "/neco/info/bootservers/", clientv3.WithPrefix(), clientv3.WithKeysOnly())
+		must(t, err)
+		if len(resp.Kvs) != 3 {
+			t.Fatalf("a refused leave changed the registrations: %v", resp.Kvs)
 		}
 	})
 
@@ -397,6 +403,25 @@ func TestBootstrap(t *testing.T) {
 		}
 		if h := vaultHealth(t, cl, 1); h.Sealed {
 			t.Fatal("vault sealed after renew")
+		}
+	})
+
+	// A server that is down may leave even from three members: its disk is
+	// lost, and it must go before a replacement joins.
+	t.Run("a dead server leaves", func(t *testing.T) {
+		cl.killServer(3)
+		r := cl.neco(ctx, 1, append(append([]string{"leave"}, cl.bootArgs(1)...), "3")...)
+		if r.code != 0 {
+			t.Fatalf("leave of a dead server: exit %d:\n%s", r.code, r.out)
+		}
+		rest := cl.etcd(1, 1, 2)
+		ml, err := rest.MemberList(ctx)
+		must(t, err)
+		if len(ml.Members) != 2 {
+			t.Fatalf("%d members after the dead server left", len(ml.Members))
+		}
+		if _, err := rest.Put(ctx, "/neco/test/after-dead-leave", "ok"); err != nil {
+			t.Fatal(err)
 		}
 	})
 }
