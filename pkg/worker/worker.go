@@ -182,6 +182,10 @@ func (w *Worker) barrier(n int) *neco.UpdateStatus {
 
 // post writes this worker's status for the snapshot's request. A conflict
 // (the request changed meanwhile) is not an error: the loop re-reads.
+// Any other error leaves the outcome unknown (etcd may have applied the
+// write and lost the answer), so the request counts as posted by this
+// process either way: a status it finds later is its own, not the trace of
+// a process that died mid-update.
 func (w *Worker) post(ctx context.Context, snap *storage.Snapshot, st *neco.UpdateStatus) {
 	st.RequestID, st.Version = snap.Request.ID, snap.Request.Version
 	err := w.Storage.PutStatus(ctx, snap, w.LRN, st)
@@ -191,6 +195,7 @@ func (w *Worker) post(ctx context.Context, snap *storage.Snapshot, st *neco.Upda
 	case errors.Is(err, etcdutil.ErrConflict):
 		slog.Info("request changed while posting status; re-reading", "step", st.Step)
 	default:
+		w.posted = snap.Request.ID
 		slog.Error("post status", "error", err)
 		sleep(ctx, time.Second)
 	}
