@@ -264,6 +264,14 @@ func (w *Worker) install(ctx context.Context, cfg neco.Config, version string) (
 		return fmt.Errorf("worker: downloaded package is %s %s, want %s %s", info.Package, info.Version, PackageName, version)
 	}
 	if err := w.Installer.Install(ctx, path); err != nil {
+		// dpkg runs in a unit of its own and carries on when the client
+		// that waits for it is interrupted — as it is on every upgrade:
+		// the package's postinst restarts this very service, whose stop
+		// signals every process in it. What dpkg did decides.
+		if got, ierr := w.awaitDpkg(ctx); ierr == nil && got == version {
+			slog.Info("installed; the installer's client was interrupted but dpkg finished", "version", version, "error", err)
+			return nil
+		}
 		return err
 	}
 	got, err := w.Installer.InstalledVersion(ctx, PackageName)
@@ -275,6 +283,21 @@ func (w *Worker) install(ctx context.Context, cfg neco.Config, version string) (
 	}
 	slog.Info("installed", "version", version)
 	return nil
+}
+
+// awaitDpkg returns the installed version once dpkg is no longer busy
+// with the package (or ctx ends).
+func (w *Worker) awaitDpkg(ctx context.Context) (string, error) {
+	for {
+		v, err := w.Installer.InstalledVersion(ctx, PackageName)
+		if !errors.Is(err, deb.ErrInProgress) {
+			return v, err
+		}
+		sleep(ctx, time.Second)
+		if ctx.Err() != nil {
+			return "", ctx.Err()
+		}
+	}
 }
 
 func sleep(ctx context.Context, d time.Duration) {
