@@ -22,7 +22,8 @@ import (
 // carries on and finishes.
 type interruptedInstaller struct {
 	deb.RootInstaller
-	busy atomic.Bool
+	busy    atomic.Bool
+	queries atomic.Int32
 }
 
 func (i *interruptedInstaller) Install(ctx context.Context, path string) error {
@@ -36,6 +37,11 @@ func (i *interruptedInstaller) Install(ctx context.Context, path string) error {
 }
 
 func (i *interruptedInstaller) InstalledVersion(ctx context.Context, pkg string) (string, error) {
+	// The first query after the interruption is killed too: systemd
+	// signals every process of the stopping service, new ones included.
+	if i.queries.Add(1) == 2 {
+		return "", errors.New("deb: query neco: signal: terminated")
+	}
 	if i.busy.Load() {
 		return "", deb.ErrInProgress
 	}

@@ -286,11 +286,14 @@ func (w *Worker) install(ctx context.Context, cfg neco.Config, version string) (
 }
 
 // awaitDpkg returns the installed version once dpkg is no longer busy
-// with the package (or ctx ends).
+// with the package (or ctx ends). A query that fails is asked again for a
+// while: the stop of this service signals every process it starts, a
+// dpkg-query forked at that moment included.
 func (w *Worker) awaitDpkg(ctx context.Context) (string, error) {
+	deadline := time.Now().Add(dpkgWait)
 	for {
 		v, err := w.Installer.InstalledVersion(ctx, PackageName)
-		if !errors.Is(err, deb.ErrInProgress) {
+		if err == nil || errors.Is(err, deb.ErrNotInstalled) || time.Now().After(deadline) {
 			return v, err
 		}
 		sleep(ctx, time.Second)
@@ -299,6 +302,9 @@ func (w *Worker) awaitDpkg(ctx context.Context) (string, error) {
 		}
 	}
 }
+
+// dpkgWait bounds how long an interrupted installation is waited for.
+const dpkgWait = 5 * time.Minute
 
 func sleep(ctx context.Context, d time.Duration) {
 	select {
