@@ -50,6 +50,8 @@ func requireHost(t testing.TB) {
 func newDC(t testing.TB, m menu.Menu, tweaks ...func(p *menu.Plan, filesDir string)) *dc {
 	t.Helper()
 	requireHost(t)
+	// One data center at a time on two cores.
+	releaseNecoDC(t)
 	b := make([]byte, 2)
 	rand.Read(b)
 	d := &dc{t: t, names: vdc.Names{Instance: "d" + hex.EncodeToString(b), StateRoot: t.TempDir()}}
@@ -143,14 +145,6 @@ func (d *dc) run(host string, argv ...string) string {
 		d.t.Fatal(err)
 	}
 	return out
-}
-
-// ping reports whether from reaches addr within the deadline (one probe).
-func (d *dc) ping(from, addr string) bool {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	_, err := d.in.Run(ctx, from, "ping", "-c", "1", "-W", "1", addr)
-	return err == nil
 }
 
 // samplePSS records the peak summed PSS of the instance's processes until

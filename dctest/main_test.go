@@ -10,8 +10,9 @@ import (
 	"testing"
 )
 
-// agentBinary is the bgp-node-agent built from this tree for the machines;
-// binDir holds it and the other binaries built for the suites.
+// agentBinary is the bgp-node-agent built from this tree for the machines
+// of the suites that build their own data center; binDir holds it and the
+// neco releases built for the shared one (neco_test.go).
 var agentBinary, binDir string
 
 func TestMain(m *testing.M) {
@@ -22,7 +23,7 @@ func TestMain(m *testing.M) {
 	}
 	binDir = dir
 	agentBinary = filepath.Join(dir, "bgp-node-agent")
-	for _, cmd := range []string{"bgp-node-agent", "sabakan"} {
+	for _, cmd := range []string{"bgp-node-agent"} {
 		build := exec.Command("go", "build", "-o", filepath.Join(dir, cmd), "../cmd/"+cmd)
 		build.Env = append(os.Environ(), "CGO_ENABLED=0")
 		build.Stdout, build.Stderr = os.Stderr, os.Stderr
@@ -33,6 +34,10 @@ func TestMain(m *testing.M) {
 		}
 	}
 	code := m.Run()
+	releaseNecoDC(nil)
+	if sharedLeft && code == 0 {
+		code = 1
+	}
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
