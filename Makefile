@@ -77,16 +77,29 @@ bench: setup etcd vault ## Run the benchmarks; see docs/benchmarks.md.
 	PATH=$(BIN):$$PATH $(GO) test -run '^$$' -bench . -benchmem -timeout 60m ./...
 
 .PHONY: dctest
-dctest: setup etcd ## Large tests on the virtual data center (root); SUITE=<go test -run pattern> picks suites.
+dctest: setup etcd vault ## Large tests on the virtual data center (root); SUITE=<go test -run pattern> picks suites; see docs/dctest.md.
 	PATH=$(BIN):$$PATH $(GO) test -tags dctest -count=1 -timeout 60m -v -run '$(SUITE)' ./dctest/ 2>&1 \
 		| grep -vE '^\s+\S+_test.go:[0-9]+: (namespace|nspawn node|qemu node) '
 
 .PHONY: demo
-demo: setup build ## Start etcd and sabakan locally, load a sample inventory, show it.
-	./demo/demo.sh start
+demo: setup etcd vault ## Build the default virtual data center, bootstrap neco in it, show what runs (root; make demo-stop).
+	$(GO) build -o $(BIN)/vdc ./cmd/vdc
+	$(GO) run ./demo/dc up
+
+.PHONY: demo-status
+demo-status: ## Show the demo data center again.
+	$(GO) run ./demo/dc status
 
 .PHONY: demo-stop
-demo-stop: ## Stop the demo and remove its data.
+demo-stop: ## Remove the demo data center; nothing is left behind.
+	$(GO) run ./demo/dc down
+
+.PHONY: demo-sabakan
+demo-sabakan: setup build ## A small demo of the boot server alone: etcd and sabakan on loopback, a sample inventory.
+	./demo/demo.sh start
+
+.PHONY: demo-sabakan-stop
+demo-sabakan-stop: ## Stop the sabakan demo and remove its data.
 	./demo/demo.sh stop
 
 DEB_BIN := $(CURDIR)/build/deb-bin

@@ -2,8 +2,8 @@
 # demo/demo.sh start|stop|status — run etcd and sabakan on this machine, load
 # a sample inventory of four racks with sabactl and show it.
 #
-#   make demo        # = make setup build && demo/demo.sh start
-#   make demo-stop   # = demo/demo.sh stop
+#   make demo-sabakan        # = make setup build && demo/demo.sh start
+#   make demo-sabakan-stop   # = demo/demo.sh stop
 #
 # Everything lives in $NECO_DEMO_DIR (default /tmp/neco-demo): data, logs,
 # pid files. Ports, all on loopback: etcd 127.0.0.1:32379 (peers 32380),
@@ -51,10 +51,10 @@ port_free() {
 
 start() {
     for b in etcd sabakan sabactl; do
-        [[ -x $BIN/$b ]] || die "$BIN/$b is missing: run 'make build' (or 'make demo', which builds)"
+        [[ -x $BIN/$b ]] || die "$BIN/$b is missing: run 'make build' (or 'make demo-sabakan', which builds)"
     done
     if alive etcd || alive sabakan; then
-        echo "The demo is already running (make demo-stop stops it)."
+        echo "The demo is already running (make demo-sabakan-stop stops it)."
         show
         return
     fi
@@ -131,7 +131,7 @@ The demo is running. Try, for instance:
   curl -s http://$HTTP/api/v1/machines?rack=2 | jq '.[].spec.ipv4'
   curl -s http://$METRICS/metrics | grep ^sabakan_machines
 (sabactl's defaults point at this server.) Logs: $RUN/*.log.
-Stop it and remove its data with:  make demo-stop
+Stop it and remove its data with:  make demo-sabakan-stop
 EOF
 }
 

@@ -43,7 +43,7 @@ until busybox udhcpc -i eth0 -f -q -n -t 4 -T 2 -s /usr/local/lib/vdc/udhcpc.scr
 	sleep 2
 done
 . /run/vdc/lease
-log "leased $ip from $serverid through relay $router"
+log "leased $ip from $serverid (router $router)"
 echo "SABAKAN_URL=http://$serverid:10080" > /run/vdc/netboot.env
 systemctl start bgp-node-agent.service
 until curl -sf -o /dev/null http://127.0.0.1:9770/health; do sleep 1; done
