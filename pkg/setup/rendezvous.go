@@ -309,7 +309,14 @@ func do(hc *http.Client, req *http.Request, out any) error {
 func waitBarrier(ctx context.Context, name string, want []int, arrive func(ctx context.Context) ([]int, error)) error {
 	var missing []int
 	var lastErr error
+	// Say who is awaited, and why it cannot be told, now and then: the wait
+	// may last as long as --timeout.
+	report := time.Now().Add(barrierReport)
 	for {
+		if time.Now().After(report) {
+			slog.Warn("still waiting at a setup barrier", "barrier", name, "missing", lrnList(missing), "error", lastErr)
+			report = time.Now().Add(barrierReport)
+		}
 		arrived, err := arrive(ctx)
 		if errors.Is(err, ErrWrongToken) {
 			return err
@@ -336,6 +343,9 @@ func waitBarrier(ctx context.Context, name string, want []int, arrive func(ctx c
 		}
 	}
 }
+
+// barrierReport is how often a long wait at a barrier is reported.
+const barrierReport = 30 * time.Second
 
 func lrnList(l []int) string {
 	s := ""
