@@ -271,7 +271,9 @@ func (d *DC) Bootstrap(ctx context.Context, b *Build) error {
 		if err := os.WriteFile(token, []byte(base64.StdEncoding.EncodeToString(raw)+"\n"), 0o600); err != nil {
 			return err
 		}
-		argv := []string{"neco", "setup", "--bootstrap-token-file", ShareDir + "/bootstrap-token"}
+		// Every server waits for the others at each stage; here they all
+		// start together, so a long wait means something is wrong.
+		argv := []string{"neco", "setup", "--timeout", "5m", "--bootstrap-token-file", ShareDir + "/bootstrap-token"}
 		for _, l := range d.LRNs() {
 			argv = append(argv, strconv.Itoa(l))
 		}
