@@ -242,6 +242,22 @@ func TestBootstrap(t *testing.T) {
 				t.Errorf("%s is %s, want %s", name, states[name], want)
 			}
 		}
+		// The audit log shows who moved them: the state setter, from
+		// uninitialized (as registered) to healthy.
+		logs := run(boots[0], "curl", "-sf", "http://127.0.0.1:10080/api/v1/logs")
+		moved := map[string]bool{}
+		for _, line := range strings.Split(strings.TrimSpace(logs), "\n") {
+			var e sabakan.AuditEntry
+			if json.Unmarshal([]byte(line), &e) == nil && e.Action == "set-state" && e.User == "sabakan-state-setter" &&
+				e.Detail == "uninitialized -> healthy" {
+				moved[e.Instance] = true
+			}
+		}
+		for _, n := range d.Plan.Cluster.NspawnNodes {
+			if !moved[d.Plan.Hosts[n.Name].Serial] {
+				t.Errorf("%s: no uninitialized -> healthy change by the state setter in the audit log", n.Name)
+			}
+		}
 		victim := d.Workers()[len(d.Workers())-1]
 		start := time.Now()
 		if err := d.In.Stop(ctx, victim, true); err != nil {

@@ -174,14 +174,19 @@ func releaseNecoDC(t testing.TB) {
 	start := time.Now()
 	err := necodc.Destroy(ctx, names)
 	os.RemoveAll(names.StateRoot)
+	msg := fmt.Sprintf("shared data center %s destroyed in %s; its peak memory (PSS of all its processes) was %d MiB",
+		names.Instance, time.Since(start).Round(time.Millisecond), shared.peakPSS>>20)
 	if t != nil {
 		if err != nil {
 			t.Error(err)
 		}
-		t.Logf("shared data center %s destroyed in %s", names.Instance, time.Since(start).Round(time.Millisecond))
-	} else if err != nil {
-		fmt.Fprintln(os.Stderr, "dctest:", err)
-		sharedLeft = true
+		t.Log(msg)
+	} else {
+		fmt.Println("dctest:", msg)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "dctest:", err)
+			sharedLeft = true
+		}
 	}
 }
 
