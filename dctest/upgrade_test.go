@@ -192,9 +192,13 @@ func TestUpgrade(t *testing.T) {
 	if n := strings.Count(out, necoV2); n < 2*len(boots) {
 		t.Errorf("service restarts recorded for %s: %d, want etcd and sabakan on every server:\n%s", necoV2, n, out)
 	}
+	// node-health-agent restarted on every boot server: each left the
+	// serf cluster and joined again.
+	healthy := time.Now()
 	if err := d.WaitStates(ctx, "healthy", 2*time.Minute, boots...); err != nil {
 		t.Error(err)
 	}
+	t.Logf("boot servers healthy in sabakan %s after the checks began", time.Since(healthy).Round(100*time.Millisecond))
 	// The new release's Ignition templates are in sabakan.
 	if out := must(boots[1], "sabactl", "ignitions", "get", "cs"); !strings.Contains(out, necoV2) {
 		t.Errorf("Ignition templates of cs after the upgrade: %s", out)
