@@ -6,6 +6,7 @@ package testutil
 import (
 	"os"
 	"os/exec"
+	"syscall"
 	"testing"
 )
 
@@ -50,4 +51,14 @@ func RequireFile(t testing.TB, path string) {
 	if _, err := os.Stat(path); err != nil {
 		Missing(t, "%s: %v (make setup installs it)", path, err)
 	}
+}
+
+// DieWithTest makes the process cmd starts receive SIGKILL when the test
+// binary dies, so that servers a test starts never outlive a test binary
+// killed by a timeout or a signal. Call it before cmd.Start.
+func DieWithTest(cmd *exec.Cmd) {
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
 }

@@ -76,6 +76,7 @@ func (p *etcdProc) run() error {
 		return err
 	}
 	cmd.Stdout, cmd.Stderr = log, log
+	testutil.DieWithTest(cmd)
 	if err := cmd.Start(); err != nil {
 		return err
 	}

@@ -202,6 +202,7 @@ func (e *netenv) start(ns string, args ...string) *process {
 	p := &process{out: &syncBuffer{}, exited: make(chan struct{})}
 	p.cmd = exec.Command("ip", append([]string{"netns", "exec", ns}, args...)...)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	testutil.DieWithTest(p.cmd)
 	if err := p.cmd.Start(); err != nil {
 		e.t.Fatal(err)
 	}

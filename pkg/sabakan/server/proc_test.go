@@ -96,6 +96,7 @@ func (e *etcdProc) start() {
 		"--listen-peer-urls", "http://"+e.peer, "--initial-advertise-peer-urls", "http://"+e.peer,
 		"--initial-cluster", "test=http://"+e.peer, "--log-level", "warn")
 	e.cmd.Stdout, e.cmd.Stderr = log, log
+	testutil.DieWithTest(e.cmd)
 	if err := e.cmd.Start(); err != nil {
 		e.t.Fatal(err)
 	}
@@ -165,6 +166,7 @@ func startSabakan(t testing.TB, e *etcdProc, name string, args ...string) *sabak
 	}
 	s.cmd = exec.Command(sabakanBinary(t), append(base, args...)...)
 	s.cmd.Stdout, s.cmd.Stderr = log, log
+	testutil.DieWithTest(s.cmd)
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
