@@ -10,7 +10,7 @@ import (
 	"github.com/openneco/neco/pkg/testutil"
 )
 
-// TestDemo runs demo/demo.sh (what make demo runs after building) with
+// TestDemo runs demo/demo.sh (what make demo-sabakan runs after building) with
 // binaries of this tree and free ports, and checks what it shows.
 func TestDemo(t *testing.T) {
 	paths := testutil.RequireCommands(t, "etcd", "etcdctl", "curl", "ss", "setsid")
@@ -51,7 +51,7 @@ func TestDemo(t *testing.T) {
 		"cs-1-1 1 cs unreachable 10.69.0.197 iDRAC-9",
 		`"serial":"cs-1-0","ipv4":["10.69.0.196"`,
 		"machines/ss-2-0 set-label detail:disk-layout=v2",
-		"make demo-stop",
+		"make demo-sabakan-stop",
 	} {
 		if !strings.Contains(squeezed, want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out)
