@@ -177,7 +177,8 @@ func status(ctx context.Context) error {
   bin/vdc stop --kill rack2-cs2                 cut a machine's power (vdc start boots it again);
                                                 sabakan marks it unreachable within seconds
 == Stop
-  make demo-stop                                removes everything the demo made
+  make demo-stop                                removes everything the demo made (the machines'
+                                                Debian tree stays cached in /var/cache/vdc)
 `)
 	return nil
 }
