@@ -14,6 +14,7 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/openneco/neco/pkg/neco/storage"
 	"github.com/openneco/neco/pkg/pki"
 	"github.com/openneco/neco/pkg/setup"
 )
@@ -116,6 +117,15 @@ func TestBootstrap(t *testing.T) {
 		// request; its version stays the installed one.
 		if len(cur.Kvs) != 1 || !strings.Contains(string(cur.Kvs[0].Value), `"version":"2026.01.01-1"`) {
 			t.Fatalf("first update request: %v", cur.Kvs)
+		}
+		for l := 0; l < 3; l++ {
+			// setup records the etcd it started, so the first update
+			// request does not restart etcd on any server.
+			v, err := root.Get(ctx, "/neco/"+storage.ServiceKey(l, "etcd"))
+			must(t, err)
+			if len(v.Kvs) != 1 || string(v.Kvs[0].Value) != "2026.01.01-1" {
+				t.Fatalf("boot server %d: etcd service record %v", l, v.Kvs)
+			}
 		}
 		if tok, _ := root.Get(ctx, "/neco/"+setup.KeySetupRootToken); len(tok.Kvs) != 0 {
 			t.Fatal("vault's initial root token is still in etcd")
