@@ -107,9 +107,22 @@ func (b *bootOptions) loadLocal() (*local, error) {
 	return &local{paths: p, cluster: c, servers: c.Servers, me: me}, nil
 }
 
-// etcd connects as root with this server's certificate, scoped to prefix.
-func (l *local) etcd(prefix string) (*clientv3.Client, error) {
-	return etcdutil.New(setup.EtcdConfig(l.cluster, l.servers, l.paths, prefix))
+// etcd connects as root with this server's certificate, scoped to /neco/.
+func (l *local) etcd() (*clientv3.Client, error) {
+	return etcdutil.New(setup.EtcdConfig(l.cluster, l.servers, l.paths, "/neco/"))
+}
+
+// connect loads this boot server's setup and connects to etcd with it.
+func (b *bootOptions) connect() (*local, *clientv3.Client, error) {
+	l, err := b.loadLocal()
+	if err != nil {
+		return nil, nil, err
+	}
+	client, err := l.etcd()
+	if err != nil {
+		return nil, nil, err
+	}
+	return l, client, nil
 }
 
 func readToken(file, env string) ([]byte, error) {

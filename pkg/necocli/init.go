@@ -33,11 +33,7 @@ server that runs it. Running init again changes nothing.`,
 			if err := setup.CheckServiceName(args[0]); err != nil {
 				return cli.UsageError("%v", err)
 			}
-			l, err := b.loadLocal()
-			if err != nil {
-				return err
-			}
-			client, err := l.etcd("/neco/")
+			_, client, err := b.connect()
 			if err != nil {
 				return err
 			}

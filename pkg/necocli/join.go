@@ -99,7 +99,7 @@ check.`,
 			if lrns[0] == l.me.LRN {
 				return cli.UsageError("run neco leave %d on another boot server, not on the one leaving", lrns[0])
 			}
-			client, err := l.etcd("/neco/")
+			client, err := l.etcd()
 			if err != nil {
 				return err
 			}

@@ -30,11 +30,7 @@ server, can) and unseals this server's Vault. A Vault restarts sealed; run
 this after every restart of vault on this server.`,
 		Args: cli.ExactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			l, err := b.loadLocal()
-			if err != nil {
-				return err
-			}
-			client, err := l.etcd("/neco/")
+			l, client, err := b.connect()
 			if err != nil {
 				return err
 			}
@@ -70,11 +66,7 @@ and for vault operator generate-root. It is the key to every secret in Vault:
 do not paste it into logs, tickets or chat.`,
 		Args: cli.ExactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			l, err := b.loadLocal()
-			if err != nil {
-				return err
-			}
-			client, err := l.etcd("/neco/")
+			_, client, err := b.connect()
 			if err != nil {
 				return err
 			}
@@ -109,11 +101,7 @@ token for an AppRole secret_id, valid for --ttl. Carry it to the new server
 			if err != nil {
 				return cli.UsageError("%v", err)
 			}
-			l, err := b.loadLocal()
-			if err != nil {
-				return err
-			}
-			client, err := l.etcd("/neco/")
+			l, client, err := b.connect()
 			if err != nil {
 				return err
 			}
@@ -223,7 +211,7 @@ does not use them. Renew one boot server at a time.`,
 			if err := setup.IssueFromVault(ctx, vc, me, p); err != nil {
 				return err
 			}
-			client, err := (&local{paths: p, cluster: c, servers: c.Servers, me: me}).etcd("/neco/")
+			client, err := (&local{paths: p, cluster: c, servers: c.Servers, me: me}).etcd()
 			if err != nil {
 				return err
 			}
