@@ -1,7 +1,6 @@
 package worker_test
 
 import (
-	"archive/tar"
 	"context"
 	"net/http/httptest"
 	"os"
@@ -63,12 +62,9 @@ func shareDir(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tw := tar.NewWriter(f)
-	for _, file := range []struct{ name, body string }{{"kernel", "KERNEL"}, {"initrd.gz", "INITRD"}} {
-		tw.WriteHeader(&tar.Header{Name: file.name, Mode: 0o644, Size: int64(len(file.body))})
-		tw.Write([]byte(file.body))
+	if err := content.WriteImage(f, []byte("KERNEL"), []byte("INITRD")); err != nil {
+		t.Fatal(err)
 	}
-	tw.Close()
 	f.Close()
 	os.MkdirAll(filepath.Join(dir, "assets"), 0o755)
 	os.WriteFile(filepath.Join(dir, "assets", "bgp-node-agent"), []byte("agent binary"), 0o644)

@@ -1,7 +1,6 @@
 package cdtest
 
 import (
-	"archive/tar"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -104,13 +103,7 @@ func TestInitData(t *testing.T) {
 
 func imageTar(t *testing.T) []byte {
 	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for _, name := range []string{"kernel", "initrd.gz"} {
-		data := []byte("fake " + name)
-		tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(data))})
-		tw.Write(data)
-	}
-	if err := tw.Close(); err != nil {
+	if err := content.WriteImage(&buf, []byte("fake kernel"), []byte("fake initrd.gz")); err != nil {
 		t.Fatal(err)
 	}
 	return buf.Bytes()

@@ -185,6 +185,25 @@ func (s *Store) PutImage(ctx context.Context, osName, id string, body io.Reader)
 	return nil
 }
 
+// WriteImage writes an image tar of kernel and initrd to w, the format
+// PutImage reads.
+func WriteImage(w io.Writer, kernel, initrd []byte) error {
+	tw := tar.NewWriter(w)
+	for _, f := range []struct {
+		name string
+		data []byte
+	}{{KernelFile, kernel}, {InitrdFile, initrd}} {
+		hdr := &tar.Header{Name: f.name, Mode: 0o644, Size: int64(len(f.data)), ModTime: time.Unix(0, 0), Typeflag: tar.TypeReg}
+		if err := tw.WriteHeader(hdr); err != nil {
+			return err
+		}
+		if _, err := tw.Write(f.data); err != nil {
+			return err
+		}
+	}
+	return tw.Close()
+}
+
 // extractImage reads an image tar into dir, checking its shape and digests.
 func extractImage(r io.Reader, dir string) (map[string]string, int64, error) {
 	tr := tar.NewReader(r)

@@ -1,21 +1,19 @@
 package netboottest
 
 import (
-	"archive/tar"
 	"bytes"
 	"context"
 	"crypto/rand"
-	"debug/elf"
 	"encoding/hex"
 	"encoding/json"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/openneco/neco/pkg/etcdutil/etcdtest"
+	"github.com/openneco/neco/pkg/osimage"
 	"github.com/openneco/neco/pkg/sabakan"
 	"github.com/openneco/neco/pkg/sabakan/bootapi"
 	"github.com/openneco/neco/pkg/sabakan/content"
@@ -40,13 +38,10 @@ const bootTimeout = 8 * time.Minute
 // debianKernel returns the newest installed Debian kernel and its version.
 func debianKernel(t *testing.T) (string, string) {
 	t.Helper()
-	files, _ := filepath.Glob("/boot/vmlinuz-*")
-	sort.Strings(files)
-	if len(files) == 0 {
-		testutil.Missing(t, "no Debian kernel in /boot (make setup installs linux-image-amd64)")
+	k, ver, err := osimage.Kernel()
+	if err != nil {
+		testutil.Missing(t, "%v", err)
 	}
-	k := files[len(files)-1]
-	ver := strings.TrimPrefix(filepath.Base(k), "vmlinuz-")
 	testutil.RequireFile(t, filepath.Join("/lib/modules", ver, "modules.dep"))
 	return k, ver
 }
@@ -65,8 +60,8 @@ func TestUEFIHTTPBoot(t *testing.T) {
 	for _, f := range []string{ovmfCode, ovmfVars, ipxeEFI} {
 		testutil.RequireFile(t, f)
 	}
-	if isDynamic(bins[1]) {
-		testutil.Missing(t, "%s is dynamically linked; the initramfs needs busybox-static", bins[1])
+	if err := osimage.CheckStatic(bins[1]); err != nil {
+		testutil.Missing(t, "%v", err)
 	}
 	kernel, kver := debianKernel(t)
 	start := time.Now()
@@ -114,7 +109,8 @@ func TestUEFIHTTPBoot(t *testing.T) {
 	startDHCPWith(t, srv, client, advertise, netboot.Config(st))
 
 	// The image: a Debian kernel and a busybox initramfs built here.
-	initrd, err := buildInitramfs(bins[1], kver)
+	initrd, err := osimage.Initramfs(bins[1], filepath.Join("/lib/modules", kver),
+		map[string]string{"init": initScript, "udhcpc.script": udhcpcScript})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,15 +119,9 @@ func TestUEFIHTTPBoot(t *testing.T) {
 		t.Fatal(err)
 	}
 	var img bytes.Buffer
-	tw := tar.NewWriter(&img)
-	for _, f := range []struct {
-		name string
-		data []byte
-	}{{content.KernelFile, kb}, {content.InitrdFile, initrd}} {
-		tw.WriteHeader(&tar.Header{Name: f.name, Mode: 0o644, Size: int64(len(f.data)), Typeflag: tar.TypeReg})
-		tw.Write(f.data)
+	if err := content.WriteImage(&img, kb, initrd); err != nil {
+		t.Fatal(err)
 	}
-	tw.Close()
 	if err := cs.PutImage(ctx, content.OSCoreOS, "debian-1", &img); err != nil {
 		t.Fatal(err)
 	}
@@ -199,21 +189,6 @@ func TestUEFIHTTPBoot(t *testing.T) {
 		case <-time.After(time.Second):
 		}
 	}
-}
-
-// isDynamic reports whether an ELF executable needs a dynamic loader.
-func isDynamic(path string) bool {
-	f, err := elf.Open(path)
-	if err != nil {
-		return true
-	}
-	defer f.Close()
-	for _, p := range f.Progs {
-		if p.Type == elf.PT_INTERP {
-			return true
-		}
-	}
-	return false
 }
 
 func tail(s string, n int) string {

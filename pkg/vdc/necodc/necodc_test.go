@@ -1,87 +1,18 @@
 package necodc
 
 import (
-	"bytes"
-	"compress/gzip"
+	"archive/tar"
 	"io"
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
 
 	"github.com/openneco/neco/pkg/neco"
+	"github.com/openneco/neco/pkg/osimage"
+	"github.com/openneco/neco/pkg/sabakan/content"
+	"github.com/openneco/neco/pkg/testutil"
 )
-
-func TestModuleOrder(t *testing.T) {
-	dep := filepath.Join(t.TempDir(), "modules.dep")
-	os.WriteFile(dep, []byte(`kernel/drivers/net/virtio_net.ko: kernel/net/core/failover.ko kernel/drivers/net/net_failover.ko
-kernel/drivers/net/net_failover.ko: kernel/net/core/failover.ko
-kernel/net/core/failover.ko:
-kernel/drivers/virtio/virtio_pci.ko: kernel/drivers/virtio/virtio_pci_modern_dev.ko
-kernel/drivers/virtio/virtio_pci_modern_dev.ko:
-`), 0o644)
-	got, err := moduleOrder(dep, "virtio_pci", "virtio_net", "builtin")
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := []string{"kernel/drivers/virtio/virtio_pci_modern_dev.ko", "kernel/drivers/virtio/virtio_pci.ko",
-		"kernel/net/core/failover.ko", "kernel/drivers/net/net_failover.ko", "kernel/drivers/net/virtio_net.ko"}
-	if !slices.Equal(got, want) {
-		t.Errorf("got %v\nwant %v", got, want)
-	}
-}
-
-func TestInitramfs(t *testing.T) {
-	dir := t.TempDir()
-	mods := filepath.Join(dir, "modules")
-	os.MkdirAll(filepath.Join(mods, "kernel"), 0o755)
-	os.WriteFile(filepath.Join(mods, "modules.dep"), []byte("kernel/virtio_net.ko:\n"), 0o644)
-	os.WriteFile(filepath.Join(mods, "kernel/virtio_net.ko"), []byte("module"), 0o644)
-	bb := filepath.Join(dir, "busybox")
-	os.WriteFile(bb, []byte("\x7fELF static busybox"), 0o755)
-	gz, err := buildInitramfs(bb, mods)
-	if err != nil {
-		t.Fatal(err)
-	}
-	zr, err := gzip.NewReader(bytes.NewReader(gz))
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, _ := io.ReadAll(zr)
-	// newc entries: magic, then the name NUL-terminated after the header.
-	var names []string
-	for i := 0; i+110 <= len(raw); {
-		if string(raw[i:i+6]) != "070701" {
-			t.Fatalf("bad magic at %d", i)
-		}
-		hex := func(f int) int {
-			var n int
-			for _, c := range raw[i+6+8*f : i+6+8*f+8] {
-				n = n*16 + strings.IndexByte("0123456789ABCDEF", c)
-			}
-			return n
-		}
-		size, nameLen := hex(6), hex(11)
-		name := string(raw[i+110 : i+110+nameLen-1])
-		names = append(names, name)
-		i = (i + 110 + nameLen + 3) &^ 3
-		i = (i + size + 3) &^ 3
-		if name == "TRAILER!!!" {
-			break
-		}
-	}
-	for _, want := range []string{"init", "bin/busybox", "udhcpc.script", "dev/console", "lib/modules/virtio_net.ko", "modules.order", "TRAILER!!!"} {
-		if !slices.Contains(names, want) {
-			t.Errorf("initramfs lacks %s: %v", want, names)
-		}
-	}
-	// A dynamically linked busybox cannot run in it.
-	os.WriteFile(bb, []byte("\x7fELF /lib64/ld-linux-x86-64.so.2"), 0o755)
-	if _, err := buildInitramfs(bb, mods); err == nil || !strings.Contains(err.Error(), "busybox-static") {
-		t.Errorf("dynamic busybox: %v", err)
-	}
-}
 
 func TestCompleted(t *testing.T) {
 	req := &neco.UpdateRequest{ID: 7, Version: "2024.01.01-2", Servers: []int{0, 1, 2}}
@@ -112,5 +43,41 @@ func TestCompleted(t *testing.T) {
 				t.Errorf("Completed = %v, %v; want %v, error %v", got, err, tt.want, tt.wantErr)
 			}
 		})
+	}
+}
+
+func TestWriteOSImage(t *testing.T) {
+	if _, _, err := osimage.Kernel(); err != nil {
+		testutil.Missing(t, "%v", err)
+	}
+	if err := osimage.CheckStatic(Busybox); err != nil {
+		testutil.Missing(t, "%v", err)
+	}
+	out := filepath.Join(t.TempDir(), "images", "coreos", OSImageID+".tar")
+	if err := WriteOSImage(out, Busybox); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	tr := tar.NewReader(f)
+	var names []string
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if hdr.Size == 0 {
+			t.Errorf("%s is empty", hdr.Name)
+		}
+		names = append(names, hdr.Name)
+	}
+	if !slices.Equal(names, []string{content.KernelFile, content.InitrdFile}) {
+		t.Errorf("image holds %v", names)
 	}
 }

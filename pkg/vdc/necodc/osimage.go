@@ -1,18 +1,12 @@
 package necodc
 
 import (
-	"archive/tar"
-	"bufio"
 	"bytes"
-	"compress/gzip"
-	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
-	"sort"
-	"strings"
-	"time"
+
+	"github.com/openneco/neco/pkg/osimage"
+	"github.com/openneco/neco/pkg/sabakan/content"
 )
 
 // The OS image the QEMU machines boot: the host's Debian kernel and a
@@ -67,26 +61,15 @@ esac
 exit 0
 `
 
-// DebianKernel returns the newest Debian kernel installed on this host
-// (linux-image-amd64) and its version.
-func DebianKernel() (path, version string, err error) {
-	files, _ := filepath.Glob("/boot/vmlinuz-*")
-	sort.Strings(files)
-	if len(files) == 0 {
-		return "", "", errors.New("necodc: no Debian kernel in /boot (make setup installs linux-image-amd64)")
-	}
-	path = files[len(files)-1]
-	return path, strings.TrimPrefix(filepath.Base(path), "vmlinuz-"), nil
-}
-
 // WriteOSImage writes sabakan's image tar (kernel and initrd.gz) to out,
 // from the host's kernel, its modules and a static busybox.
 func WriteOSImage(out, busybox string) error {
-	kernel, kver, err := DebianKernel()
+	kernel, kver, err := osimage.Kernel()
 	if err != nil {
 		return err
 	}
-	initrd, err := buildInitramfs(busybox, filepath.Join("/lib/modules", kver))
+	initrd, err := osimage.Initramfs(busybox, filepath.Join("/lib/modules", kver),
+		map[string]string{"init": initScript, "udhcpc.script": udhcpcScript})
 	if err != nil {
 		return err
 	}
@@ -95,139 +78,11 @@ func WriteOSImage(out, busybox string) error {
 		return err
 	}
 	var b bytes.Buffer
-	tw := tar.NewWriter(&b)
-	for _, f := range []struct {
-		name string
-		data []byte
-	}{{"kernel", k}, {"initrd.gz", initrd}} {
-		hdr := &tar.Header{Name: f.name, Mode: 0o644, Size: int64(len(f.data)), ModTime: time.Unix(0, 0), Typeflag: tar.TypeReg}
-		if err := tw.WriteHeader(hdr); err != nil {
-			return err
-		}
-		if _, err := tw.Write(f.data); err != nil {
-			return err
-		}
-	}
-	if err := tw.Close(); err != nil {
+	if err := content.WriteImage(&b, k, initrd); err != nil {
 		return err
 	}
 	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
 		return err
 	}
 	return os.WriteFile(out, b.Bytes(), 0o644)
-}
-
-// buildInitramfs makes a gzipped newc cpio archive.
-func buildInitramfs(busybox, modDir string) ([]byte, error) {
-	bb, err := os.ReadFile(busybox)
-	if err != nil {
-		return nil, err
-	}
-	if !isStatic(bb) {
-		return nil, fmt.Errorf("necodc: %s is dynamically linked: the initramfs needs a static busybox (busybox-static)", busybox)
-	}
-	c := &cpio{}
-	for _, d := range []string{"bin", "dev", "proc", "sys", "tmp", "etc", "lib", "lib/modules"} {
-		c.entry(d, 0o040755, nil, 0, 0)
-	}
-	c.entry("dev/console", 0o020600, nil, 5, 1)
-	c.entry("bin/busybox", 0o100755, bb, 0, 0)
-	c.entry("init", 0o100755, []byte(initScript), 0, 0)
-	c.entry("udhcpc.script", 0o100755, []byte(udhcpcScript), 0, 0)
-	order, err := moduleOrder(filepath.Join(modDir, "modules.dep"), "virtio_pci", "virtio_net")
-	if err != nil {
-		return nil, err
-	}
-	var names []string
-	for _, m := range order {
-		data, err := os.ReadFile(filepath.Join(modDir, m))
-		if err != nil {
-			return nil, err
-		}
-		name := filepath.Base(m)
-		c.entry("lib/modules/"+name, 0o100644, data, 0, 0)
-		names = append(names, name)
-	}
-	c.entry("modules.order", 0o100644, []byte(strings.Join(names, "\n")+"\n"), 0, 0)
-	c.entry("TRAILER!!!", 0, nil, 0, 0)
-	var out bytes.Buffer
-	zw := gzip.NewWriter(&out)
-	if _, err := zw.Write(c.buf.Bytes()); err != nil {
-		return nil, err
-	}
-	if err := zw.Close(); err != nil {
-		return nil, err
-	}
-	return out.Bytes(), nil
-}
-
-// isStatic reports whether an ELF executable has no program interpreter.
-func isStatic(elf []byte) bool {
-	return !bytes.Contains(elf[:min(len(elf), 4096)], []byte("/lib64/ld-linux"))
-}
-
-// cpio writes the newc format the kernel unpacks.
-type cpio struct {
-	buf bytes.Buffer
-	ino int
-}
-
-func (c *cpio) entry(name string, mode uint32, data []byte, rdevMajor, rdevMinor int) {
-	c.ino++
-	nlink := 1
-	if mode&0o040000 != 0 {
-		nlink = 2
-	}
-	fmt.Fprintf(&c.buf, "070701%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X",
-		c.ino, mode, 0, 0, nlink, 0, len(data), 0, 0, rdevMajor, rdevMinor, len(name)+1, 0)
-	c.buf.WriteString(name)
-	c.buf.WriteByte(0)
-	c.pad()
-	c.buf.Write(data)
-	c.pad()
-}
-
-func (c *cpio) pad() {
-	for c.buf.Len()%4 != 0 {
-		c.buf.WriteByte(0)
-	}
-}
-
-// moduleOrder returns the module files to load, dependencies first, for
-// the named modules (built-in ones are absent from modules.dep).
-func moduleOrder(depFile string, modules ...string) ([]string, error) {
-	f, err := os.Open(depFile)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	deps := map[string][]string{}
-	byName := map[string]string{}
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		file, rest, ok := strings.Cut(sc.Text(), ":")
-		if !ok {
-			continue
-		}
-		deps[file] = strings.Fields(rest)
-		byName[strings.TrimSuffix(filepath.Base(file), ".ko")] = file
-	}
-	var order []string
-	var visit func(string)
-	visit = func(file string) {
-		if slices.Contains(order, file) {
-			return
-		}
-		for _, d := range deps[file] {
-			visit(d)
-		}
-		order = append(order, file)
-	}
-	for _, m := range modules {
-		if file, ok := byName[m]; ok {
-			visit(file)
-		}
-	}
-	return order, sc.Err()
 }
