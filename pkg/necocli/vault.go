@@ -37,15 +37,7 @@ this after every restart of vault on this server.`,
 			defer client.Close()
 			ctx, cancel := withTimeout(cmd.Context(), time.Minute)
 			defer cancel()
-			key, err := setup.GetSecret(ctx, client, setup.KeyUnsealKey)
-			if err != nil {
-				return err
-			}
-			vc, err := setup.NewVaultClient(l.cluster.VaultURL(l.me), l.paths)
-			if err != nil {
-				return err
-			}
-			if err := setup.Unseal(ctx, vc, key); err != nil {
+			if err := setup.UnsealLocal(ctx, client, l.cluster, l.me, l.paths); err != nil {
 				return err
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), "vault is unsealed")

@@ -170,15 +170,7 @@ func Join(ctx context.Context, o *JoinOptions) error {
 	if err := o.Services.Start(ctx, vu); err != nil {
 		return err
 	}
-	key, err := GetSecret(ctx, client, KeyUnsealKey)
-	if err != nil {
-		return err
-	}
-	mine, err := NewVaultClient(c.VaultURL(me), p)
-	if err != nil {
-		return err
-	}
-	if err := Unseal(ctx, mine, key); err != nil {
+	if err := UnsealLocal(ctx, client, c, me, p); err != nil {
 		return err
 	}
 	if err := WriteLocalConfig(c, me, members, p); err != nil {

@@ -666,15 +666,7 @@ func RestartAndUnseal(ctx context.Context, svc Services, client *clientv3.Client
 	if err := svc.Restart(wctx, "vault"); err != nil {
 		return err
 	}
-	key, err := GetSecret(wctx, client, KeyUnsealKey)
-	if err != nil {
-		return err
-	}
-	vc, err := NewVaultClient(c.VaultURL(me), p)
-	if err != nil {
-		return err
-	}
-	return Unseal(wctx, vc, key)
+	return UnsealLocal(wctx, client, c, me, p)
 }
 
 // auth enables etcd authentication once every server uses Vault's

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	vault "github.com/hashicorp/vault/api"
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/openneco/neco/pkg/fileutil"
 )
@@ -148,6 +149,19 @@ func Unseal(ctx context.Context, c *vault.Client, key string) error {
 		case <-time.After(300 * time.Millisecond):
 		}
 	}
+}
+
+// UnsealLocal unseals me's Vault with the unseal key stored in etcd.
+func UnsealLocal(ctx context.Context, client *clientv3.Client, c *Cluster, me Server, p Paths) error {
+	key, err := GetSecret(ctx, client, KeyUnsealKey)
+	if err != nil {
+		return err
+	}
+	vc, err := NewVaultClient(c.VaultURL(me), p)
+	if err != nil {
+		return err
+	}
+	return Unseal(ctx, vc, key)
 }
 
 // configureVault creates, idempotently, the PKI mounts (importing the
