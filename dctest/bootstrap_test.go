@@ -146,7 +146,7 @@ func TestBootstrap(t *testing.T) {
 				bootAddrs[a.String()] = true
 			}
 		}
-		ipam := menuIPAM()
+		ipam := sabakan.ReferenceIPAM()
 		for _, w := range d.Workers() {
 			lease := parseEnv(run(w, "cat", "/run/vdc/lease"))
 			ip, err := netip.ParseAddr(lease["ip"])
@@ -370,11 +370,6 @@ func sameJSON(a, b string) bool {
 		return false
 	}
 	return fmt.Sprint(x) == fmt.Sprint(y)
-}
-
-func menuIPAM() *sabakan.IPAMConfig {
-	c := menu.IPAM()
-	return &c
 }
 
 func tail(s string, n int) string {

@@ -307,7 +307,7 @@ func bootServerDown(t *testing.T, d *necodc.DC) {
 		t.Errorf("%s leased from %s, want one of the other boot servers %v (through the relay)", worker, lease["serverid"], servers)
 	}
 	ip, _ := netip.ParseAddr(lease["ip"])
-	if rng, ok := menuIPAM().LeaseRange(netip.MustParseAddr(lease["router"])); !ok || !rng.Contains(ip) {
+	if rng, ok := sabakan.ReferenceIPAM().LeaseRange(netip.MustParseAddr(lease["router"])); !ok || !rng.Contains(ip) {
 		t.Errorf("%s leased %s through relay %s: not that relay's range", worker, ip, lease["router"])
 	}
 	// The network boot files, from the server that answered.

@@ -18,26 +18,9 @@ import (
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
-// referenceIPAM is the reference deployment's address plan (network.md).
-func referenceIPAM() sabakan.IPAMConfig {
-	return sabakan.IPAMConfig{
-		MaxNodesInRack:    28,
-		NodeIPv4Pool:      "10.69.0.0/20",
-		NodeRangeSize:     6,
-		NodeRangeMask:     26,
-		NodeIPPerNode:     3,
-		NodeIndexOffset:   3,
-		NodeGatewayOffset: 1,
-		BMCIPv4Pool:       "10.72.16.0/20",
-		BMCRangeSize:      5,
-		BMCRangeMask:      20,
-		BMCGatewayOffset:  1,
-	}
-}
-
 // source returns a machine as sabakan would serve it.
 func source(rack, index uint) *Source {
-	s := &Source{IPAM: referenceIPAM()}
+	s := &Source{IPAM: *sabakan.ReferenceIPAM()}
 	m := sabakan.NewMachine(sabakan.MachineSpec{Serial: "node-1", Rack: rack, IndexInRack: index, Role: "cs"}, time.Unix(0, 0))
 	s.IPAM.Assign(m)
 	s.Machine = *m
@@ -135,7 +118,7 @@ func TestIdentityInvalid(t *testing.T) {
 
 func TestIdentityFromFileForm(t *testing.T) {
 	// An identity file may give only serial, rack, index and role.
-	s := &Source{IPAM: referenceIPAM(), Machine: sabakan.Machine{Spec: sabakan.MachineSpec{Serial: "boot-0", Rack: 1, IndexInRack: 3, Role: "boot"}}}
+	s := &Source{IPAM: *sabakan.ReferenceIPAM(), Machine: sabakan.Machine{Spec: sabakan.MachineSpec{Serial: "boot-0", Rack: 1, IndexInRack: 3, Role: "boot"}}}
 	id, err := s.Identity(DefaultASPlan())
 	if err != nil {
 		t.Fatal(err)

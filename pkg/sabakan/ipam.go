@@ -53,6 +53,27 @@ func offset(name, s string) (uint32, error) {
 	return toU32(a), nil
 }
 
+// ReferenceIPAM returns the reference deployment's address plan
+// (network.md): node addresses from 10.69.0.0/20, three /26 ranges per rack
+// (one per node address), machines from index 3 in their rack, so the boot
+// servers (index 3) of racks 0, 1, 2 have 10.69.0.3, 10.69.0.195 and
+// 10.69.1.131; BMC addresses from 10.72.16.0/20.
+func ReferenceIPAM() *IPAMConfig {
+	return &IPAMConfig{
+		MaxNodesInRack:    28,
+		NodeIPv4Pool:      "10.69.0.0/20",
+		NodeRangeSize:     6,
+		NodeRangeMask:     26,
+		NodeIPPerNode:     3,
+		NodeIndexOffset:   3,
+		NodeGatewayOffset: 1,
+		BMCIPv4Pool:       "10.72.16.0/20",
+		BMCRangeSize:      5,
+		BMCRangeMask:      20,
+		BMCGatewayOffset:  1,
+	}
+}
+
 // Validate checks the configuration, including that every address it can
 // produce stays inside its pool and inside its sub-range.
 func (c *IPAMConfig) Validate() error {

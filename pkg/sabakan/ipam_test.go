@@ -187,3 +187,18 @@ func FuzzIPAM(f *testing.F) {
 		}
 	})
 }
+
+func TestReferenceIPAMBootServers(t *testing.T) {
+	c := ReferenceIPAM()
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	for rack, want := range []string{"10.69.0.3", "10.69.0.195", "10.69.1.131"} {
+		if got := c.NodeAddresses(uint(rack), 3)[0].String(); got != want {
+			t.Errorf("boot server of rack %d: %s, want %s", rack, got, want)
+		}
+	}
+	if c2 := ReferenceIPAM(); c2 == c {
+		t.Error("ReferenceIPAM returned a shared value")
+	}
+}

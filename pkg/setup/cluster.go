@@ -27,23 +27,6 @@ const (
 // etcd quorum through the loss of one server.
 const MinServers = 3
 
-// ReferenceIPAM is the reference deployment's address plan. A boot server is
-// the machine at index node-index-offset of its rack, so boot server LRN r has
-// the first node address of (r, 3): 10.69.0.3, 10.69.0.195, 10.69.1.131, …
-var ReferenceIPAM = sabakan.IPAMConfig{
-	MaxNodesInRack:    28,
-	NodeIPv4Pool:      "10.69.0.0/20",
-	NodeRangeSize:     6,
-	NodeRangeMask:     26,
-	NodeIPPerNode:     3,
-	NodeIndexOffset:   3,
-	NodeGatewayOffset: 1,
-	BMCIPv4Pool:       "10.72.16.0/20",
-	BMCRangeSize:      5,
-	BMCRangeMask:      20,
-	BMCGatewayOffset:  1,
-}
-
 // Cluster describes where the boot servers are, so that they can find each
 // other before etcd exists. It is read from a YAML file (see
 // docs/bootstrap.md); servers not listed there get the address the IPAM plan
@@ -103,8 +86,7 @@ func (c *Cluster) fillDefaults() {
 	def(&c.VaultClusterPort, DefaultVaultClusterPort)
 	def(&c.BootstrapPort, DefaultBootstrapPort)
 	if c.IPAM == nil && len(c.Servers) == 0 {
-		ipam := ReferenceIPAM
-		c.IPAM = &ipam
+		c.IPAM = sabakan.ReferenceIPAM()
 	}
 }
 

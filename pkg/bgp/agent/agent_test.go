@@ -26,14 +26,6 @@ import (
 
 func TestMain(m *testing.M) { etcdtest.Main(m) }
 
-func referenceIPAM() *sabakan.IPAMConfig {
-	return &sabakan.IPAMConfig{
-		MaxNodesInRack: 28, NodeIPv4Pool: "10.69.0.0/20", NodeRangeSize: 6, NodeRangeMask: 26,
-		NodeIPPerNode: 3, NodeIndexOffset: 3, NodeGatewayOffset: 1,
-		BMCIPv4Pool: "10.72.16.0/20", BMCRangeSize: 5, BMCRangeMask: 20, BMCGatewayOffset: 1,
-	}
-}
-
 // newSabakan runs the real sabakan REST API on an embedded etcd with the
 // reference IPAM configuration and two registered machines.
 func newSabakan(t *testing.T) *httptest.Server {
@@ -50,7 +42,7 @@ func newSabakan(t *testing.T) *httptest.Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.SetIPAM(ctx, referenceIPAM()); err != nil {
+	if err := c.SetIPAM(ctx, sabakan.ReferenceIPAM()); err != nil {
 		t.Fatal(err)
 	}
 	err = c.Register(ctx, []sabakan.MachineSpec{

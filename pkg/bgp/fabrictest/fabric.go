@@ -97,15 +97,6 @@ type Node struct {
 	agentDone chan struct{}
 }
 
-// ReferenceIPAM is the reference deployment's address plan.
-func ReferenceIPAM() sabakan.IPAMConfig {
-	return sabakan.IPAMConfig{
-		MaxNodesInRack: 28, NodeIPv4Pool: "10.69.0.0/20", NodeRangeSize: 6, NodeRangeMask: 26,
-		NodeIPPerNode: 3, NodeIndexOffset: 3, NodeGatewayOffset: 1,
-		BMCIPv4Pool: "10.72.16.0/20", BMCRangeSize: 5, BMCRangeMask: 20, BMCGatewayOffset: 1,
-	}
-}
-
 func shortName(router string) string {
 	var rack uint
 	var tor int
@@ -135,7 +126,7 @@ func New(t testing.TB, opts Options) *Fabric {
 	if opts.RouterTimers == (bgp.Timers{}) {
 		opts.RouterTimers = bgp.FastTimers()
 	}
-	f := &Fabric{ID: RunID(), IPAM: ReferenceIPAM(), Routers: map[string]*Router{}, t: t, opts: opts}
+	f := &Fabric{ID: RunID(), IPAM: *sabakan.ReferenceIPAM(), Routers: map[string]*Router{}, t: t, opts: opts}
 	dir, err := os.MkdirTemp("", f.ID+"-")
 	if err != nil {
 		t.Fatal(err)

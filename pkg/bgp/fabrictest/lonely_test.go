@@ -106,7 +106,7 @@ func writeJSON(t *testing.T, path string, v any) {
 // settings: each time it must exit with a clear error and change nothing.
 func TestBadInput(t *testing.T) {
 	agentBinary := requirements(t)
-	ipam := ReferenceIPAM()
+	ipam := *sabakan.ReferenceIPAM()
 	machine := func(ipv4 ...string) *bgp.Source {
 		m := sabakan.NewMachine(sabakan.MachineSpec{Serial: "bad-1", Rack: 0, IndexInRack: 4, Role: "cs"}, time.Now())
 		ipam.Assign(m)

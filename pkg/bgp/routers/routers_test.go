@@ -18,17 +18,9 @@ import (
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
-func referenceIPAM() *sabakan.IPAMConfig {
-	return &sabakan.IPAMConfig{
-		MaxNodesInRack: 28, NodeIPv4Pool: "10.69.0.0/20", NodeRangeSize: 6, NodeRangeMask: 26,
-		NodeIPPerNode: 3, NodeIndexOffset: 3, NodeGatewayOffset: 1,
-		BMCIPv4Pool: "10.72.16.0/20", BMCRangeSize: 5, BMCRangeMask: 20, BMCGatewayOffset: 1,
-	}
-}
-
 func generate(t *testing.T) *Fabric {
 	t.Helper()
-	f, err := Generate(Config{IPAM: referenceIPAM(), Racks: []uint{1, 0}, Spines: 2})
+	f, err := Generate(Config{IPAM: sabakan.ReferenceIPAM(), Racks: []uint{1, 0}, Spines: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +107,7 @@ func TestGenerateGolden(t *testing.T) {
 // TestConfigsParse has BIRD parse every router's configuration.
 func TestConfigsParse(t *testing.T) {
 	testutil.RequireCommands(t, "bird")
-	f, err := Generate(Config{IPAM: referenceIPAM(), Racks: []uint{0, 1, 2}, Spines: 2,
+	f, err := Generate(Config{IPAM: sabakan.ReferenceIPAM(), Racks: []uint{0, 1, 2}, Spines: 2,
 		Timers: bgp.ReferenceRouterTimers(), DefaultGateway: netip.MustParseAddr("10.0.1.1")})
 	if err != nil {
 		t.Fatal(err)
@@ -153,7 +145,7 @@ func TestGenerateInvalid(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg := Config{IPAM: referenceIPAM(), Racks: []uint{0, 1}, Spines: 1}
+			cfg := Config{IPAM: sabakan.ReferenceIPAM(), Racks: []uint{0, 1}, Spines: 1}
 			tt.mutate(&cfg)
 			_, err := Generate(cfg)
 			if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tt.want) {

@@ -51,11 +51,7 @@ func TestInitData(t *testing.T) {
 		}
 		return p
 	}
-	ipam, _ := json.Marshal(sabakan.IPAMConfig{
-		MaxNodesInRack: 28, NodeIPv4Pool: "10.69.0.0/20", NodeRangeSize: 6, NodeRangeMask: 26,
-		NodeIPPerNode: 3, NodeIndexOffset: 3, NodeGatewayOffset: 1,
-		BMCIPv4Pool: "10.72.16.0/20", BMCRangeSize: 5, BMCRangeMask: 20, BMCGatewayOffset: 1,
-	})
+	ipam, _ := json.Marshal(sabakan.ReferenceIPAM())
 	ipamFile := write("ipam.json", ipam)
 	write("contents/dhcp.json", []byte(`{"lease-minutes": 30, "dns-servers": ["10.69.0.1"]}`))
 	write("contents/assets/bgp-node-agent", []byte("#!/bin/sh\necho agent\n"))

@@ -109,15 +109,6 @@ func (m Menu) Validate() error {
 	return nil
 }
 
-// IPAM is the reference address plan that sabakan gets.
-func IPAM() sabakan.IPAMConfig {
-	return sabakan.IPAMConfig{
-		MaxNodesInRack: 28, NodeIPv4Pool: "10.69.0.0/20", NodeRangeSize: 6, NodeRangeMask: 26,
-		NodeIPPerNode: 3, NodeIndexOffset: 3, NodeGatewayOffset: 1,
-		BMCIPv4Pool: "10.72.16.0/20", BMCRangeSize: 5, BMCRangeMask: 20, BMCGatewayOffset: 1,
-	}
-}
-
 // LinkPool holds the /31 point-to-point links between routers.
 var LinkPool = netip.MustParsePrefix("10.72.0.0/22")
 
@@ -236,7 +227,7 @@ func Generate(m Menu, o Options) (*Plan, error) {
 	if o.HealthAgentBinary != "" && (!filepath.IsAbs(o.HealthAgentBinary) || !m.Agent || !m.WorkerDHCP) {
 		return nil, fmt.Errorf("menu: node-health-agent (%q) runs in network-booting workers: it needs an absolute path, the agent and worker DHCP", o.HealthAgentBinary)
 	}
-	ipam := IPAM()
+	ipam := *sabakan.ReferenceIPAM()
 	if err := ipam.Validate(); err != nil {
 		return nil, err
 	}
