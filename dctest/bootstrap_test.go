@@ -43,16 +43,7 @@ import (
 func TestBootstrap(t *testing.T) {
 	d := necoDC(t)
 	ctx := context.Background()
-	run := func(host string, argv ...string) string {
-		t.Helper()
-		cctx, cancel := context.WithTimeout(ctx, time.Minute)
-		defer cancel()
-		out, err := d.In.Run(cctx, host, argv...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return out
-	}
+	run := hosts{t, d.In, time.Minute}.must
 	boots := d.BootServers()
 
 	t.Run("boot servers", func(t *testing.T) {
@@ -293,16 +284,7 @@ func TestBootstrap(t *testing.T) {
 // every ToR relaying DHCP to every boot server.
 func checkFabric(t *testing.T, d *necodc.DC) {
 	ctx := context.Background()
-	run := func(host string, argv ...string) string {
-		t.Helper()
-		cctx, cancel := context.WithTimeout(ctx, time.Minute)
-		defer cancel()
-		out, err := d.In.Run(cctx, host, argv...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return out
-	}
+	run := hosts{t, d.In, time.Minute}.must
 	m := d.Plan.Menu
 	sessions, err := d.In.WaitBGP(ctx)
 	if err != nil {

@@ -48,16 +48,7 @@ func TestNetworkFaults(t *testing.T) {
 
 func fabricFaults(t *testing.T, d *necodc.DC) {
 	m := d.Plan.Menu
-	run := func(host string, argv ...string) string {
-		t.Helper()
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		out, err := d.In.Run(ctx, host, argv...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return out
-	}
+	run := hosts{t, d.In, 30 * time.Second}.must
 	var tors []string
 	for _, r := range d.Plan.Routers {
 		if r.Role == menu.RoleToR {
@@ -217,11 +208,7 @@ func bootServerDown(t *testing.T, d *necodc.DC) {
 	}
 	victim, others := boots[1], []string{boots[0], boots[2]}
 	vh := d.Plan.Hosts[victim]
-	run := func(host string, argv ...string) (string, error) {
-		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		defer cancel()
-		return d.In.Run(cctx, host, argv...)
-	}
+	run := hosts{t, d.In, 30 * time.Second}.run
 	var endpoints []string
 	for _, b := range boots {
 		endpoints = append(endpoints, "https://"+d.Plan.Hosts[b].Node0.String()+":2379")

@@ -42,19 +42,8 @@ func replaceBootServer(t *testing.T, d *necodc.DC) {
 	lrns := d.LRNs()
 	victim, lrn := boots[len(boots)-1], lrns[len(lrns)-1]
 	op := boots[0]
-	run := func(host string, argv ...string) (string, error) {
-		cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-		defer cancel()
-		return d.In.Run(cctx, host, argv...)
-	}
-	must := func(host string, argv ...string) string {
-		t.Helper()
-		out, err := run(host, argv...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return out
-	}
+	h := hosts{t, d.In, 2 * time.Minute}
+	run, must := h.run, h.must
 	lrnArg := strconv.Itoa(lrn)
 	members := func() int {
 		out, _ := run(op, "etcdctl", "--endpoints", "https://"+d.Plan.Hosts[op].Node0.String()+":2379", "--cacert", "/etc/neco/ca-server.crt",
@@ -167,23 +156,11 @@ systemctl daemon-reload`
 }
 
 func retireMachine(t *testing.T, d *necodc.DC) {
-	ctx := context.Background()
 	op := d.BootServers()[0]
 	victim := d.Workers()[len(d.Workers())-2]
 	serial := d.Plan.Hosts[victim].Serial
-	run := func(host string, argv ...string) (string, error) {
-		cctx, cancel := context.WithTimeout(ctx, time.Minute)
-		defer cancel()
-		return d.In.Run(cctx, host, argv...)
-	}
-	must := func(host string, argv ...string) string {
-		t.Helper()
-		out, err := run(host, argv...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return out
-	}
+	h := hosts{t, d.In, time.Minute}
+	run, must := h.run, h.must
 	state := func() string { return strings.TrimSpace(must(op, "sabactl", "machines", "get-state", serial)) }
 
 	// The machine keeps its disk key in sabakan (over HTTPS, as nodes do).

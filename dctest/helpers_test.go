@@ -138,11 +138,29 @@ func (d *dc) destroy() {
 // run runs argv in a host and fails the test on error.
 func (d *dc) run(host string, argv ...string) string {
 	d.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	return hosts{d.t, d.in, 30 * time.Second}.must(host, argv...)
+}
+
+// hosts runs commands in a data center's hosts, each bounded by timeout.
+type hosts struct {
+	t       testing.TB
+	in      *vdc.Instance
+	timeout time.Duration
+}
+
+// run runs argv in host and returns its output.
+func (h hosts) run(host string, argv ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), h.timeout)
 	defer cancel()
-	out, err := d.in.Run(ctx, host, argv...)
+	return h.in.Run(ctx, host, argv...)
+}
+
+// must runs argv in host and fails the test on error.
+func (h hosts) must(host string, argv ...string) string {
+	h.t.Helper()
+	out, err := h.run(host, argv...)
 	if err != nil {
-		d.t.Fatal(err)
+		h.t.Fatal(err)
 	}
 	return out
 }

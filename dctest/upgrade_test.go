@@ -40,19 +40,8 @@ func TestUpgrade(t *testing.T) {
 	ctx := context.Background()
 	boots := d.BootServers()
 	op := boots[0]
-	run := func(host string, argv ...string) (string, error) {
-		cctx, cancel := context.WithTimeout(ctx, time.Minute)
-		defer cancel()
-		return d.In.Run(cctx, host, argv...)
-	}
-	must := func(host string, argv ...string) string {
-		t.Helper()
-		out, err := run(host, argv...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return out
-	}
+	h := hosts{t, d.In, time.Minute}
+	run, must := h.run, h.must
 
 	// GitHub, outside the data center: on the core router's address.
 	gh := githubtest.New()
