@@ -111,3 +111,17 @@ func TestStepTimeout(t *testing.T) {
 		t.Errorf("stop reason = %q", snap.Request.StopReason)
 	}
 }
+
+// TestStepRetriedWhileEtcdUnavailable: a step that fails because etcd is
+// briefly unavailable runs again instead of aborting the update.
+func TestStepRetriedWhileEtcdUnavailable(t *testing.T) {
+	c := newCluster(t, nil)
+	publish(t, c.gh, v1)
+	b := c.addServer(0, v1)
+	b.unavailable.Store(2)
+	c.startUpdater("u")
+	c.waitFor("v1 completed", 30*time.Second, completed(v1, 0))
+	if n := b.unavailable.Load(); n != 0 {
+		t.Errorf("the first step met an unavailable etcd %d fewer times than injected", n)
+	}
+}

@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
@@ -174,15 +175,18 @@ type cluster struct {
 }
 
 type bootServer struct {
-	lrn      int
-	root     deb.RootInstaller
-	svc      *localServices
-	fail     atomic.Pointer[string] // a step name to fail with an error
-	gateStep atomic.Pointer[string]
-	inGate   chan struct{}
-	cancel   context.CancelFunc
-	done     chan struct{}
-	starts   atomic.Int32 // worker process starts
+	lrn  int
+	root deb.RootInstaller
+	svc  *localServices
+	fail atomic.Pointer[string] // a step name to fail with an error
+	// unavailable counts the runs of the first step still to fail as
+	// when etcd has no leader for a moment.
+	unavailable atomic.Int32
+	gateStep    atomic.Pointer[string]
+	inGate      chan struct{}
+	cancel      context.CancelFunc
+	done        chan struct{}
+	starts      atomic.Int32 // worker process starts
 }
 
 type stepTimings struct {
@@ -261,6 +265,10 @@ func (c *cluster) steps(b *bootServer) []worker.Step {
 		steps[i].Run = func(ctx context.Context, e *worker.StepEnv) error {
 			start := time.Now()
 			defer func() { c.timings.add(s.Name, time.Since(start)) }()
+			if i == 0 && b.unavailable.Load() > 0 {
+				b.unavailable.Add(-1)
+				return fmt.Errorf("injected: %w", rpctypes.ErrLeaderChanged)
+			}
 			if f := b.fail.Load(); f != nil && *f == s.Name {
 				return fmt.Errorf("injected failure in %s on boot server %d", s.Name, b.lrn)
 			}

@@ -27,7 +27,9 @@ var ErrHandover = errors.New("worker: new version installed; handing over to it"
 
 // Step is one update step, run on every boot server of the request at the
 // same time, between two barriers. Run must be idempotent: after an abort
-// and `neco recover` it runs again.
+// and `neco recover` it runs again, and it runs again at once when it
+// failed because etcd was briefly unavailable (a leader change while
+// another boot server restarts its member, say), until its timeout.
 type Step struct {
 	Name string
 	// Timeout bounds Run; zero means the step-timeout configuration.
@@ -213,6 +215,13 @@ func (w *Worker) runStep(ctx context.Context, snap *storage.Snapshot, n int) err
 	start := time.Now()
 	slog.Info("running update step", "step", n, "name", step.Name, "timeout", timeout)
 	err := step.Run(sctx, env)
+	for err != nil && sctx.Err() == nil && etcdutil.Unavailable(err) {
+		slog.Warn("update step failed while etcd was unavailable; running it again", "step", n, "name", step.Name, "error", err)
+		sleep(sctx, stepRetryInterval)
+		if sctx.Err() == nil {
+			err = step.Run(sctx, env)
+		}
+	}
 	if err != nil && sctx.Err() == context.DeadlineExceeded && ctx.Err() == nil {
 		err = fmt.Errorf("step %s timed out after %s: %w", step.Name, timeout, err)
 	}
@@ -305,6 +314,10 @@ func (w *Worker) awaitDpkg(ctx context.Context) (string, error) {
 
 // dpkgWait bounds how long an interrupted installation is waited for.
 const dpkgWait = 5 * time.Minute
+
+// stepRetryInterval is the pause before a step that met an unavailable
+// etcd runs again.
+const stepRetryInterval = time.Second
 
 func sleep(ctx context.Context, d time.Duration) {
 	select {
