@@ -27,6 +27,9 @@ func TestUnavailable(t *testing.T) {
 		{rpctypes.ErrTimeoutDueToLeaderFail, true},
 		{rpctypes.ErrTooManyRequests, true},
 		{wrap(status.Error(codes.Unavailable, "connection refused")), true},
+		// A member restarting answered a gRPC call from its HTTP side.
+		{wrap(status.Error(codes.Unknown, "unexpected HTTP status code received from server: 200 (OK); malformed header: missing HTTP content-type")), true},
+		{status.Error(codes.Unknown, "something else"), false},
 		{wrap(context.Canceled), false},
 		{rpctypes.ErrCompacted, false},
 		{wrap(rpctypes.ErrPermissionDenied), false},
