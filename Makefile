@@ -43,7 +43,7 @@ etcd: $(BIN)/etcd $(BIN)/etcdctl ## Build the pinned etcd server and etcdctl int
 
 $(BIN)/etcd: tools/etcd/go.mod
 	cd tools/etcd && $(GO) build -o $@ go.etcd.io/etcd/server/v3
-	@$@ --version | head -1
+	@$@ --version | sed -n 1p  # sed reads to the end: head could SIGPIPE etcd under pipefail
 
 $(BIN)/etcdctl: tools/etcd/go.mod
 	cd tools/etcd && $(GO) build -o $@ go.etcd.io/etcd/etcdctl/v3

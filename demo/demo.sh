@@ -63,7 +63,7 @@ start() {
     done
     mkdir -p "$RUN"
 
-    say "Starting etcd ($($BIN/etcd --version | head -1)) on $ETCD_CLIENT"
+    say "Starting etcd ($($BIN/etcd --version | sed -n 1p)) on $ETCD_CLIENT"
     setsid "$BIN/etcd" --name demo --data-dir "$RUN/etcd" \
         --listen-client-urls "http://$ETCD_CLIENT" --advertise-client-urls "http://$ETCD_CLIENT" \
         --listen-peer-urls "http://$ETCD_PEER" --initial-advertise-peer-urls "http://$ETCD_PEER" \
@@ -113,7 +113,7 @@ show() {
     say "Rack 1, compute servers only"
     run machines get --rack 1 --role cs -o simple
     say "Everything but boot servers and healthy machines, as JSON (first machine)"
-    run machines get --without-role boot --without-state healthy | head -20
+    run machines get --without-role boot --without-state healthy | sed -n 1,20p
     echo "..."
     say "The same inventory over GraphQL (the query the Kubernetes engine sends)"
     printf '$ curl -s -XPOST http://%s/graphql -d '\''{"query":"{ searchMachines(having: {racks: [1]}, notHaving: {roles: [\\"boot\\"]}) { spec { serial ipv4 } status { state } } }"}'\''\n' "$HTTP"
