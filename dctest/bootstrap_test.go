@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -311,12 +310,7 @@ func checkFabric(t *testing.T, d *necodc.DC) {
 			}
 		}
 	}
-	host, _ := exec.Command("ip", "route").Output()
-	for _, pfx := range []string{"10.69.", "10.72."} {
-		if strings.Contains(string(host), pfx) {
-			t.Errorf("the host has a route into the data center (%s):\n%s", pfx, host)
-		}
-	}
+	checkNoHostRoute(t)
 	var node0s []string
 	for _, n := range d.Plan.Cluster.NspawnNodes {
 		node0s = append(node0s, d.Plan.Hosts[n.Name].Node0.String())

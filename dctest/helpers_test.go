@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -79,7 +80,7 @@ func newDC(t testing.TB, m menu.Menu, tweaks ...func(p *menu.Plan, filesDir stri
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	stop := d.samplePSS()
+	stop := samplePSS(d.names, 500*time.Millisecond, &d.peakPSS)
 	defer stop()
 	start := time.Now()
 	d.created, err = vdc.Create(ctx, p.Cluster, vdc.Options{Names: d.names, Log: logWriter{t}})
@@ -165,9 +166,9 @@ func (h hosts) must(host string, argv ...string) string {
 	return out
 }
 
-// samplePSS records the peak summed PSS of the instance's processes until
-// the returned stop is called.
-func (d *dc) samplePSS() (stop func()) {
+// samplePSS records in *peak the peak summed PSS of the instance's
+// processes, sampled every interval, until the returned stop is called.
+func samplePSS(names vdc.Names, every time.Duration, peak *uint64) (stop func()) {
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -177,19 +178,32 @@ func (d *dc) samplePSS() (stop func()) {
 		if err != nil {
 			return
 		}
-		g := proc.Group{H: hier, Path: d.names.CgroupRoot()}
+		g := proc.Group{H: hier, Path: names.CgroupRoot()}
 		for {
-			if v := groupPSS(g); v > d.peakPSS {
-				d.peakPSS = v
+			if v := groupPSS(g); v > *peak {
+				*peak = v
 			}
 			select {
 			case <-done:
 				return
-			case <-time.After(500 * time.Millisecond):
+			case <-time.After(every):
 			}
 		}
 	}()
-	return func() { close(done); wg.Wait() }
+	var once sync.Once
+	return func() { once.Do(func() { close(done); wg.Wait() }) }
+}
+
+// checkNoHostRoute fails unless the host itself has no route into the
+// data center: its networks are reachable only inside its namespaces.
+func checkNoHostRoute(t *testing.T) {
+	t.Helper()
+	host, _ := exec.Command("ip", "route").Output()
+	for _, pfx := range []string{"10.69.", "10.72."} {
+		if strings.Contains(string(host), pfx) {
+			t.Errorf("the host has a route into the data center (%s):\n%s", pfx, host)
+		}
+	}
 }
 
 // groupPSS sums the proportional set size of every process in g (bytes).

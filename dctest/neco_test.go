@@ -16,7 +16,6 @@ import (
 	"github.com/openneco/neco/pkg/vdc"
 	"github.com/openneco/neco/pkg/vdc/menu"
 	"github.com/openneco/neco/pkg/vdc/necodc"
-	"github.com/openneco/neco/pkg/vdc/proc"
 )
 
 // The suites that need neco running (bootstrap, network faults,
@@ -129,7 +128,7 @@ func makeNecoDC(t *testing.T) error {
 	names := vdc.Names{Instance: "n" + hex.EncodeToString(rnd), StateRoot: stateRoot}
 	ctx := context.Background()
 	start := time.Now()
-	stop := startPSS(names)
+	stop := samplePSS(names, 2*time.Second, &shared.peakPSS)
 	shared.stopPSS = stop
 	d, err := necodc.Create(ctx, necodc.Options{Names: names, Menu: menu.Default(), Build: b, Repo: repo, Log: &shared.log})
 	if d != nil {
@@ -192,33 +191,6 @@ func releaseNecoDC(t testing.TB) {
 
 // sharedLeft records a failed teardown at the end of the run.
 var sharedLeft bool
-
-// startPSS samples the peak summed PSS of the instance until stopped.
-func startPSS(names vdc.Names) func() {
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		hier, err := proc.Detect()
-		if err != nil {
-			return
-		}
-		g := proc.Group{H: hier, Path: names.CgroupRoot()}
-		for {
-			if v := groupPSS(g); v > shared.peakPSS {
-				shared.peakPSS = v
-			}
-			select {
-			case <-done:
-				return
-			case <-time.After(2 * time.Second):
-			}
-		}
-	}()
-	var once sync.Once
-	return func() { once.Do(func() { close(done); wg.Wait() }) }
-}
 
 // dumpBootLogs logs what the boot servers' daemons said last.
 func dumpBootLogs(t testing.TB, d *necodc.DC) {
