@@ -158,6 +158,15 @@ func TestSabactl(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &ms); err != nil || len(ms) != 1 || ms[0].Status.State != sabakan.StateRetiring {
 		t.Errorf("machines get JSON: %v %q", err, out)
 	}
+	// Registered without a retire date: the registration date, as the
+	// reference's server answers (ss1 was given one).
+	out, _ = e.run("", "machines", "get", "--serial", "boot1,ss1")
+	if err := json.Unmarshal([]byte(out), &ms); err != nil || len(ms) != 2 {
+		t.Fatalf("machines get JSON: %v %q", err, out)
+	}
+	if b, s := ms[0].Spec, ms[1].Spec; !b.RetireDate.Equal(b.RegisterDate) || b.RegisterDate.IsZero() || s.RetireDate.Year() != 2031 {
+		t.Errorf("retire dates: boot1 %s (registered %s), ss1 %s", b.RetireDate, b.RegisterDate, s.RetireDate)
+	}
 }
 
 func TestUnreachableServer(t *testing.T) {

@@ -156,6 +156,14 @@ func (s *MachineSpec) Validate() error {
 	return nil
 }
 
+// DefaultRetireDate sets a missing retire date to the registration date,
+// the reference's value for a machine registered without one.
+func (s *MachineSpec) DefaultRetireDate() {
+	if s.RetireDate.IsZero() {
+		s.RetireDate = s.RegisterDate
+	}
+}
+
 // MachineStatus is a machine's life-cycle state. Duration, the seconds since
 // Timestamp, is computed when the machine is read.
 type MachineStatus struct {
@@ -195,9 +203,12 @@ type Machine struct {
 	Info   MachineInfo   `json:"info"`
 }
 
-// NewMachine returns a machine in its first state, registered at now.
+// NewMachine returns a machine in its first state, registered at now. A
+// spec without a retire date gets its registration date, as in the
+// reference.
 func NewMachine(spec MachineSpec, now time.Time) *Machine {
 	spec.RegisterDate = now.UTC()
+	spec.DefaultRetireDate()
 	return &Machine{
 		Spec:   spec,
 		Status: MachineStatus{Timestamp: now.UTC(), State: StateUninitialized},

@@ -21,6 +21,18 @@ type record struct {
 	Registration string `json:"registration,omitempty"`
 }
 
+// decodeRecord parses a machine record. Records written before
+// registration defaulted the retire date (see sabakan.NewMachine) have the
+// zero date: they read as if registered now, with the registration date.
+func decodeRecord(data []byte) (record, error) {
+	var r record
+	if err := json.Unmarshal(data, &r); err != nil {
+		return record{}, err
+	}
+	r.Spec.DefaultRetireDate()
+	return r, nil
+}
+
 // Registration states.
 const (
 	regPending   = "pending"
@@ -150,8 +162,8 @@ func (x *index) applyKV(kv *mvccpb.KeyValue, deleted bool) {
 		if deleted {
 			return
 		}
-		var r record
-		if err := json.Unmarshal(kv.Value, &r); err != nil {
+		r, err := decodeRecord(kv.Value)
+		if err != nil {
 			slog.Error("index: ignoring a malformed machine record", "key", key, "error", err)
 			return
 		}

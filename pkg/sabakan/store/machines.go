@@ -139,8 +139,8 @@ func (s *Store) read(ctx context.Context, serial string, crypts bool) (*current,
 	if len(kvs) == 0 {
 		return nil, notFound(serial)
 	}
-	var r record
-	if err := json.Unmarshal(kvs[0].Value, &r); err != nil {
+	r, err := decodeRecord(kvs[0].Value)
+	if err != nil {
 		return nil, fmt.Errorf("machine %s: malformed record: %w", serial, err)
 	}
 	if r.Registration != "" {

@@ -485,6 +485,63 @@ func TestLabelsAndRetireDate(t *testing.T) {
 	}
 }
 
+// TestRetireDateDefault: a machine registered without a retire date gets
+// its registration date, as in the reference; so does a record written
+// before that default existed, when read and when rewritten.
+func TestRetireDateDefault(t *testing.T) {
+	ctx := context.Background()
+	now := time.Date(2026, 11, 23, 12, 0, 0, 123, time.UTC)
+	s := openStore(t, t.Name()+"/")
+	s.opts.Now = func() time.Time { return now }
+	if err := s.PutIPAM(ctx, testIPAM()); err != nil {
+		t.Fatal(err)
+	}
+	sp := specs("r", 2, 1)
+	planned := time.Date(2031, 3, 31, 0, 0, 0, 0, time.UTC)
+	sp[1].RetireDate = planned
+	if _, err := s.Register(ctx, sp); err != nil {
+		t.Fatal(err)
+	}
+	for serial, want := range map[string]time.Time{"r00000": now, "r00001": planned} {
+		m, err := s.Machine(ctx, serial)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !m.Spec.RetireDate.Equal(want) || !m.Spec.RegisterDate.Equal(now) {
+			t.Errorf("%s: register %s, retire %s; want retire %s", serial, m.Spec.RegisterDate, m.Spec.RetireDate, want)
+		}
+	}
+
+	// A record of an earlier version, with the zero retire date.
+	old := sabakan.Machine{Spec: sabakan.MachineSpec{Serial: "old", Rack: 3, IndexInRack: 4, Role: "cs",
+		RegisterDate: now.Add(-time.Hour), BMC: sabakan.MachineBMC{Type: "x"}},
+		Status: sabakan.MachineStatus{Timestamp: now, State: sabakan.StateHealthy}}
+	data, _ := json.Marshal(record{Machine: old})
+	if !strings.Contains(string(data), `"retire-date":"0001-01-01T00:00:00Z"`) {
+		t.Fatalf("test record: %s", data)
+	}
+	s.client.Put(ctx, machineKey("old"), string(data))
+	s.client.Put(ctx, slotKey(3, 4), "old")
+	m, err := s.Machine(ctx, "old")
+	if err != nil || !m.Spec.RetireDate.Equal(old.Spec.RegisterDate) {
+		t.Fatalf("old record read as %+v, %v", m, err)
+	}
+	_, js, err := s.QueryJSON(ctx, &sabakan.Query{Has: sabakan.Filter{Serials: []string{"old"}}})
+	if err != nil || strings.Contains(string(js), "0001-01-01") {
+		t.Errorf("QueryJSON of the old record: %s, %v", js, err)
+	}
+	if err := s.SetLabel(ctx, "old", "os", "1"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := s.client.Get(ctx, machineKey("old"))
+	if err != nil || len(resp.Kvs) != 1 {
+		t.Fatal(err)
+	}
+	if want := `"retire-date":"` + old.Spec.RegisterDate.Format(time.RFC3339Nano) + `"`; !strings.Contains(string(resp.Kvs[0].Value), want) {
+		t.Errorf("rewritten record lacks %s: %s", want, resp.Kvs[0].Value)
+	}
+}
+
 func TestIPAMLockedByMachines(t *testing.T) {
 	ctx := context.Background()
 	s := newStore(t)

@@ -221,6 +221,38 @@ func TestGetMachinesJSON(t *testing.T) {
 	}
 }
 
+// TestRetireDateDefault: a machine registered without a retire date has
+// its registration date as retire date, in REST and GraphQL answers (the
+// reference's behaviour); one given stays.
+func TestRetireDateDefault(t *testing.T) {
+	ts := newTestServer(t)
+	ts.setup(t)
+	r := ts.do(t, "GET", "/api/v1/machines", "")
+	var ms []sabakan.Machine
+	if err := json.Unmarshal([]byte(r.body), &ms); err != nil || len(ms) != 3 {
+		t.Fatalf("GET machines: %v %s", err, r.body)
+	}
+	if strings.Contains(r.body, "0001-01-01") {
+		t.Errorf("a zero date in %s", r.body)
+	}
+	for _, m := range ms {
+		want := m.Spec.RegisterDate
+		if m.Spec.Serial == "3456cdef" {
+			want = time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+		}
+		if !m.Spec.RetireDate.Equal(want) || m.Spec.RegisterDate.IsZero() {
+			t.Errorf("%s: register %s, retire %s; want retire %s", m.Spec.Serial, m.Spec.RegisterDate, m.Spec.RetireDate, want)
+		}
+	}
+	out := gql(t, ts, `{ machine(serial: "2345bcde") { spec { registerDate retireDate } } }`, nil)
+	spec := out["data"].(map[string]any)["machine"].(map[string]any)["spec"].(map[string]any)
+	reg, err1 := time.Parse(time.RFC3339Nano, spec["registerDate"].(string))
+	ret, err2 := time.Parse(time.RFC3339Nano, spec["retireDate"].(string))
+	if err1 != nil || err2 != nil || reg.Year() < 2000 || !ret.Equal(reg) {
+		t.Errorf("GraphQL spec = %v", spec)
+	}
+}
+
 func TestAccessControlAndAudit(t *testing.T) {
 	ts := newTestServer(t, "10.0.0.0/8") // the test client, 127.0.0.1, is not allowed
 	for _, c := range []struct{ method, path, body string }{
