@@ -1,11 +1,13 @@
 package setup
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -77,27 +79,22 @@ func EtcdConfig(c *Cluster, servers []Server, p Paths, prefix string) *etcdutil.
 // waitEtcd waits until etcd answers a linearizable read through client (so
 // a quorum is up) and lists at least n members.
 func waitEtcd(ctx context.Context, client *clientv3.Client, n int) error {
-	var lastErr error
-	for {
+	lastErr, err := poll(ctx, "etcd with a quorum and "+strconv.Itoa(n)+" member(s)", 500*time.Millisecond, nil, func(ctx context.Context) (bool, error) {
 		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		defer cancel()
 		ml, err := client.MemberList(cctx)
 		if err == nil {
 			_, err = client.Get(cctx, "health")
 		}
-		cancel()
-		if err == nil && len(ml.Members) >= n {
-			return nil
-		}
-		if err == nil {
+		if err == nil && len(ml.Members) < n {
 			err = fmt.Errorf("%d of %d members", len(ml.Members), n)
 		}
-		lastErr = err
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("etcd did not become healthy: %v", lastErr)
-		case <-time.After(500 * time.Millisecond):
-		}
+		return err == nil, err
+	})
+	if err != nil {
+		return fmt.Errorf("etcd did not become healthy: %v", cmp.Or(lastErr, err))
 	}
+	return nil
 }
 
 // etcd users and roles made by setup.

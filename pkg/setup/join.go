@@ -84,6 +84,7 @@ type JoinOptions struct {
 // (the updater then includes the server) and the CD daemons. It resumes
 // after a crash.
 func Join(ctx context.Context, o *JoinOptions) error {
+	ctx = withLog(ctx, o.Log.With("step", "join"))
 	t := o.Ticket
 	c := t.Cluster
 	c.fillDefaults()

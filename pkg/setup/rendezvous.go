@@ -308,44 +308,39 @@ func do(hc *http.Client, req *http.Request, out any) error {
 // want has, or ctx ends with an error naming who is missing.
 func waitBarrier(ctx context.Context, name string, want []int, arrive func(ctx context.Context) ([]int, error)) error {
 	var missing []int
-	var lastErr error
-	// Say who is awaited, and why it cannot be told, now and then: the wait
-	// may last as long as --timeout.
-	report := time.Now().Add(barrierReport)
-	for {
-		if time.Now().After(report) {
-			slog.Warn("still waiting at a setup barrier", "barrier", name, "missing", lrnList(missing), "error", lastErr)
-			report = time.Now().Add(barrierReport)
-		}
-		arrived, err := arrive(ctx)
-		if errors.Is(err, ErrWrongToken) {
-			return err
-		}
-		lastErr = err
-		if err == nil {
+	lastErr, err := poll(ctx, "barrier "+name, 500*time.Millisecond,
+		func() string {
+			if len(missing) == 0 {
+				return ""
+			}
+			return "boot server(s) " + lrnList(missing) + " not there yet"
+		},
+		func(ctx context.Context) (bool, error) {
+			arrived, err := arrive(ctx)
+			if errors.Is(err, ErrWrongToken) {
+				return false, permanent(err)
+			}
+			if err != nil {
+				return false, err
+			}
 			missing = missing[:0]
 			for _, l := range want {
 				if !slices.Contains(arrived, l) {
 					missing = append(missing, l)
 				}
 			}
-			if len(missing) == 0 {
-				return nil
-			}
-		}
-		select {
-		case <-ctx.Done():
-			if len(missing) == 0 && lastErr != nil {
-				return fmt.Errorf("barrier %s: %w", name, lastErr)
-			}
-			return fmt.Errorf("gave up waiting at stage %q for boot server(s) %s: run neco setup there (with the same arguments and token), or check that they can reach this server", name, lrnList(missing))
-		case <-time.After(500 * time.Millisecond):
-		}
+			return len(missing) == 0, nil
+		})
+	switch {
+	case err == nil:
+		return nil
+	case !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled):
+		return err
+	case len(missing) == 0 && lastErr != nil:
+		return fmt.Errorf("barrier %s: %w", name, lastErr)
 	}
+	return fmt.Errorf("gave up waiting at stage %q for boot server(s) %s: run neco setup there (with the same arguments and token), or check that they can reach this server; its own log says what it waits for", name, lrnList(missing))
 }
-
-// barrierReport is how often a long wait at a barrier is reported.
-const barrierReport = 30 * time.Second
 
 func lrnList(l []int) string {
 	s := ""

@@ -171,11 +171,11 @@ func Run(ctx context.Context, o *Options) error {
 	}
 	// The leader serves the rendezvous for as long as it runs: a follower
 	// that crashed early may need it again.
-	if err := r.openSession(ctx); err != nil {
+	if err := r.openSession(withLog(ctx, o.log().With("step", "session"))); err != nil {
 		return err
 	}
 	defer r.close()
-	if err := r.revive(ctx); err != nil {
+	if err := r.revive(withLog(ctx, o.log().With("step", "revive"))); err != nil {
 		return err
 	}
 	for _, s := range steps {
@@ -184,7 +184,7 @@ func Run(ctx context.Context, o *Options) error {
 		}
 		start := time.Now()
 		o.log().Info("setup stage", "stage", StageName(s.stage))
-		if err := s.f(ctx); err != nil {
+		if err := s.f(withLog(ctx, o.log().With("stage", StageName(s.stage)))); err != nil {
 			return fmt.Errorf("setup stage %s: %w", StageName(s.stage), err)
 		}
 		st.Stage = s.stage

@@ -1,6 +1,7 @@
 package setup
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -104,19 +105,16 @@ func NewVaultClient(url string, p Paths) (*vault.Client, error) {
 
 // waitVaultAPI waits until Vault answers its seal status.
 func waitVaultAPI(ctx context.Context, c *vault.Client) (*vault.SealStatusResponse, error) {
-	var lastErr error
-	for {
-		st, err := c.Sys().SealStatusWithContext(ctx)
-		if err == nil {
-			return st, nil
-		}
-		lastErr = err
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("vault at %s does not answer: %v", c.Address(), lastErr)
-		case <-time.After(500 * time.Millisecond):
-		}
+	var st *vault.SealStatusResponse
+	lastErr, err := poll(ctx, "vault's API at "+c.Address(), 500*time.Millisecond, nil, func(ctx context.Context) (bool, error) {
+		var err error
+		st, err = c.Sys().SealStatusWithContext(ctx)
+		return err == nil, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("vault at %s does not answer: %v", c.Address(), cmp.Or(lastErr, err))
 	}
+	return st, nil
 }
 
 // Unseal unseals the Vault of c with key unless it is unsealed, and waits
@@ -138,17 +136,23 @@ func Unseal(ctx context.Context, c *vault.Client, key string) error {
 			return fmt.Errorf("vault at %s is still sealed: the unseal key is wrong", c.Address())
 		}
 	}
-	for {
+	lastErr, err := poll(ctx, "vault at "+c.Address()+" to serve after unsealing", 300*time.Millisecond, nil, func(ctx context.Context) (bool, error) {
 		h, err := c.Sys().HealthWithContext(ctx)
-		if err == nil && h.Initialized && !h.Sealed && (!h.Standby || h.ClusterID != "") {
-			return nil
+		if err != nil {
+			return false, err
 		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("vault at %s did not become ready after unsealing: %v", c.Address(), err)
-		case <-time.After(300 * time.Millisecond):
+		switch {
+		case !h.Initialized || h.Sealed:
+			return false, fmt.Errorf("initialized %t, sealed %t", h.Initialized, h.Sealed)
+		case h.Standby && h.ClusterID == "":
+			return false, errors.New("a standby without a cluster ID yet")
 		}
+		return true, nil
+	})
+	if err != nil {
+		return fmt.Errorf("vault at %s did not become ready after unsealing: %v", c.Address(), cmp.Or(lastErr, err))
 	}
+	return nil
 }
 
 // UnsealLocal unseals me's Vault with the unseal key stored in etcd.
@@ -270,25 +274,20 @@ func configureVault(ctx context.Context, c *vault.Client, cas *TempCAs) error {
 // pass: while Vault fails over between servers (a restart during setup, a
 // lost server), requests get 5xx answers or connection errors for seconds.
 func retryVault(ctx context.Context, f func() error) error {
-	deadline := time.Now().Add(90 * time.Second)
-	for {
+	ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+	defer cancel()
+	lastErr, err := poll(ctx, "vault to answer", time.Second, nil, func(context.Context) (bool, error) {
 		err := f()
-		if err == nil {
-			return nil
-		}
 		var re *vault.ResponseError
 		if errors.As(err, &re) && re.StatusCode >= 400 && re.StatusCode < 500 {
-			return err
+			return false, permanent(err)
 		}
-		if time.Now().After(deadline) {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return err
-		case <-time.After(time.Second):
-		}
+		return err == nil, err
+	})
+	if lastErr != nil && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)) {
+		return lastErr
 	}
+	return err
 }
 
 // AppRoleCreds are a boot server's Vault credentials (file 0600).

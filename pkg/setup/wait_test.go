@@ -1,0 +1,58 @@
+package setup
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestPollReportsWhyItWaits(t *testing.T) {
+	old := waitReport
+	waitReport = 50 * time.Millisecond
+	t.Cleanup(func() { waitReport = old })
+	var buf bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&buf, nil)).With("stage", "auth")
+	ctx, cancel := context.WithTimeout(withLog(context.Background(), log), 300*time.Millisecond)
+	defer cancel()
+	lastErr, err := poll(ctx, "barrier auth", 10*time.Millisecond, func() string { return "boot server(s) 0 not there yet" },
+		func(context.Context) (bool, error) { return false, errors.New("connection refused") })
+	if !errors.Is(err, context.DeadlineExceeded) || lastErr == nil || lastErr.Error() != "connection refused" {
+		t.Fatalf("poll = %v, %v", lastErr, err)
+	}
+	out := buf.String()
+	for _, want := range []string{"stage=auth", `waiting_for="barrier auth"`, `detail="boot server(s) 0 not there yet"`, `last_error="connection refused"`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the report lacks %s:\n%s", want, out)
+		}
+	}
+}
+
+func TestPollStopsOnPermanentError(t *testing.T) {
+	calls := 0
+	start := time.Now()
+	_, err := poll(context.Background(), "x", time.Second, nil, func(context.Context) (bool, error) {
+		calls++
+		return false, permanent(ErrWrongToken)
+	})
+	if !errors.Is(err, ErrWrongToken) || calls != 1 || time.Since(start) > 500*time.Millisecond {
+		t.Fatalf("err %v after %d call(s)", err, calls)
+	}
+}
+
+func TestPollDone(t *testing.T) {
+	n := 0
+	lastErr, err := poll(context.Background(), "x", time.Millisecond, nil, func(context.Context) (bool, error) {
+		n++
+		if n < 3 {
+			return false, errors.New("not yet")
+		}
+		return true, nil
+	})
+	if err != nil || lastErr != nil || n != 3 {
+		t.Fatalf("poll = %v, %v after %d", lastErr, err, n)
+	}
+}
