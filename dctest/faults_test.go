@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/openneco/neco/pkg/sabakan"
+	"github.com/openneco/neco/pkg/testutil"
 	"github.com/openneco/neco/pkg/vdc/menu"
 	"github.com/openneco/neco/pkg/vdc/necodc"
 	"github.com/openneco/neco/pkg/vdc/proc"
@@ -204,7 +205,7 @@ func bootServerDown(t *testing.T, d *necodc.DC) {
 	ctx := context.Background()
 	boots := d.BootServers()
 	if len(boots) < 3 {
-		t.Skip("needs three boot servers")
+		testutil.Missing(t, "a data center with three boot servers (this one has %d)", len(boots))
 	}
 	victim, others := boots[1], []string{boots[0], boots[2]}
 	vh := d.Plan.Hosts[victim]

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/openneco/neco/pkg/pki"
+	"github.com/openneco/neco/pkg/testutil"
 )
 
 func TestClusterResolve(t *testing.T) {
@@ -200,9 +201,10 @@ func TestRunRefuses(t *testing.T) {
 func TestProcesses(t *testing.T) {
 	p := &Processes{Dir: t.TempDir()}
 	ctx := context.Background()
+	testutil.RequireCommands(t, "sleep")
 	cmd, err := Command("sleep", "60")
 	if err != nil {
-		t.Skip(err)
+		t.Fatal(err)
 	}
 	u := Unit{Name: "s", Command: cmd, StopTimeout: time.Second}
 	if err := p.Start(ctx, u); err != nil {

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net"
-	"os"
 	"os/exec"
 	"runtime"
 	"slices"
@@ -20,6 +19,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/openneco/neco/pkg/etcdutil/etcdtest"
+	"github.com/openneco/neco/pkg/testutil"
 )
 
 // BenchmarkDHCPUDP is BenchmarkDHCP's boot storm over real sockets: the
@@ -28,9 +28,7 @@ import (
 // REQUEST through the kernel and waits for OFFER and ACK. It needs root;
 // elsewhere it is skipped.
 func BenchmarkDHCPUDP(b *testing.B) {
-	if os.Geteuid() != 0 {
-		b.Skip("needs root for network namespaces")
-	}
+	testutil.RequireRoot(b)
 	const racks, perRack, workers = 16, 31, 64
 	rnd := make([]byte, 3)
 	rand.Read(rnd)
