@@ -17,7 +17,7 @@ SUITE       ?= .
 
 # Debian packages the tests, the demo and the packaging need.
 APT_PACKAGES := bird2 dnsmasq-base busybox-static iproute2 iputils-ping curl jq fakeroot lintian binutils systemd \
-	systemd-container debootstrap qemu-system-x86 qemu-utils ovmf ipxe linux-image-amd64
+	systemd-container debootstrap qemu-system-x86 qemu-utils ovmf ipxe linux-image-amd64 stress-ng
 
 ETCD_VERSION := $(shell cd tools/etcd && $(GO) list -m -f '{{.Version}}' go.etcd.io/etcd/server/v3)
 
@@ -80,6 +80,10 @@ bench: setup etcd vault ## Run the benchmarks; see docs/benchmarks.md.
 dctest: setup etcd vault ## Large tests on the virtual data center (root); SUITE=<go test -run pattern> picks suites; see docs/dctest.md.
 	PATH=$(BIN):$$PATH $(GO) test -tags dctest -count=1 -timeout 60m -v -run '$(SUITE)' ./dctest/ 2>&1 \
 		| grep -vE '^\s+\S+_test.go:[0-9]+: (namespace|nspawn node|qemu node) '
+
+.PHONY: under-load
+under-load: setup etcd vault ## Run CMD COUNT times (10) beside stress-ng --cpu LOAD (16) and count passes, e.g. CMD='make dctest SUITE=Bootstrap'.
+	tools/underload -n $(or $(COUNT),10) -l $(or $(LOAD),16) -- $(CMD)
 
 .PHONY: demo
 demo: setup etcd vault ## Build the default virtual data center, bootstrap neco in it, show what runs (root; make demo-stop).
