@@ -20,6 +20,9 @@ var (
 	ErrForbidden = errors.New("forbidden")
 	// ErrMethodNotAllowed: the path does not support the method (405).
 	ErrMethodNotAllowed = errors.New("method not allowed")
+	// ErrIncompleteBody: the client did not send the whole request body: it
+	// ended before its Content-Length, or the connection broke (400).
+	ErrIncompleteBody = errors.New("incomplete request body")
 )
 
 // StatusOf is the HTTP status for err: the one place errors become statuses.
@@ -28,7 +31,7 @@ func StatusOf(err error) int {
 	switch {
 	case err == nil:
 		return http.StatusOK
-	case errors.Is(err, sabakan.ErrBadRequest):
+	case errors.Is(err, sabakan.ErrBadRequest), errors.Is(err, ErrIncompleteBody):
 		return http.StatusBadRequest
 	case errors.Is(err, ErrForbidden):
 		return http.StatusForbidden

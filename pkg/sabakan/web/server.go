@@ -18,6 +18,9 @@
 //     needs the client address in allow-ips (403 otherwise).
 //   - The actor: the request's context carries sabakan.Actor (X-Sabakan-User,
 //     client IP, this server's host name), which store.AuditOp records.
+//   - The body: a read that fails because the client sent less than its
+//     Content-Length or broke the connection returns an error wrapping
+//     ErrIncompleteBody (400), so handlers need not tell it apart.
 //   - Errors: return an error wrapping sabakan.ErrBadRequest (400),
 //     ErrNotFound (404), ErrConflict (409), ErrLengthRequired (411),
 //     ErrTooLarge (413), ErrUnavailable (503), or this package's ErrForbidden
@@ -258,7 +261,11 @@ func (s *Server) dispatch(w http.ResponseWriter, r *http.Request, pattern string
 	}
 	ctx := sabakan.WithActor(r.Context(), sabakan.Actor{User: user, IP: clientIP(r).String(), Host: s.cfg.Hostname})
 	ctx = context.WithValue(ctx, allowedKey{}, allowed)
-	return h(w, r.WithContext(ctx))
+	// A copy of the request: net/http looks at the original's body after
+	// the handler to decide whether to drain it.
+	r = r.WithContext(ctx)
+	wrapBody(r)
+	return h(w, r)
 }
 
 type allowedKey struct{}
