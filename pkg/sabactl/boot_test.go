@@ -66,6 +66,8 @@ func TestBootCommands(t *testing.T) {
 		{[]string{"assets", "info", "agent"}, cli.ExitNotFound, ""},
 		{[]string{"kernel-params", "set", "console=ttyS0", "quiet"}, 0, ""},
 		{[]string{"kernel-params", "get"}, 0, "console=ttyS0 quiet"},
+		{[]string{"ignitions", "get", "worker"}, 0, "null\n"}, // no templates yet: the reference's answer
+		{[]string{"ignitions", "get", "bad_"}, cli.ExitClient, "invalid role"},
 		{[]string{"ignitions", "set", "-f", tree, "--meta", "version=1", "worker", "1.0.0"}, 0, ""},
 		{[]string{"ignitions", "set", "-f", tree, "worker", "1.0.0"}, cli.ExitConflict, ""},
 		{[]string{"ignitions", "set", "-f", tree, "--dry-run", "worker", "2"}, 0, `"version": "3.4"`},

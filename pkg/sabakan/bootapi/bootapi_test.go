@@ -334,6 +334,35 @@ func TestImagesAndBoot(t *testing.T) {
 	}
 }
 
+// TestIgnitionIDs: the reference's answers for template ids. A role
+// without templates lists as null (200); an invalid role is 400; a machine
+// of such a role has no boot script (404).
+func TestIgnitionIDs(t *testing.T) {
+	client := etcdtest.Client(t)
+	m := sabakan.NewMachine(sabakan.MachineSpec{Serial: "s1", Role: "worker", Rack: 1, IndexInRack: 5}, time.Now())
+	a := newServer(t, client, machines{"s1": m})
+	for _, tt := range []struct {
+		name, method, path, body string
+		status                   int
+		want                     string // the body, or a part of an error's
+	}{
+		{"role without templates", "GET", "/api/v1/ignitions/worker", "", 200, "null\n"},
+		{"invalid role", "GET", "/api/v1/ignitions/-bad-", "", 400, "invalid role"},
+		{"boot without templates", "GET", "/api/v1/boot/coreos/ipxe/s1", "", 404, "no ignition templates"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := do(t, tt.method, a.url+tt.path, strings.NewReader(tt.body), nil, 0)
+			ok := strings.Contains(r.body, tt.want)
+			if tt.status == 200 && tt.method == "GET" && strings.HasPrefix(tt.path, "/api/v1/ignitions/") {
+				ok = r.body == tt.want
+			}
+			if r.status != tt.status || !ok {
+				t.Errorf("%s %s: %d %q, want %d with %q", tt.method, tt.path, r.status, r.body, tt.status, tt.want)
+			}
+		})
+	}
+}
+
 // TestReplicationLoop runs the replicators: a server that was down catches
 // up when it starts, later uploads reach it through the watch, and a
 // deletion made while it is down is applied when it comes back.

@@ -166,8 +166,14 @@ func TestStore(t *testing.T) {
 	s := NewStore(etcdtest.Client(t), nil)
 	ctx := context.Background()
 	tmpl := &Template{Version: "3.4", Template: json.RawMessage(`{"storage":{"files":[{"path":"/etc/hostname","contents":{"source":"data:,{{.Serial}}"}}]}}`)}
-	if _, err := s.IDs(ctx, "worker"); !errors.Is(err, sabakan.ErrNotFound) {
-		t.Errorf("IDs of an empty role: %v", err)
+	if ids, err := s.IDs(ctx, "worker"); err != nil || ids != nil {
+		t.Errorf("IDs of an empty role = %v, %v; want nil, nil", ids, err)
+	}
+	if _, err := s.Newest(ctx, "worker"); !errors.Is(err, sabakan.ErrNotFound) {
+		t.Errorf("Newest of an empty role: %v", err)
+	}
+	if _, err := s.IDs(ctx, "bad role!"); !errors.Is(err, sabakan.ErrBadRequest) {
+		t.Errorf("IDs of an invalid role: %v", err)
 	}
 	for i := 1; i <= 12; i++ {
 		if err := s.Put(ctx, "worker", fmt.Sprintf("1.%d", i), tmpl); err != nil {

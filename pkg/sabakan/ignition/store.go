@@ -99,8 +99,9 @@ func splitVersion(s string) []string {
 
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 
-// IDs returns the ids of a role's templates, oldest version first; 404
-// when the role has none.
+// IDs returns the ids of a role's templates, oldest first (CompareIDs);
+// nil when the role has none, which the API answers as null (200), as the
+// reference does.
 func (s *Store) IDs(ctx context.Context, role string) ([]string, error) {
 	if err := checkRole(role); err != nil {
 		return nil, err
@@ -109,12 +110,9 @@ func (s *Store) IDs(ctx context.Context, role string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	ids := make([]string, 0, len(resp.Kvs))
+	var ids []string
 	for _, kv := range resp.Kvs {
 		ids = append(ids, strings.TrimPrefix(string(kv.Key), KeyPrefix+role+"/"))
-	}
-	if len(ids) == 0 {
-		return nil, fmt.Errorf("%w: no ignition templates for role %s", sabakan.ErrNotFound, role)
 	}
 	slices.SortFunc(ids, CompareIDs)
 	return ids, nil
@@ -142,11 +140,14 @@ func (s *Store) Get(ctx context.Context, role, id string) (*Template, error) {
 	return t, nil
 }
 
-// Newest returns the id of a role's newest template.
+// Newest returns the id of a role's newest template: the last of IDs.
 func (s *Store) Newest(ctx context.Context, role string) (string, error) {
 	ids, err := s.IDs(ctx, role)
 	if err != nil {
 		return "", err
+	}
+	if len(ids) == 0 {
+		return "", fmt.Errorf("%w: no ignition templates for role %s", sabakan.ErrNotFound, role)
 	}
 	return ids[len(ids)-1], nil
 }
