@@ -9,6 +9,7 @@ require (
 	github.com/cybozu-go/well v1.11.2
 	github.com/google/go-github/v50 v50.2.0
 	github.com/graph-gophers/graphql-go v1.11.0
+	github.com/hashicorp/go-version v1.7.0
 	github.com/hashicorp/memberlist v0.5.2
 	github.com/hashicorp/serf v0.10.2
 	github.com/hashicorp/vault/api v1.23.0

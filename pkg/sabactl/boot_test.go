@@ -68,12 +68,16 @@ func TestBootCommands(t *testing.T) {
 		{[]string{"kernel-params", "get"}, 0, "console=ttyS0 quiet"},
 		{[]string{"ignitions", "get", "worker"}, 0, "null\n"}, // no templates yet: the reference's answer
 		{[]string{"ignitions", "get", "bad_"}, cli.ExitClient, "invalid role"},
+		{[]string{"ignitions", "set", "-f", tree, "worker", "notsemver"}, cli.ExitClient, "want a version"},
 		{[]string{"ignitions", "set", "-f", tree, "--meta", "version=1", "worker", "1.0.0"}, 0, ""},
 		{[]string{"ignitions", "set", "-f", tree, "worker", "1.0.0"}, cli.ExitConflict, ""},
 		{[]string{"ignitions", "set", "-f", tree, "--dry-run", "worker", "2"}, 0, `"version": "3.4"`},
 		{[]string{"ignitions", "get", "worker"}, 0, `"1.0.0"`},
 		{[]string{"ignitions", "get", "worker", "1.0.0"}, 0, `"version": "1"`},
 		{[]string{"ignitions", "set", "--json", "-f", "-", "worker", "1.1"}, 0, ""},
+		{[]string{"ignitions", "set", "-f", tree, "worker", "1.0.0-rc.1"}, 0, ""},
+		{[]string{"ignitions", "set", "-f", tree, "worker", "0.10"}, 0, ""},
+		{[]string{"ignitions", "get", "worker"}, 0, "[\n  \"0.10\",\n  \"1.0.0-rc.1\",\n  \"1.0.0\",\n  \"1.1\"\n]\n"},
 		{[]string{"ignitions", "delete", "worker", "1.1"}, 0, ""},
 		{[]string{"ignitions", "set", "worker", "3"}, cli.ExitUsage, "needs -f"},
 	} {

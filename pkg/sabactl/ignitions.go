@@ -52,11 +52,13 @@ or 3.0-3.5, validated by the server, and never overwritten.`,
 	set := &cobra.Command{
 		Use:   "set -f FILE [--json] [--meta KEY=VALUE]... ROLE ID",
 		Short: "build a template from a YAML tree (or take a JSON one) and register it as ROLE/ID",
-		Long: `Register a template as ROLE/ID. FILE is the entry point of a YAML tree
-(include, passwd, files, remote_files, systemd, networkd; paths relative to
-the file), or with --json a JSON body {"version","template","meta"}. --meta
-adds metadata that templates read with {{ Metadata "KEY" }}. --dry-run prints
-the built template instead of registering it.`,
+		Long: `Register a template as ROLE/ID. ID is a version (1.2.3, v2,
+2025.03.10-1): a machine boots the newest template of its role. FILE is the
+entry point of a YAML tree (include, passwd, files, remote_files, systemd,
+networkd; paths relative to the file), or with --json a JSON body
+{"version","template","meta"}. --meta adds metadata that templates read with
+{{ Metadata "KEY" }}. --dry-run prints the built template instead of
+registering it.`,
 		Args: cli.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if file == "" {

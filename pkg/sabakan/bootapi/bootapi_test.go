@@ -335,12 +335,14 @@ func TestImagesAndBoot(t *testing.T) {
 }
 
 // TestIgnitionIDs: the reference's answers for template ids. A role
-// without templates lists as null (200); an invalid role is 400; a machine
-// of such a role has no boot script (404).
+// without templates lists as null (200); an invalid role is 400; a new
+// template's id must be a version (400 otherwise); the listing and the
+// template a machine boots follow one order, versions compared as such.
 func TestIgnitionIDs(t *testing.T) {
 	client := etcdtest.Client(t)
 	m := sabakan.NewMachine(sabakan.MachineSpec{Serial: "s1", Role: "worker", Rack: 1, IndexInRack: 5}, time.Now())
 	a := newServer(t, client, machines{"s1": m})
+	good := `{"version":"3.4","template":{"storage":{"files":[{"path":"/etc/hostname","contents":{"source":"data:,{{ .Spec.Serial }}"}}]}}}`
 	for _, tt := range []struct {
 		name, method, path, body string
 		status                   int
@@ -349,6 +351,18 @@ func TestIgnitionIDs(t *testing.T) {
 		{"role without templates", "GET", "/api/v1/ignitions/worker", "", 200, "null\n"},
 		{"invalid role", "GET", "/api/v1/ignitions/-bad-", "", 400, "invalid role"},
 		{"boot without templates", "GET", "/api/v1/boot/coreos/ipxe/s1", "", 404, "no ignition templates"},
+		{"id not a version", "PUT", "/api/v1/ignitions/worker/notsemver", good, 400, `invalid ignition id \"notsemver\": want a version`},
+		{"id with a bad character", "PUT", "/api/v1/ignitions/worker/1.0_1", good, 400, "want a version"},
+		{"nothing stored", "GET", "/api/v1/ignitions/worker", "", 200, "null\n"},
+		{"put 1.9.0", "PUT", "/api/v1/ignitions/worker/1.9.0", good, 201, ""},
+		{"put 1.10.0", "PUT", "/api/v1/ignitions/worker/1.10.0", good, 201, ""},
+		{"put 1.10.0-rc.1", "PUT", "/api/v1/ignitions/worker/1.10.0-rc.1", good, 201, ""},
+		{"put v1.2", "PUT", "/api/v1/ignitions/worker/v1.2", good, 201, ""},
+		{"listing", "GET", "/api/v1/ignitions/worker", "", 200, `["v1.2","1.9.0","1.10.0-rc.1","1.10.0"]` + "\n"},
+		{"boots the newest", "GET", "/api/v1/boot/coreos/ipxe/s1", "", 200, "/api/v1/boot/ignitions/s1/1.10.0\n"},
+		{"get a missing version", "GET", "/api/v1/ignitions/worker/2.0", "", 404, "worker/2.0"},
+		{"delete the newest", "DELETE", "/api/v1/ignitions/worker/1.10.0", "", 200, ""},
+		{"boots the next newest", "GET", "/api/v1/boot/coreos/ipxe/s1", "", 200, "/api/v1/boot/ignitions/s1/1.10.0-rc.1\n"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			r := do(t, tt.method, a.url+tt.path, strings.NewReader(tt.body), nil, 0)

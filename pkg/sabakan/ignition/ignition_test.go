@@ -5,10 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"sort"
 	"strings"
 	"testing"
 
 	v3 "github.com/coreos/ignition/v2/config/v3_5"
+	"github.com/hashicorp/go-version"
 	"github.com/vincent-petithory/dataurl"
 
 	"github.com/openneco/neco/pkg/etcdutil/etcdtest"
@@ -150,20 +153,89 @@ func TestBuild(t *testing.T) {
 
 func TestCompareIDs(t *testing.T) {
 	for _, tt := range []struct {
-		a, b string
-		want int
+		name, a, b string
+		want       int
 	}{
-		{"1", "2", -1}, {"10", "9", 1}, {"1.10.0", "1.9.0", 1}, {"1.2", "1.2", 0}, {"1.2", "1.2.1", -1},
-		{"2021.01.01-1", "2021.01.01-10", -1}, {"a", "b", -1},
+		{"numbers", "1", "2", -1},
+		{"numeric, not textual", "10", "9", 1},
+		{"segments numeric", "1.10.0", "1.9.0", 1},
+		{"equal", "1.2", "1.2", 0},
+		{"missing segment is zero", "1.2", "1.2.1", -1},
+		{"equal versions by text", "1.2", "1.2.0", -1},
+		{"v prefix", "v2", "1.9", 1},
+		{"pre-release before release", "1.0.0-rc.1", "1.0.0", -1},
+		{"pre-releases numeric", "1.0.0-rc.2", "1.0.0-rc.10", -1},
+		{"metadata ignored", "1.0.0+b", "1.0.0-rc", 1},
+		{"neco releases, same day", "2025.03.10-9", "2025.03.10-10", -1},
+		{"neco releases, days", "2025.03.09-99", "2025.03.10-1", -1},
+		{"legacy id before any version", "notsemver", "0.0.1", -1},
+		{"legacy id before any version, reversed", "0.0.1", "zzz", 1},
+		{"legacy ids by text", "abc", "abd", -1},
+		{"legacy dotted id", "1.0.0.rc1", "0", -1},
 	} {
-		if got := CompareIDs(tt.a, tt.b); (got > 0) != (tt.want > 0) || (got < 0) != (tt.want < 0) {
-			t.Errorf("CompareIDs(%s, %s) = %d, want sign of %d", tt.a, tt.b, got, tt.want)
+		t.Run(tt.name, func(t *testing.T) {
+			if got := CompareIDs(tt.a, tt.b); (got > 0) != (tt.want > 0) || (got < 0) != (tt.want < 0) {
+				t.Errorf("CompareIDs(%s, %s) = %d, want sign of %d", tt.a, tt.b, got, tt.want)
+			}
+			if got := CompareIDs(tt.b, tt.a); (got > 0) != (tt.want < 0) || (got < 0) != (tt.want > 0) {
+				t.Errorf("CompareIDs(%s, %s) = %d, want sign of %d", tt.b, tt.a, got, -tt.want)
+			}
+		})
+	}
+}
+
+// TestOrderIsTheReferences sorts distinct versions as the reference sorts
+// template ids (go-version's Collection) and as CompareIDs does.
+func TestOrderIsTheReferences(t *testing.T) {
+	ids := []string{"2025.03.10-10", "1.0.0", "v0.9", "1.0.0-rc.1", "1.0.0-beta", "2", "1.10", "1.9.9", "0.0.1+meta",
+		"2025.03.10-9", "2025.03.09-100", "1.0.1-alpha.1", "1.0.1-alpha.beta", "3.0.0.1"}
+	vs := make(version.Collection, len(ids))
+	for i, id := range ids {
+		vs[i] = version.Must(version.NewVersion(id))
+	}
+	sort.Sort(vs)
+	var want []string
+	for _, v := range vs {
+		want = append(want, v.Original())
+	}
+	got := slices.Clone(ids)
+	slices.SortFunc(got, CompareIDs)
+	if !slices.Equal(got, want) {
+		t.Errorf("CompareIDs order %v\n   reference order %v", got, want)
+	}
+}
+
+func TestIDChecks(t *testing.T) {
+	for _, tt := range []struct {
+		id            string
+		isNew, exists bool // admitted for a new template, for an existing one
+	}{
+		{"1", true, true},
+		{"1.2.3", true, true},
+		{"v1.2.3-rc.1+build.5", true, true},
+		{"2025.03.10-12345", true, true},
+		{"1.0~x", true, true},
+		{"notsemver", false, true},
+		{"1.0.0.rc1", false, true},
+		{"1.0_a", false, true},
+		{"-1", false, false},
+		{"1 2", false, false},
+		{"../x", false, false},
+		{"", false, false},
+		{strings.Repeat("1.", 64) + "1", false, false},
+	} {
+		if err := checkNewID(tt.id); (err == nil) != tt.isNew || (err != nil && !errors.Is(err, sabakan.ErrBadRequest)) {
+			t.Errorf("checkNewID(%q) = %v, want admitted %v", tt.id, err, tt.isNew)
+		}
+		if err := checkID(tt.id); (err == nil) != tt.exists {
+			t.Errorf("checkID(%q) = %v, want admitted %v", tt.id, err, tt.exists)
 		}
 	}
 }
 
 func TestStore(t *testing.T) {
-	s := NewStore(etcdtest.Client(t), nil)
+	client := etcdtest.Client(t)
+	s := NewStore(client, nil)
 	ctx := context.Background()
 	tmpl := &Template{Version: "3.4", Template: json.RawMessage(`{"storage":{"files":[{"path":"/etc/hostname","contents":{"source":"data:,{{.Serial}}"}}]}}`)}
 	if ids, err := s.IDs(ctx, "worker"); err != nil || ids != nil {
@@ -191,7 +263,7 @@ func TestStore(t *testing.T) {
 	if err := s.Put(ctx, "worker", "2.0", bad); !errors.Is(err, sabakan.ErrBadRequest) {
 		t.Errorf("invalid template: %v, want bad request", err)
 	}
-	for _, bad := range [][2]string{{"bad role!", "1"}, {"worker", "../x"}} {
+	for _, bad := range [][2]string{{"bad role!", "1"}, {"worker", "../x"}, {"worker", "notsemver"}} {
 		if err := s.Put(ctx, bad[0], bad[1], tmpl); !errors.Is(err, sabakan.ErrBadRequest) {
 			t.Errorf("Put(%q, %q) = %v, want bad request", bad[0], bad[1], err)
 		}
@@ -209,6 +281,51 @@ func TestStore(t *testing.T) {
 	}
 	if err := s.Delete(ctx, "worker", "1.12"); !errors.Is(err, sabakan.ErrNotFound) {
 		t.Errorf("second delete: %v", err)
+	}
+}
+
+// TestLegacyIDs: templates whose ids are not versions, which earlier
+// versions accepted, stay readable and deletable; they sort before every
+// version, so a machine boots a version whenever its role has one, and
+// they are the first dropped when new templates come.
+func TestLegacyIDs(t *testing.T) {
+	client := etcdtest.Client(t)
+	s := NewStore(client, nil)
+	ctx := context.Background()
+	tmpl := &Template{Version: "3.4", Template: json.RawMessage(`{"storage":{"files":[{"path":"/etc/hostname","contents":{"source":"data:,{{.Serial}}"}}]}}`), Meta: map[string]any{}}
+	data, _ := json.Marshal(tmpl)
+	for _, id := range []string{"zzz", "latest", "1.0.0.rc1"} {
+		if _, err := client.Put(ctx, key("worker", id), string(data)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if newest, err := s.Newest(ctx, "worker"); err != nil || newest != "zzz" {
+		t.Errorf("newest of legacy ids only = %q, %v; want the last by text", newest, err)
+	}
+	if err := s.Put(ctx, "worker", "0.0.1", tmpl); err != nil {
+		t.Fatal(err)
+	}
+	ids, _ := s.IDs(ctx, "worker")
+	if want := []string{"1.0.0.rc1", "latest", "zzz", "0.0.1"}; !slices.Equal(ids, want) {
+		t.Errorf("ids = %v, want %v", ids, want)
+	}
+	if newest, _ := s.Newest(ctx, "worker"); newest != "0.0.1" {
+		t.Errorf("newest = %q, want the version", newest)
+	}
+	if _, err := s.Get(ctx, "worker", "latest"); err != nil {
+		t.Errorf("Get of a legacy id: %v", err)
+	}
+	if err := s.Delete(ctx, "worker", "latest"); err != nil {
+		t.Errorf("Delete of a legacy id: %v", err)
+	}
+	for i := 1; i <= MaxTemplatesPerRole-2; i++ {
+		if err := s.Put(ctx, "worker", fmt.Sprintf("1.%d", i), tmpl); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ids, _ = s.IDs(ctx, "worker")
+	if len(ids) != MaxTemplatesPerRole || ids[0] != "zzz" || ids[1] != "0.0.1" {
+		t.Errorf("after %d more: ids = %v; want the legacy 1.0.0.rc1 dropped first", MaxTemplatesPerRole-2, ids)
 	}
 }
 

@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 
+	"github.com/hashicorp/go-version"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/openneco/neco/pkg/etcdutil"
@@ -21,7 +21,11 @@ const KeyPrefix = "ignitions/"
 // MaxTemplatesPerRole is how many templates of a role are kept.
 const MaxTemplatesPerRole = 10
 
-var reID = regexp.MustCompile(`^[0-9a-zA-Z][0-9a-zA-Z._+-]{0,127}$`)
+// MaxIDLength bounds template ids (etcd key and URL path parts).
+const MaxIDLength = 128
+
+// reLegacyID is what earlier versions accepted as an id, versions or not.
+var reLegacyID = regexp.MustCompile(`^[0-9a-zA-Z][0-9a-zA-Z._+-]{0,127}$`)
 
 // AuditFunc returns the operation that records an audit entry.
 type AuditFunc func(ctx context.Context, cat sabakan.AuditCategory, instance, action, detail string) clientv3.Op
@@ -44,60 +48,65 @@ func checkRole(role string) error {
 	return nil
 }
 
+// parseID parses a template id as a version the way the reference does
+// (github.com/hashicorp/go-version's NewVersion: [v]N(.N)*, an optional
+// pre-release and build metadata, e.g. 1.2.3, v2, 2025.03.10-12345,
+// 1.0.0-rc.1+build.5). nil when id is not one.
+func parseID(id string) *version.Version {
+	if len(id) > MaxIDLength {
+		return nil
+	}
+	v, err := version.NewVersion(id)
+	if err != nil {
+		return nil
+	}
+	return v
+}
+
+// checkNewID admits the id of a new template: a version, as the reference
+// requires, so that "newest" means one thing.
+func checkNewID(id string) error {
+	if parseID(id) == nil {
+		return fmt.Errorf("%w: invalid ignition id %q: want a version of at most %d characters, [v]N(.N)* with an optional -pre-release and +metadata (e.g. 1.2.3, 2025.03.10-12345)", sabakan.ErrBadRequest, id, MaxIDLength)
+	}
+	return nil
+}
+
+// checkID admits the id of an existing template: a version, or an id that
+// earlier versions accepted (so that such templates can still be read and
+// deleted).
 func checkID(id string) error {
-	if !reID.MatchString(id) {
-		return fmt.Errorf("%w: invalid ignition id %q: want [0-9a-zA-Z][0-9a-zA-Z._+-]*", sabakan.ErrBadRequest, id)
+	if parseID(id) == nil && !reLegacyID.MatchString(id) {
+		return fmt.Errorf("%w: invalid ignition id %q", sabakan.ErrBadRequest, id)
 	}
 	return nil
 }
 
 func key(role, id string) string { return KeyPrefix + role + "/" + id }
 
-// CompareIDs orders ids as versions: runs of digits compare as numbers,
-// everything else as text ("1.9.0" < "1.10.0" < "1.10.0-rc" ordering by
-// parts).
+// CompareIDs is the one order of template ids: the listing's, the
+// retention's (oldest dropped first) and the boot's (a machine boots its
+// role's last id). Versions compare as the reference compares them
+// (go-version's Compare: numeric segments, missing ones zero, a
+// pre-release before its release); versions equal that way (1.0 and 1.0.0)
+// by their text. Ids that are not versions, which only earlier versions of
+// sabakan accepted, come before every version, by their text: they are
+// never newer than a version and are the first dropped.
 func CompareIDs(a, b string) int {
-	pa, pb := splitVersion(a), splitVersion(b)
-	for i := 0; i < len(pa) && i < len(pb); i++ {
-		x, y := pa[i], pb[i]
-		nx, errx := strconv.ParseUint(x, 10, 64)
-		ny, erry := strconv.ParseUint(y, 10, 64)
-		var c int
-		if errx == nil && erry == nil {
-			c = cmpU(nx, ny)
-		} else {
-			c = strings.Compare(x, y)
-		}
-		if c != 0 {
-			return c
-		}
-	}
-	return len(pa) - len(pb)
-}
-
-func cmpU(a, b uint64) int {
+	va, vb := parseID(a), parseID(b)
 	switch {
-	case a < b:
+	case va == nil && vb == nil:
+		return strings.Compare(a, b)
+	case va == nil:
 		return -1
-	case a > b:
+	case vb == nil:
 		return 1
 	}
-	return 0
-}
-
-func splitVersion(s string) []string {
-	var parts []string
-	start := 0
-	for i := 1; i <= len(s); i++ {
-		if i == len(s) || isDigit(s[i]) != isDigit(s[i-1]) {
-			parts = append(parts, s[start:i])
-			start = i
-		}
+	if c := va.Compare(vb); c != 0 {
+		return c
 	}
-	return parts
+	return strings.Compare(a, b)
 }
-
-func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 
 // IDs returns the ids of a role's templates, oldest first (CompareIDs);
 // nil when the role has none, which the API answers as null (200), as the
@@ -159,7 +168,7 @@ func (s *Store) Put(ctx context.Context, role, id string, t *Template) error {
 	if err := checkRole(role); err != nil {
 		return err
 	}
-	if err := checkID(id); err != nil {
+	if err := checkNewID(id); err != nil {
 		return err
 	}
 	if t.Meta == nil {
