@@ -127,6 +127,9 @@ func TestSabactl(t *testing.T) {
 		{[]string{"logs", "--json"}, "", 0, `"action":"delete"`},
 		{[]string{"logs"}, "", 0, "@127.0.0.1 machines/cs1 set-state detail:uninitialized -> hea\n"},
 		{[]string{"logs", "--json"}, "", 0, `"detail":"uninitialized -> healthy"`},
+		// The reference's words: put-label, delete-label, register without an instance.
+		{[]string{"logs"}, "", 0, "@127.0.0.1 machines/cs1 put-label detail:os/1855.4.0\n"},
+		{[]string{"logs", "--json"}, "", 0, `"category":"machines","instance":"","action":"register"`},
 		{[]string{"logs", "2020-01-01"}, "", cli.ExitUsage, "YYYYMMDD"},
 		{[]string{"logs", "20200101"}, "", 0, ""},
 		{[]string{"version"}, "", 0, "\n"},

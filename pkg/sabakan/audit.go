@@ -21,7 +21,9 @@ const (
 )
 
 // AuditEntry records one mutation: who did what to which object, when.
-// Its JSON form is a line of GET /logs.
+// Its JSON form is a line of GET /logs. Category, instance and action are
+// the reference's words for the changes it logs (clients filter on them);
+// docs/sabakan-api.md lists every entry.
 type AuditEntry struct {
 	Timestamp time.Time     `json:"ts"`
 	Revision  int64         `json:"rev,string"`

@@ -163,11 +163,7 @@ func (s *Store) PutAsset(ctx context.Context, u AssetUpload, body io.Reader) (cr
 	if len(resp.Kvs) == 1 {
 		rev = resp.Kvs[0].ModRevision
 	}
-	action := "put"
-	if rev != 0 {
-		action = "replace"
-	}
-	ops := append([]clientv3.Op{clientv3.OpPut(key, string(val))}, s.auditOps(ctx, sabakan.AuditAssets, u.Name, action, strconv.FormatInt(id, 10))...)
+	ops := append([]clientv3.Op{clientv3.OpPut(key, string(val))}, s.auditOps(ctx, sabakan.AuditAssets, u.Name, "put", "new checksum: "+sum)...)
 	if _, err := etcdutil.Commit(s.client.Txn(ctx).If(etcdutil.Unchanged(key, rev)).Then(ops...)); err != nil {
 		os.Remove(s.assetPath(id))
 		if errors.Is(err, etcdutil.ErrConflict) {

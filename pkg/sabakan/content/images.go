@@ -175,7 +175,7 @@ func (s *Store) PutImage(ctx context.Context, osName, id string, body io.Reader)
 		if err != nil {
 			return err
 		}
-		return s.writeIndex(ctx, osName, st, s.auditOps(ctx, sabakan.AuditImage, osName, "put", id)...)
+		return s.writeIndex(ctx, osName, st, s.auditOps(ctx, sabakan.AuditImage, osName, "upload", "id="+id)...)
 	})
 	if err != nil {
 		os.RemoveAll(dst)
@@ -298,7 +298,7 @@ func (s *Store) DeleteImage(ctx context.Context, osName, id string) error {
 		}
 		st.images = slices.Delete(slices.Clone(st.images), i, i+1)
 		st.deleted = rememberDeleted(st.deleted, id)
-		return s.writeIndex(ctx, osName, st, s.auditOps(ctx, sabakan.AuditImage, osName, "delete", id)...)
+		return s.writeIndex(ctx, osName, st, s.auditOps(ctx, sabakan.AuditImage, osName, "delete", "id="+id)...)
 	})
 	if err != nil {
 		return err

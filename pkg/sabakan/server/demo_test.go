@@ -50,7 +50,7 @@ func TestDemo(t *testing.T) {
 		"ss-3-1 3 ss uninitialized 10.69.2.73 IPMI-2.0",
 		"cs-1-1 1 cs unreachable 10.69.0.197 iDRAC-9",
 		`"serial":"cs-1-0","ipv4":["10.69.0.196"`,
-		"machines/ss-2-0 set-label detail:disk-layout=v2",
+		"machines/ss-2-0 put-label detail:disk-layout/v2",
 		"make demo-sabakan-stop",
 	} {
 		if !strings.Contains(squeezed, want) {

@@ -222,7 +222,7 @@ func (s *Store) SetLabel(ctx context.Context, serial, name, value string) error 
 			return nil, fmt.Errorf("%w: machine %s would have more than %d labels", sabakan.ErrBadRequest, serial, sabakan.MaxLabels)
 		}
 		cur.m.Spec.Labels = labels
-		return &change{category: sabakan.AuditMachines, action: "set-label", detail: name + "=" + value}, nil
+		return &change{category: sabakan.AuditMachines, action: "put-label", detail: name + "/" + value}, nil
 	})
 	return err
 }
@@ -240,7 +240,7 @@ func (s *Store) RemoveLabel(ctx context.Context, serial, name string) error {
 		labels := maps.Clone(cur.m.Spec.Labels)
 		delete(labels, name)
 		cur.m.Spec.Labels = labels
-		return &change{category: sabakan.AuditMachines, action: "remove-label", detail: name}, nil
+		return &change{category: sabakan.AuditMachines, action: "delete-label", detail: name}, nil
 	})
 	return err
 }
@@ -253,7 +253,7 @@ func (s *Store) SetRetireDate(ctx context.Context, serial string, date time.Time
 			return nil, nil
 		}
 		cur.m.Spec.RetireDate = date
-		return &change{category: sabakan.AuditMachines, action: "set-retire-date", detail: date.Format(time.RFC3339)}, nil
+		return &change{category: sabakan.AuditMachines, action: "set-retire-date", detail: date.String()}, nil
 	})
 	return err
 }

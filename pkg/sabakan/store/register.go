@@ -261,7 +261,7 @@ func (s *Store) tryRegister(ctx context.Context, specs []sabakan.MachineSpec) ([
 	rec, _ = json.Marshal(registration{State: regCommitted, Created: now.UTC(), Server: s.opts.Hostname, Machines: len(specs)})
 	resp, err = s.client.Txn(ctx).If(guards[0]).Then(
 		clientv3.OpPut(recKey, string(rec)),
-		s.AuditOp(ctx, sabakan.AuditMachines, registeredInstance(machines), "register", registeredDetail(machines)),
+		s.AuditOp(ctx, sabakan.AuditMachines, "", "register", registeredDetail(machines)),
 	).Commit()
 	if err != nil {
 		// The outcome is unknown: the janitor either keeps the machines
@@ -302,13 +302,6 @@ func (s *Store) revoke(lease clientv3.LeaseID) {
 	if _, err := s.client.Revoke(ctx, lease); err != nil {
 		slog.Warn("store: revoking a registration lease failed; it expires by itself", "error", err)
 	}
-}
-
-func registeredInstance(ms []*sabakan.Machine) string {
-	if len(ms) == 1 {
-		return ms[0].Spec.Serial
-	}
-	return fmt.Sprintf("%d machines", len(ms))
 }
 
 // maxRegisteredDetail bounds the audit detail of a registration. It goes

@@ -448,10 +448,73 @@ func TestLifeCycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := "ipam/put/config machines/register/2 machines machines/set-state/m00001 crypts/put/m00001 machines/set-state/m00001 crypts/delete/m00001 machines/set-state/m00001 machines/delete/m00001 machines/register/again"
+	want := "ipam/put/config machines/register/ machines/set-state/m00001 crypts/put/m00001 machines/set-state/m00001 crypts/delete/m00001 machines/set-state/m00001 machines/delete/m00001 machines/register/"
 	if got := strings.Join(actions, " "); got != want {
 		t.Errorf("audit log:\n got %s\nwant %s", got, want)
 	}
+}
+
+// TestAuditVocabulary: the inventory's audit entries use the reference's
+// categories, instances and actions for the reference's events (and its
+// details, except where ours say more: a registration's placements, the
+// disk paths whose keys were deleted), plus set-state, which the
+// reference does not log. docs/sabakan-api.md lists them.
+func TestAuditVocabulary(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	ms, err := s.Register(ctx, specs("v", 2, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const serial = "v00001"
+	steps := []func() error{
+		func() error { return s.SetLabel(ctx, serial, "os", "1855.4.0") },
+		func() error { return s.RemoveLabel(ctx, serial, "os") },
+		func() error { return s.SetRetireDate(ctx, serial, time.Date(2031, 3, 31, 0, 0, 0, 0, time.UTC)) },
+		func() error { _, err := s.SetState(ctx, serial, sabakan.StateHealthy); return err },
+		func() error { return s.PutCrypt(ctx, serial, "pci-1", []byte("k")) },
+		func() error { _, err := s.SetState(ctx, serial, sabakan.StateRetiring); return err },
+		func() error { _, err := s.DeleteCrypts(ctx, serial); return err },
+		func() error { _, err := s.SetState(ctx, serial, sabakan.StateRetired); return err },
+		func() error { return s.DeleteMachine(ctx, serial) },
+		func() error { return s.PutDHCP(ctx, &sabakan.DHCPConfig{LeaseMinutes: 30}) },
+	}
+	for i, step := range steps {
+		if err := step(); err != nil {
+			t.Fatalf("step %d: %v", i, err)
+		}
+	}
+	var got []string
+	s.Logs(ctx, time.Time{}, time.Time{}, func(e *sabakan.AuditEntry) error {
+		got = append(got, fmt.Sprintf("%s|%s|%s|%s", e.Category, e.Instance, e.Action, e.Detail))
+		return nil
+	})
+	want := []string{
+		"ipam|config|put|" + mustJSON(t, testIPAM()),
+		"machines||register|" + registeredDetail(ms),
+		"machines|v00001|put-label|os/1855.4.0",
+		"machines|v00001|delete-label|os",
+		"machines|v00001|set-retire-date|2031-03-31 00:00:00 +0000 UTC",
+		"machines|v00001|set-state|uninitialized -> healthy",
+		"crypts|v00001|put|pci-1",
+		"machines|v00001|set-state|healthy -> retiring",
+		"crypts|v00001|delete|pci-1",
+		"machines|v00001|set-state|retiring -> retired",
+		"machines|v00001|delete|",
+		"dhcp|config|put|" + mustJSON(t, &sabakan.DHCPConfig{LeaseMinutes: 30}),
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("audit log:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+func mustJSON(t *testing.T, v any) string {
+	t.Helper()
+	data, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(data)
 }
 
 func TestLabelsAndRetireDate(t *testing.T) {
@@ -866,7 +929,7 @@ func TestRegisterHugeAuditDetail(t *testing.T) {
 		}
 		return nil
 	})
-	if reg == nil || reg.Instance != "2000 machines" {
+	if reg == nil || reg.Instance != "" {
 		t.Fatalf("audit entry of the registration: %+v", reg)
 	}
 	var placed []map[string]any

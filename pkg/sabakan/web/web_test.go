@@ -321,7 +321,7 @@ func TestAuditRecordsActor(t *testing.T) {
 	}
 	var reg sabakan.AuditEntry
 	json.Unmarshal([]byte(lines[1]), &reg)
-	if reg.User != "alice" || reg.Action != "register" {
+	if reg.User != "alice" || reg.Category != "machines" || reg.Action != "register" || reg.Instance != "" {
 		t.Errorf("registration entry = %+v", reg)
 	}
 	today := time.Now().UTC().Format("20060102")
