@@ -75,9 +75,15 @@ func main() {
 			return err
 		}
 		svc := worker.Systemctl{}
+		vc, err := setup.NewVaultClient(cluster.VaultURL(me), setup.NewPaths(*root))
+		if err != nil {
+			return err
+		}
 		steps := []worker.Step{
 			worker.EtcdStep(client.Cluster,
 				worker.ServiceEtcd{Services: svc, Maintenance: client.Maintenance, Endpoint: cluster.EtcdClientURL(me)}, peerURL),
+			// Vault keeps its data in etcd: after etcd's restarts.
+			worker.VaultStep(worker.ServiceVault{Services: svc, API: vc}),
 			// Before sabakan first starts on this server: its etcd user and
 			// this server's certificate for it (neco init / init-local).
 			// After a restart: serving, for the uploads of the next step.
