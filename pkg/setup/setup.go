@@ -701,10 +701,13 @@ func (r *run) finish(ctx context.Context) error {
 	if err := storage.New(r.client).RegisterBootServer(ctx, r.Me.LRN, r.Me.Address); err != nil {
 		return fmt.Errorf("register boot server: %w", err)
 	}
-	// etcd already runs the installed version: neco-worker's etcd step need
-	// not restart it for the first update request, which is that version.
-	if err := storage.New(r.client).SetServiceVersion(ctx, r.Me.LRN, "etcd", r.Version); err != nil {
-		return err
+	// etcd and Vault already run the installed version: neco-worker's etcd
+	// and vault steps need not restart them for the first update request,
+	// which is that version.
+	for _, unit := range []string{"etcd", "vault"} {
+		if err := storage.New(r.client).SetServiceVersion(ctx, r.Me.LRN, unit, r.Version); err != nil {
+			return err
+		}
 	}
 	if r.isLeader() {
 		if err := FirstRequest(ctx, r.client, r.Servers, r.Version); err != nil {

@@ -119,12 +119,14 @@ func TestBootstrap(t *testing.T) {
 			t.Fatalf("first update request: %v", cur.Kvs)
 		}
 		for l := 0; l < 3; l++ {
-			// setup records the etcd it started, so the first update
-			// request does not restart etcd on any server.
-			v, err := root.Get(ctx, "/neco/"+storage.ServiceKey(l, "etcd"))
-			must(t, err)
-			if len(v.Kvs) != 1 || string(v.Kvs[0].Value) != "2026.01.01-1" {
-				t.Fatalf("boot server %d: etcd service record %v", l, v.Kvs)
+			// setup records the etcd and Vault it started, so the first
+			// update request restarts neither on any server.
+			for _, unit := range []string{"etcd", "vault"} {
+				v, err := root.Get(ctx, "/neco/"+storage.ServiceKey(l, unit))
+				must(t, err)
+				if len(v.Kvs) != 1 || string(v.Kvs[0].Value) != "2026.01.01-1" {
+					t.Fatalf("boot server %d: %s service record %v", l, unit, v.Kvs)
+				}
 			}
 		}
 		if tok, _ := root.Get(ctx, "/neco/"+setup.KeySetupRootToken); len(tok.Kvs) != 0 {
