@@ -25,6 +25,8 @@ type Server struct {
 	// ReadTimeout bounds reading a whole request; zero means 30 s. Servers
 	// that accept large uploads set it to the longest upload they allow.
 	ReadTimeout time.Duration
+	// ConnState, if set, is the http.Server's ConnState hook.
+	ConnState func(net.Conn, http.ConnState)
 }
 
 // Start listens and serves in the background until the environment stops.
@@ -48,6 +50,7 @@ func (s Server) Start(env *well.Environment) (net.Addr, error) {
 			ReadHeaderTimeout: 10 * time.Second,
 			ReadTimeout:       read,
 			IdleTimeout:       2 * time.Minute,
+			ConnState:         s.ConnState,
 		},
 		ShutdownTimeout: shutdown,
 		Env:             env,

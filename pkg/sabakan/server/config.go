@@ -27,6 +27,8 @@ const (
 	// DefaultRegistrationTTL is not in the reference, which has no
 	// multi-transaction registrations.
 	DefaultRegistrationTTL = "10s"
+	// DefaultBodyIdleTimeout: not in the reference.
+	DefaultBodyIdleTimeout = "30s"
 )
 
 // DefaultAllowIPs may change resources unless configured otherwise.
@@ -58,6 +60,10 @@ type Config struct {
 	// holds: how long the half-written registration of a killed server
 	// stays before it is rolled back (not in the reference).
 	RegistrationTTL string `json:"registration-ttl,omitempty"`
+	// BodyIdleTimeout is how long a request body may pause: a client that
+	// sends nothing for that long is answered 408 and disconnected (not in
+	// the reference).
+	BodyIdleTimeout string `json:"body-idle-timeout,omitempty"`
 }
 
 // NewConfig returns the defaults.
@@ -75,6 +81,7 @@ func NewConfig() *Config {
 		ServerKey:       DefaultServerKey,
 		LeaderTTL:       DefaultLeaderTTL,
 		RegistrationTTL: DefaultRegistrationTTL,
+		BodyIdleTimeout: DefaultBodyIdleTimeout,
 	}
 }
 
@@ -95,6 +102,7 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&c.Playground, "enable-playground", c.Playground, "accepted for compatibility; there is no GraphQL playground")
 	fs.StringVar(&c.LeaderTTL, "metrics-leader-election-ttl", c.LeaderTTL, "TTL of the janitor election's etcd session (Go duration)")
 	fs.StringVar(&c.RegistrationTTL, "registration-ttl", c.RegistrationTTL, "how long a registration's records outlive a killed server before they are rolled back (Go duration)")
+	fs.StringVar(&c.BodyIdleTimeout, "body-idle-timeout", c.BodyIdleTimeout, "how long a request body may pause before the request fails with 408 (Go duration)")
 	c.Etcd.AddFlags(fs)
 }
 
@@ -119,6 +127,9 @@ func (c *Config) Validate() error {
 	}
 	if d, err := time.ParseDuration(c.RegistrationTTL); err != nil || d < 2*time.Second {
 		errs = append(errs, fmt.Errorf("registration-ttl %q: want a duration of at least 2s", c.RegistrationTTL))
+	}
+	if d, err := time.ParseDuration(c.BodyIdleTimeout); err != nil || d < 100*time.Millisecond {
+		errs = append(errs, fmt.Errorf("body-idle-timeout %q: want a duration of at least 100ms", c.BodyIdleTimeout))
 	}
 	if c.Etcd == nil {
 		errs = append(errs, errors.New("etcd configuration missing"))

@@ -64,8 +64,10 @@ func (e *Env) Go(f func(ctx context.Context) error) { e.env.Go(f) }
 // Extension adds a capability to the daemon; see the package documentation.
 type Extension func(ctx context.Context, env *Env) error
 
-// apiReadTimeout bounds reading one request on the HTTP listener; it is
-// long because boot content uploads are large.
+// apiReadTimeout is the HTTP listener's whole-request read deadline, only a
+// fallback: the web layer moves the connection's read deadline as a body
+// arrives, failing a body that pauses longer than body-idle-timeout however
+// long the whole upload takes (web.Config.BodyIdleTimeout).
 const apiReadTimeout = time.Hour
 
 // Run runs the daemon until ctx ends, then drains the listeners and returns
@@ -77,6 +79,7 @@ func Run(ctx context.Context, cfg *Config, exts ...Extension) error {
 	allow, _ := web.ParseAllowIPs(cfg.AllowIPs)
 	leaderTTL, _ := time.ParseDuration(cfg.LeaderTTL)
 	regTTL, _ := time.ParseDuration(cfg.RegistrationTTL)
+	bodyIdle, _ := time.ParseDuration(cfg.BodyIdleTimeout)
 	hostname, _ := os.Hostname()
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return fmt.Errorf("data-dir: %w", err)
@@ -99,7 +102,7 @@ func Run(ctx context.Context, cfg *Config, exts ...Extension) error {
 
 	reg := daemon.NewRegistry()
 	reg.MustRegister(st.Collector())
-	srv := web.New(web.Config{Store: st, AllowedIPs: allow, Hostname: hostname, Version: version.Version, Registry: reg})
+	srv := web.New(web.Config{Store: st, AllowedIPs: allow, Hostname: hostname, Version: version.Version, Registry: reg, BodyIdleTimeout: bodyIdle})
 
 	env := well.NewEnvironment(ctx)
 	e := &Env{Config: cfg, Store: st, Client: client, Web: srv, Registry: reg, Hostname: hostname, env: env}
@@ -121,10 +124,10 @@ func Run(ctx context.Context, cfg *Config, exts ...Extension) error {
 		return nil
 	}
 	err = start("http", func() (net.Addr, error) {
-		return daemon.Server{Addr: cfg.HTTP, Handler: srv.Handler(), ReadTimeout: apiReadTimeout}.Start(env)
+		return daemon.Server{Addr: cfg.HTTP, Handler: srv.Handler(), ReadTimeout: apiReadTimeout, ConnState: srv.ConnState}.Start(env)
 	})
 	if err == nil {
-		err = start("https", func() (net.Addr, error) { return serveTLS(env, cfg.HTTPS, srv.TLSHandler(), tlsCfg) })
+		err = start("https", func() (net.Addr, error) { return serveTLS(env, cfg.HTTPS, srv, tlsCfg) })
 	}
 	if err == nil {
 		err = start("metrics", func() (net.Addr, error) {
@@ -166,15 +169,17 @@ func openStore(ctx context.Context, client *clientv3.Client, opts store.Options)
 	}
 }
 
-// serveTLS serves h over TLS on addr until env is cancelled.
-func serveTLS(env *well.Environment, addr string, h http.Handler, cfg *tls.Config) (net.Addr, error) {
+// serveTLS serves the HTTPS listener's API over TLS on addr until env is
+// cancelled.
+func serveTLS(env *well.Environment, addr string, srv *web.Server, cfg *tls.Config) (net.Addr, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
 	}
 	hs := &well.HTTPServer{
 		Server: &http.Server{
-			Handler:           h,
+			Handler:           srv.TLSHandler(),
+			ConnState:         srv.TLSConnState,
 			TLSConfig:         cfg,
 			ReadHeaderTimeout: 10 * time.Second,
 			ReadTimeout:       time.Minute,

@@ -23,6 +23,9 @@ var (
 	// ErrIncompleteBody: the client did not send the whole request body: it
 	// ended before its Content-Length, or the connection broke (400).
 	ErrIncompleteBody = errors.New("incomplete request body")
+	// ErrBodyTimeout: the client paused the request body for longer than
+	// Config.BodyIdleTimeout (408).
+	ErrBodyTimeout = errors.New("request body timeout")
 )
 
 // StatusOf is the HTTP status for err: the one place errors become statuses.
@@ -39,6 +42,8 @@ func StatusOf(err error) int {
 		return http.StatusNotFound
 	case errors.Is(err, ErrMethodNotAllowed):
 		return http.StatusMethodNotAllowed
+	case errors.Is(err, ErrBodyTimeout):
+		return http.StatusRequestTimeout
 	case errors.Is(err, sabakan.ErrConflict):
 		return http.StatusConflict
 	case errors.Is(err, sabakan.ErrLengthRequired):
@@ -91,6 +96,9 @@ func ReadBody(r *http.Request, limit int64) ([]byte, error) {
 	var tooLarge *http.MaxBytesError
 	if errors.As(err, &tooLarge) {
 		return nil, fmt.Errorf("%w: the body exceeds %d bytes", sabakan.ErrTooLarge, limit)
+	}
+	if errors.Is(err, ErrBodyTimeout) || errors.Is(err, ErrIncompleteBody) {
+		return nil, err
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: reading the body: %v", sabakan.ErrBadRequest, err)

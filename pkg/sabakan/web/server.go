@@ -20,7 +20,9 @@
 //     client IP, this server's host name), which store.AuditOp records.
 //   - The body: a read that fails because the client sent less than its
 //     Content-Length or broke the connection returns an error wrapping
-//     ErrIncompleteBody (400), so handlers need not tell it apart.
+//     ErrIncompleteBody (400), so handlers need not tell it apart; a client
+//     that pauses the body for longer than Config.BodyIdleTimeout fails the
+//     read with ErrBodyTimeout (408) and loses its connection.
 //   - Errors: return an error wrapping sabakan.ErrBadRequest (400),
 //     ErrNotFound (404), ErrConflict (409), ErrLengthRequired (411),
 //     ErrTooLarge (413), ErrUnavailable (503), or this package's ErrForbidden
@@ -35,6 +37,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/netip"
 	"slices"
@@ -65,7 +68,13 @@ type Config struct {
 	Version string
 	// Registry, if set, receives the request metrics.
 	Registry prometheus.Registerer
+	// BodyIdleTimeout is how long a request body may pause (default
+	// DefaultBodyIdleTimeout).
+	BodyIdleTimeout time.Duration
 }
+
+// DefaultBodyIdleTimeout is Config.BodyIdleTimeout's default.
+const DefaultBodyIdleTimeout = 30 * time.Second
 
 // HandlerFunc serves one request. A returned error is rendered by
 // RenderError, unless the handler already wrote a response.
@@ -84,13 +93,18 @@ type Server struct {
 	http     map[string]*route
 	https    map[string]*route
 	requests *prometheus.CounterVec
-	graphql  *graphql.Schema
+	// httpConns and httpsConns are each listener's connections (ConnState).
+	httpConns, httpsConns conns
+	graphql               *graphql.Schema
 }
 
 // New returns a Server with sabakan's own routes registered.
 func New(cfg Config) *Server {
 	if cfg.AllowedIPs == nil {
 		cfg.AllowedIPs = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32"), netip.MustParsePrefix("::1/128")}
+	}
+	if cfg.BodyIdleTimeout <= 0 {
+		cfg.BodyIdleTimeout = DefaultBodyIdleTimeout
 	}
 	s := &Server{cfg: cfg, http: map[string]*route{}, https: map[string]*route{}}
 	s.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -153,20 +167,21 @@ func (s *Server) add(table map[string]*route, method, pattern string, h HandlerF
 	rt.open[method] = open
 }
 
-// Handler is the HTTP listener's handler.
-func (s *Server) Handler() http.Handler { return s.mux("http", s.http) }
+// Handler is the HTTP listener's handler. Its http.Server's ConnState hook
+// should be ConnState.
+func (s *Server) Handler() http.Handler { return s.mux("http", s.http, &s.httpConns) }
 
-// TLSHandler is the HTTPS listener's handler.
-func (s *Server) TLSHandler() http.Handler { return s.mux("https", s.https) }
+// TLSHandler is the HTTPS listener's handler, with TLSConnState.
+func (s *Server) TLSHandler() http.Handler { return s.mux("https", s.https, &s.httpsConns) }
 
-func (s *Server) mux(listener string, table map[string]*route) http.Handler {
+func (s *Server) mux(listener string, table map[string]*route, conns *conns) http.Handler {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	mux := http.NewServeMux()
 	for pattern, rt := range table {
-		mux.Handle(pattern, s.serve(listener, pattern, rt))
+		mux.Handle(pattern, s.serve(listener, pattern, rt, conns))
 	}
-	mux.Handle("/", s.serve(listener, "/", &route{}))
+	mux.Handle("/", s.serve(listener, "/", &route{}, conns))
 	return mux
 }
 
@@ -213,10 +228,10 @@ func (w *statusRecorder) Flush() {
 
 // serve wraps a route: method dispatch, access control, the actor, error
 // rendering and metrics.
-func (s *Server) serve(listener, pattern string, rt *route) http.Handler {
+func (s *Server) serve(listener, pattern string, rt *route, conns *conns) http.Handler {
 	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		w := &statusRecorder{ResponseWriter: rw}
-		err := s.dispatch(w, r, pattern, rt)
+		err := s.dispatch(w, r, pattern, rt, conns.of(r))
 		if err != nil && w.status == 0 {
 			RenderError(w, r, err)
 		} else if err != nil {
@@ -230,7 +245,7 @@ func (s *Server) serve(listener, pattern string, rt *route) http.Handler {
 	})
 }
 
-func (s *Server) dispatch(w http.ResponseWriter, r *http.Request, pattern string, rt *route) error {
+func (s *Server) dispatch(w http.ResponseWriter, r *http.Request, pattern string, rt *route, conn net.Conn) error {
 	if pattern == "/" {
 		return notFoundPath(r, s.https[strings.TrimSuffix(r.URL.Path, "/")] != nil || strings.HasPrefix(r.URL.Path, "/api/v1/crypts/"))
 	}
@@ -264,7 +279,7 @@ func (s *Server) dispatch(w http.ResponseWriter, r *http.Request, pattern string
 	// A copy of the request: net/http looks at the original's body after
 	// the handler to decide whether to drain it.
 	r = r.WithContext(ctx)
-	wrapBody(r)
+	wrapBody(w, r, conn, s.cfg.BodyIdleTimeout)
 	return h(w, r)
 }
 
