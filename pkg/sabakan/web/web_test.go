@@ -188,6 +188,52 @@ func TestAPIStatuses(t *testing.T) {
 	}
 }
 
+// TestStatusesDifferFromReference pins the answers that differ from the
+// reference's on purpose, one per row of "Differences from the reference"
+// in docs/sabakan-api.md: requests both refuse, ours with the status that
+// names the cause (the reference answers 500, or 404 for malformed query
+// values).
+func TestStatusesDifferFromReference(t *testing.T) {
+	ts := newTestServer(t)
+	if r := ts.do(t, "POST", "/api/v1/machines", machinesJSON); r.status != 409 {
+		t.Errorf("POST machines before IPAM: %d %s, want 409 (reference: 500)", r.status, r.body)
+	}
+	ts.setup(t)
+	var full []string
+	for i := range 29 {
+		full = append(full, fmt.Sprintf(`{"serial":"full%02d","rack":5,"role":"cs","bmc":{"type":"x"}}`, i))
+	}
+	for _, tt := range []struct {
+		name, method, path, body string
+		status                   int // reference: 500 unless said
+		contains                 string
+	}{
+		{"forbidden transition", "PUT", "/api/v1/state/2345bcde", "retired", 409, "not allowed"},
+		{"delete a machine not retired", "DELETE", "/api/v1/machines/2345bcde", "", 409, "only retired"},
+		{"ipam with machines", "PUT", "/api/v1/config/ipam", ipamJSON, 409, "cannot change"},
+		{"a serial twice in one body", "POST", "/api/v1/machines", `[{"serial":"d","role":"cs","bmc":{"type":"x"}},{"serial":"d","role":"cs","bmc":{"type":"x"}}]`, 409, "serial d is also"},
+		{"a full rack", "POST", "/api/v1/machines", "[" + strings.Join(full, ",") + "]", 409, "rack 5 is full"},
+		{"crypts delete of a machine not retiring", "DELETE", "tls:/api/v1/crypts/2345bcde", "", 409, "retiring"},
+		{"crypt of an unknown machine", "PUT", "tls:/api/v1/crypts/nobody/disk0", "k", 404, "nobody"},
+		{"malformed rack (reference: 404)", "GET", "/api/v1/machines?rack=one", "", 400, "invalid rack"},
+		{"malformed state (reference: 404)", "GET", "/api/v1/machines?state=helthy", "", 400, "invalid state"},
+		{"malformed label selector (reference: 404 or 500)", "GET", "/api/v1/machines?labels=product", "", 400, "label selector"},
+		{"unknown parameter (reference: 404 or ignored)", "GET", "/api/v1/machines?datacenter=ty3", "", 400, "unknown parameter"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := ts.do(t, tt.method, tt.path, tt.body)
+			if r.status != tt.status || !strings.Contains(r.body, tt.contains) {
+				t.Errorf("%s %s: %d %s, want %d containing %q", tt.method, tt.path, r.status, r.body, tt.status, tt.contains)
+			}
+		})
+	}
+	// A retiring machine takes no new disk key.
+	ts.do(t, "PUT", "/api/v1/state/2345bcde", "retiring")
+	if r := ts.do(t, "PUT", "tls:/api/v1/crypts/2345bcde/disk0", "k"); r.status != 409 || !strings.Contains(r.body, "retiring") {
+		t.Errorf("PUT crypt of a retiring machine: %d %s, want 409 (reference: 500)", r.status, r.body)
+	}
+}
+
 func TestGetMachinesJSON(t *testing.T) {
 	ts := newTestServer(t)
 	ts.setup(t)
