@@ -353,6 +353,7 @@ func TestIgnitionIDs(t *testing.T) {
 		{"boot without templates", "GET", "/api/v1/boot/coreos/ipxe/s1", "", 404, "no ignition templates"},
 		{"id not a version", "PUT", "/api/v1/ignitions/worker/notsemver", good, 400, `invalid ignition id \"notsemver\": want a version`},
 		{"id with a bad character", "PUT", "/api/v1/ignitions/worker/1.0_1", good, 400, "want a version"},
+		{"id over 128 characters", "PUT", "/api/v1/ignitions/worker/" + strings.Repeat("1.", 64) + "1", good, 400, "at most 128"},
 		{"nothing stored", "GET", "/api/v1/ignitions/worker", "", 200, "null\n"},
 		{"put 1.9.0", "PUT", "/api/v1/ignitions/worker/1.9.0", good, 201, ""},
 		{"put 1.10.0", "PUT", "/api/v1/ignitions/worker/1.10.0", good, 201, ""},

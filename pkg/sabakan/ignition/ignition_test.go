@@ -259,6 +259,12 @@ func TestStore(t *testing.T) {
 	if err := s.Put(ctx, "worker", "1.12", tmpl); !errors.Is(err, sabakan.ErrConflict) {
 		t.Errorf("overwrite: %v, want conflict", err)
 	}
+	if err := s.Put(ctx, "worker", "1.2", tmpl); !errors.Is(err, sabakan.ErrConflict) || !strings.Contains(err.Error(), "older than the 10 kept") {
+		t.Errorf("an id older than the kept ones: %v, want conflict", err)
+	}
+	if ids, _ := s.IDs(ctx, "worker"); len(ids) != MaxTemplatesPerRole || ids[0] != "1.3" {
+		t.Errorf("after refusing an old id: %v", ids)
+	}
 	bad := &Template{Version: "3.4", Template: json.RawMessage(`{"storage":{"files":[{"path":"rel"}]}}`)}
 	if err := s.Put(ctx, "worker", "2.0", bad); !errors.Is(err, sabakan.ErrBadRequest) {
 		t.Errorf("invalid template: %v, want bad request", err)

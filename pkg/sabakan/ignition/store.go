@@ -200,6 +200,11 @@ func (s *Store) Put(ctx context.Context, role, id string, t *Template) error {
 		}
 		ids = append(ids, id)
 		slices.SortFunc(ids, CompareIDs)
+		if len(ids) > MaxTemplatesPerRole && CompareIDs(id, ids[len(ids)-MaxTemplatesPerRole]) < 0 {
+			// It would be dropped in the same transaction (which etcd
+			// refuses: one key twice); the reference stores and drops it.
+			return fmt.Errorf("%w: ignition template %s/%s is older than the %d kept for role %s (the oldest is %s): it would be dropped at once", sabakan.ErrConflict, role, id, MaxTemplatesPerRole, role, ids[len(ids)-MaxTemplatesPerRole])
+		}
 		ops := []clientv3.Op{clientv3.OpPut(key(role, id), string(val))}
 		for len(ids) > MaxTemplatesPerRole {
 			ops = append(ops, clientv3.OpDelete(key(role, ids[0])))
