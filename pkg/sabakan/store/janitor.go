@@ -23,9 +23,17 @@ const (
 // RunJanitor campaigns for the janitor election under the name and, while
 // leading, tidies registrations (Sweep) every few seconds and deletes audit
 // entries older than AuditRetention every hour. ttl is the election
-// session's TTL in seconds: how long a dead leader blocks its successor. It
-// returns nil when ctx ends.
+// session's TTL in seconds: how long a dead leader blocks its successor.
+// Leader or not, it removes abandoned registrations every few seconds, which
+// must not wait for a dead leader (see abandoned.go). It returns nil when ctx
+// ends.
 func (s *Store) RunJanitor(ctx context.Context, name string, ttl int) error {
+	loopDone := make(chan struct{})
+	go func() {
+		defer close(loopDone)
+		s.removeAbandonedLoop(ctx)
+	}()
+	defer func() { <-loopDone }()
 	for ctx.Err() == nil {
 		leader, err := etcdutil.Campaign(ctx, s.client, KeyJanitor, name, ttl)
 		if err != nil {
@@ -94,25 +102,7 @@ func (s *Store) Sweep(ctx context.Context) error {
 			firstErr = err
 		}
 	}
-	for start := 0; start < len(orphans); start += tidyChunk {
-		chunk := orphans[start:min(start+tidyChunk, len(orphans))]
-		var cmps []clientv3.Cmp
-		var ops []clientv3.Op
-		regs := map[string]bool{}
-		for _, e := range chunk {
-			cmps = append(cmps, etcdutil.Unchanged(machineKey(e.m.Spec.Serial), e.modRev))
-			ops = append(ops, clientv3.OpDelete(machineKey(e.m.Spec.Serial)), clientv3.OpDelete(slotKey(e.m.Spec.Rack, e.m.Spec.IndexInRack)))
-			regs[e.reg] = true
-		}
-		for id := range regs {
-			cmps = append(cmps, etcdutil.Absent(registrationKey(id)))
-		}
-		resp, err := s.client.Txn(ctx).If(cmps...).Then(ops...).Commit()
-		note(etcdErr("delete orphaned machines", err))
-		if err == nil && resp.Succeeded {
-			slog.Info("store: removed machines of an abandoned registration", "count", len(chunk))
-		}
-	}
+	note(s.removeAbandoned(ctx, orphans))
 	for _, entries := range committed {
 		// Chunks bounded like the registration's: by count and by bytes.
 		for start := 0; start < len(entries); {

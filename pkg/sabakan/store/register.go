@@ -163,6 +163,16 @@ func (s *Store) tryRegister(ctx context.Context, specs []sabakan.MachineSpec) ([
 	if err := s.sync(ctx); err != nil {
 		return nil, err
 	}
+	// Machines of abandoned registrations hold serials and indices this
+	// one may need: remove them now rather than wait for a sweep.
+	if found := s.idx.abandoned(); len(found) > 0 {
+		if err := s.removeAbandoned(ctx, found); err != nil {
+			return nil, err
+		}
+		if err := s.sync(ctx); err != nil {
+			return nil, err
+		}
+	}
 	ipam, ipamRev, _ := s.idx.config()
 	if ipam == nil {
 		return nil, fmt.Errorf("%w: set the IPAM configuration (PUT /api/v1/config/ipam) before registering machines", sabakan.ErrConflict)

@@ -15,7 +15,8 @@
 // with create-only comparisons, each machine naming the record, and finally
 // flips the record to committed. Readers hide machines whose record is not
 // committed; if the writer dies, the lease expires, the record vanishes and
-// the elected janitor (RunJanitor) deletes the orphans. See docs/etcd.md.
+// any server deletes the orphans (abandoned.go), without waiting for the
+// janitor election. See docs/etcd.md.
 //
 // Other packages of the boot server (DHCP, boot content) build on this one:
 // they read the configuration and machines through it and put AuditOp into
