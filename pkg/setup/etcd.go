@@ -97,6 +97,48 @@ func waitEtcd(ctx context.Context, client *clientv3.Client, n int) error {
 	return nil
 }
 
+// waitQuorumWithout waits until the members other than me's form a
+// quorum by themselves, so that restarting me's member leaves the cluster
+// available: in a cluster of three, both others must answer. A restart
+// while another member is down (a server that crashed during setup, one
+// being replaced) would stop etcd, and Vault's storage with it, until me's
+// member is back.
+func waitQuorumWithout(ctx context.Context, client *clientv3.Client, me Server) error {
+	lastErr, err := poll(ctx, "the other etcd members to answer (so that restarting this one keeps a quorum)", 500*time.Millisecond, nil, func(ctx context.Context) (bool, error) {
+		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		defer cancel()
+		ml, err := client.MemberList(cctx)
+		if err != nil {
+			return false, err
+		}
+		healthy, others := 0, []string{}
+		var down []string
+		for _, m := range ml.Members {
+			if m.Name == me.Name() {
+				continue
+			}
+			others = append(others, m.Name)
+			if len(m.ClientURLs) == 0 {
+				down = append(down, m.Name+" (not started)")
+				continue
+			}
+			if _, err := client.Status(cctx, m.ClientURLs[0]); err != nil {
+				down = append(down, m.Name+" ("+err.Error()+")")
+				continue
+			}
+			healthy++
+		}
+		if quorum := len(ml.Members)/2 + 1; healthy < quorum {
+			return false, fmt.Errorf("%d of the other members %v answer, %d needed; down: %s", healthy, others, quorum, strings.Join(down, ", "))
+		}
+		return true, nil
+	})
+	if err != nil {
+		return fmt.Errorf("etcd would lose its quorum while this member restarts: %v", cmp.Or(lastErr, err))
+	}
+	return nil
+}
+
 // etcd users and roles made by setup.
 const (
 	EtcdRootUser   = "root"   // boot servers: the neco CLI and the CD daemons

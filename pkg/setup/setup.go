@@ -622,6 +622,12 @@ func (r *run) reissue(ctx context.Context) error {
 	if err := IssueFromVault(ctx, r.vc, r.Me, r.Paths); err != nil {
 		return err
 	}
+	// Restarts begin once every server has its Vault credentials: a Vault
+	// restarted while another server still asks it for them fails over
+	// under that server's feet.
+	if err := r.waitStage(ctx, StageVault, lrns(r.Servers)); err != nil {
+		return err
+	}
 	var before []int
 	for _, s := range r.Servers {
 		if s.LRN < r.Me.LRN {
@@ -647,10 +653,14 @@ func IssueFromVault(ctx context.Context, vc *vault.Client, s Server, p Paths) er
 }
 
 // RestartAndUnseal restarts etcd and Vault of me, waiting for etcd's
-// quorum and unsealing Vault, so that they use renewed certificates.
+// quorum and unsealing Vault, so that they use renewed certificates. etcd
+// restarts only when the other members keep a quorum without it.
 func RestartAndUnseal(ctx context.Context, svc Services, client *clientv3.Client, c *Cluster, me Server, servers []Server, p Paths, timeout time.Duration) error {
 	wctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	if err := waitQuorumWithout(wctx, client, me); err != nil {
+		return err
+	}
 	if err := svc.Restart(wctx, "etcd"); err != nil {
 		return err
 	}

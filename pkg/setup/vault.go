@@ -290,6 +290,27 @@ func retryVault(ctx context.Context, f func() error) error {
 	return err
 }
 
+// errEmptyAnswer is an answer without the data a request has: a standby
+// answers so for a moment while the active node it forwards to goes away
+// (its restart during setup, a lost server). It is retried like a 5xx.
+var errEmptyAnswer = errors.New("vault answered without the expected data (failing over between servers?)")
+
+// writeVault writes data to path and returns Vault's answer, which ok must
+// accept (it is never called with nil), retrying as retryVault does, empty
+// answers included.
+func writeVault(ctx context.Context, c *vault.Client, path string, data map[string]any, ok func(*vault.Secret) bool) (*vault.Secret, error) {
+	var sec *vault.Secret
+	err := retryVault(ctx, func() error {
+		var err error
+		sec, err = c.Logical().WriteWithContext(ctx, path, data)
+		if err == nil && (sec == nil || !ok(sec)) {
+			err = errEmptyAnswer
+		}
+		return err
+	})
+	return sec, err
+}
+
 // AppRoleCreds are a boot server's Vault credentials (file 0600).
 type AppRoleCreds struct {
 	RoleID   string `json:"role_id"`
@@ -310,18 +331,16 @@ func newSecretID(ctx context.Context, c *vault.Client, lrn int, wrapTTL time.Dur
 		wc.SetWrappingLookupFunc(func(string, string) string { return wrapTTL.String() })
 		c = wc
 	}
-	var sec *vault.Secret
-	err := retryVault(ctx, func() (err error) {
-		sec, err = c.Logical().WriteWithContext(ctx, path, map[string]any{"metadata": string(meta)})
-		return err
+	sec, err := writeVault(ctx, c, path, map[string]any{"metadata": string(meta)}, func(sec *vault.Secret) bool {
+		if wrapTTL > 0 {
+			return sec.WrapInfo != nil
+		}
+		return sec.Data["secret_id"] != nil
 	})
 	if err != nil {
 		return "", fmt.Errorf("vault: new secret_id: %w", err)
 	}
 	if wrapTTL > 0 {
-		if sec == nil || sec.WrapInfo == nil {
-			return "", errors.New("vault: no wrapped secret_id returned")
-		}
 		return sec.WrapInfo.Token, nil
 	}
 	id, _ := sec.Data["secret_id"].(string)
@@ -345,34 +364,18 @@ func Login(ctx context.Context, c *vault.Client, p Paths) error {
 }
 
 func loginWith(ctx context.Context, c *vault.Client, creds AppRoleCreds) error {
-	// Retry while Vault fails over (a standby forwards to an active node
-	// that may have just died; its HA lock expires within seconds).
-	deadline := time.Now().Add(time.Minute)
-	for {
-		sec, err := c.Logical().WriteWithContext(ctx, "auth/approle/login", map[string]any{
-			"role_id": creds.RoleID, "secret_id": creds.SecretID,
-		})
-		if err == nil && sec != nil && sec.Auth != nil {
-			c.SetToken(sec.Auth.ClientToken)
-			return nil
-		}
-		if err == nil {
-			// A Vault between standby and active may answer empty.
-			err = errors.New("no token returned")
-		}
-		var re *vault.ResponseError
-		if errors.As(err, &re) && (re.StatusCode == http.StatusBadRequest || re.StatusCode == http.StatusForbidden) {
-			return fmt.Errorf("vault rejected this boot server's AppRole credentials (revoked?): issue new ones with neco vault issue-join-token on another boot server and run neco join again: %w", err)
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("vault login: %w", err)
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("vault login: %w", err)
-		case <-time.After(time.Second):
-		}
+	sec, err := writeVault(ctx, c, "auth/approle/login", map[string]any{
+		"role_id": creds.RoleID, "secret_id": creds.SecretID,
+	}, func(sec *vault.Secret) bool { return sec.Auth != nil && sec.Auth.ClientToken != "" })
+	var re *vault.ResponseError
+	if errors.As(err, &re) && (re.StatusCode == http.StatusBadRequest || re.StatusCode == http.StatusForbidden) {
+		return fmt.Errorf("vault rejected this boot server's AppRole credentials (revoked?): issue new ones with neco vault issue-join-token on another boot server and run neco join again: %w", err)
 	}
+	if err != nil {
+		return fmt.Errorf("vault login: %w", err)
+	}
+	c.SetToken(sec.Auth.ClientToken)
+	return nil
 }
 
 // signWithVault has Vault's PKI mount of spec sign csr, retrying while
@@ -391,27 +394,12 @@ func signWithVault(ctx context.Context, c *vault.Client, spec certSpec, csr []by
 		"alt_names": strings.Join(dns, ","), "ip_sans": strings.Join(ips, ","),
 		"exclude_cn_from_sans": true,
 	}
-	var lastErr error
-	deadline := time.Now().Add(time.Minute)
-	for time.Now().Before(deadline) {
-		sec, err := c.Logical().WriteWithContext(ctx, spec.Mount+"/sign/"+PKIRole, req)
-		if err == nil && sec != nil {
-			cert, _ := sec.Data["certificate"].(string)
-			if cert == "" {
-				return nil, fmt.Errorf("vault: %s signed no certificate", spec.Mount)
-			}
-			return []byte(cert + "\n"), nil
-		}
-		lastErr = err
-		var re *vault.ResponseError
-		if errors.As(err, &re) && re.StatusCode >= 400 && re.StatusCode < 500 {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(time.Second):
-		}
+	sec, err := writeVault(ctx, c, spec.Mount+"/sign/"+PKIRole, req, func(sec *vault.Secret) bool {
+		cert, _ := sec.Data["certificate"].(string)
+		return cert != ""
+	})
+	if err != nil {
+		return nil, fmt.Errorf("vault: sign %s certificate: %w", spec.Kind, err)
 	}
-	return nil, fmt.Errorf("vault: sign %s certificate: %w", spec.Kind, lastErr)
+	return []byte(sec.Data["certificate"].(string) + "\n"), nil
 }

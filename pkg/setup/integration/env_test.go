@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -210,11 +211,14 @@ func (cl *cluster) setupAll(ctx context.Context, lrns ...int) time.Duration {
 		}()
 	}
 	wg.Wait()
-	for i, r := range res {
-		if r.code != 0 {
-			cl.dumpLogs()
-			cl.t.Fatalf("setup on boot server %d failed (exit %d):\n%s", lrns[i], r.code, r.out)
+	if slices.ContainsFunc(res, func(r result) bool { return r.code != 0 }) {
+		// Every server's account: one stuck at a barrier is explained by
+		// the log of the server it waits for.
+		cl.dumpLogs()
+		for i, r := range res {
+			cl.t.Logf("setup on boot server %d: exit %d after %s:\n%s", lrns[i], r.code, r.dur.Round(time.Second), r.out)
 		}
+		cl.t.Fatal("a setup failed (outputs above)")
 	}
 	return time.Since(start)
 }
