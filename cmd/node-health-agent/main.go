@@ -1,6 +1,7 @@
 // Command node-health-agent runs on every node and boot server: it joins the
 // data center's serf cluster, publishes the machine's serial and failed
-// systemd units as tags, and serves the member list, /health and /metrics.
+// systemd units (on an OS without systemd, what -health-command reports) as
+// tags, and serves the member list, /health and /metrics.
 // See docs/membership.md.
 package main
 
@@ -27,14 +28,20 @@ func main() {
 	flag.DurationVar(&cfg.CheckInterval, "check-interval", 10*time.Second, "how often failed systemd units are checked")
 	flag.StringVar(&cfg.Profile, "profile", "lan", "failure detection timing: lan (data center) or local (tests)")
 	listen := flag.String("listen", "127.0.0.1:7947", "address of /members, /health and /metrics")
+	healthCommand := flag.String("health-command", "", "for an OS without systemd: `executable` run instead of systemctl at every check; each line it prints names a failed service, a non-zero exit is a failed check")
 	flag.Parse()
 	if cfg.Serial == "" {
 		data, _ := os.ReadFile("/sys/class/dmi/id/product_serial")
 		cfg.Serial = strings.TrimSpace(string(data))
 	}
 
+	var health membership.Health = membership.SystemdHealth{}
+	if *healthCommand != "" {
+		health = membership.CommandHealth{Path: *healthCommand}
+	}
+
 	daemon.Run(func(ctx context.Context) error {
-		agent, err := membership.Start(ctx, cfg, membership.SystemdHealth{})
+		agent, err := membership.Start(ctx, cfg, health)
 		if err != nil {
 			return err
 		}

@@ -3,6 +3,8 @@ package membership
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
@@ -120,5 +122,38 @@ func TestParseFailedUnits(t *testing.T) {
 	}
 	if got := parseFailedUnits(nil); got != nil {
 		t.Errorf("no output: %v", got)
+	}
+}
+
+func TestCommandHealth(t *testing.T) {
+	dir := t.TempDir()
+	script := func(name, body string) string {
+		t.Helper()
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte("#!/bin/sh\n"+body+"\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	tests := []struct {
+		name    string
+		health  CommandHealth
+		want    []string
+		wantErr bool
+	}{
+		{name: "nothing failed", health: CommandHealth{Path: script("ok", "exit 0")}},
+		{name: "one line per failed service", health: CommandHealth{Path: script("two", "echo bgp-node-agent; echo; echo '  bird  '")},
+			want: []string{"bgp-node-agent", "bird"}},
+		{name: "non-zero exit", health: CommandHealth{Path: script("fail", "echo x; exit 3")}, wantErr: true},
+		{name: "missing command", health: CommandHealth{Path: filepath.Join(dir, "absent")}, wantErr: true},
+		{name: "too slow", health: CommandHealth{Path: script("slow", "exec sleep 5"), Timeout: 100 * time.Millisecond}, wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := tt.health.FailedUnits(context.Background())
+			if (err != nil) != tt.wantErr || !slices.Equal(got, tt.want) {
+				t.Errorf("FailedUnits = %q, %v; want %q, error %v", got, err, tt.want, tt.wantErr)
+			}
+		})
 	}
 }
