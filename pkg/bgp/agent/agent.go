@@ -317,7 +317,12 @@ func (a *Agent) spawn(ctx context.Context) error {
 	proc, err := a.daemon.Start(ctx)
 	var te *bird.TuneError
 	if errors.As(err, &te) {
-		a.log.Warn("BIRD runs without real-time priority or OOM protection", "error", err)
+		if te.Realtime != nil {
+			a.log.Warn("BIRD runs without real-time priority", "error", te.Realtime)
+		}
+		if te.OOM != nil {
+			a.log.Warn("BIRD runs without OOM protection", "error", te.OOM)
+		}
 		err = nil
 	}
 	if err != nil {

@@ -4,9 +4,16 @@ import (
 	"bufio"
 	"errors"
 	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/openneco/neco/pkg/testutil"
+	"golang.org/x/sys/unix"
 )
 
 func read(t *testing.T, s string) Reply {
@@ -154,4 +161,71 @@ func FuzzReply(f *testing.F) {
 		ParseProtocols(r)
 		ParseBFDSessions(r)
 	})
+}
+
+func TestTuneErrorSaysWhatFailed(t *testing.T) {
+	rt, oom := errors.New("operation not permitted"), errors.New("permission denied")
+	tests := []struct {
+		name      string
+		err       *TuneError
+		want, not []string
+	}{
+		{"OOM only", &TuneError{OOM: oom}, []string{"no OOM protection: permission denied"}, []string{"real-time"}},
+		{"real-time only", &TuneError{Realtime: rt}, []string{"no real-time priority: operation not permitted"}, []string{"OOM"}},
+		{"both", &TuneError{Realtime: rt, OOM: oom}, []string{"no real-time priority: operation not permitted", "no OOM protection: permission denied"}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			msg := tt.err.Error()
+			for _, w := range tt.want {
+				if !strings.Contains(msg, w) {
+					t.Errorf("%q lacks %q", msg, w)
+				}
+			}
+			for _, n := range tt.not {
+				if strings.Contains(msg, n) {
+					t.Errorf("%q mentions %q, which did not fail", msg, n)
+				}
+			}
+			if tt.err.OOM != nil && !errors.Is(tt.err, oom) || tt.err.Realtime != nil && !errors.Is(tt.err, rt) {
+				t.Errorf("errors.Is does not find the causes in %v", tt.err)
+			}
+		})
+	}
+}
+
+// TestTune tunes a child process and checks that the error names exactly
+// what did not take effect (in unprivileged containers the OOM score is
+// refused while SCHED_RR is granted).
+func TestTune(t *testing.T) {
+	testutil.RequireRoot(t)
+	cmd := exec.Command("sleep", "30")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	pid := cmd.Process.Pid
+	err := Tune(pid)
+	var te *TuneError
+	if err != nil && !errors.As(err, &te) {
+		t.Fatalf("Tune: %v is not a *TuneError", err)
+	}
+	if te == nil {
+		te = &TuneError{}
+	}
+	attr, aerr := unix.SchedGetAttr(pid, 0)
+	if aerr != nil {
+		t.Fatal(aerr)
+	}
+	if rr := attr.Policy == unix.SCHED_RR && attr.Priority == 10; rr != (te.Realtime == nil) {
+		t.Errorf("policy %d priority %d, but the real-time error is %v", attr.Policy, attr.Priority, te.Realtime)
+	}
+	b, rerr := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "oom_score_adj"))
+	if rerr != nil {
+		t.Fatal(rerr)
+	}
+	if protected := strings.TrimSpace(string(b)) == "-1000"; protected != (te.OOM == nil) {
+		t.Errorf("oom_score_adj %s, but the OOM error is %v", b, te.OOM)
+	}
+	t.Logf("Tune: %v", err)
 }

@@ -153,7 +153,7 @@ func (d *Daemon) isOurs(pid int) bool {
 // Start runs BIRD with the daemon's configuration file and waits until it
 // answers on its control socket. The returned error may be a *TuneError
 // together with a running process: BIRD runs, but without real-time
-// priority.
+// priority or OOM protection.
 func (d *Daemon) Start(ctx context.Context) (*Process, error) {
 	args := []string{"-f", "-c", d.Config, "-s", d.Socket, "-P", d.PIDFile}
 	argv := append(append(append([]string{}, d.Prefix...), d.binary()), args...)
@@ -212,38 +212,62 @@ func (d *Daemon) outputName() string {
 	return d.Output
 }
 
-// TuneError reports that BIRD runs but could not get real-time priority or
-// OOM protection.
-type TuneError struct{ Err error }
+// TuneError reports that BIRD runs but did not get real-time priority, OOM
+// protection, or both. Each field says why one of them failed and is nil
+// when that one succeeded.
+type TuneError struct {
+	// Realtime is why SCHED_RR was refused (for one or more threads).
+	Realtime error
+	// OOM is why oom_score_adj -1000 was refused.
+	OOM error
+}
 
-func (e *TuneError) Error() string { return "bird: tune: " + e.Err.Error() }
-func (e *TuneError) Unwrap() error { return e.Err }
+func (e *TuneError) Error() string {
+	var parts []string
+	if e.Realtime != nil {
+		parts = append(parts, "no real-time priority: "+e.Realtime.Error())
+	}
+	if e.OOM != nil {
+		parts = append(parts, "no OOM protection: "+e.OOM.Error())
+	}
+	return "bird: tune: " + strings.Join(parts, "; ")
+}
+
+// Unwrap returns the errors that are set.
+func (e *TuneError) Unwrap() []error {
+	var errs []error
+	for _, err := range []error{e.Realtime, e.OOM} {
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errs
+}
 
 // Tune gives pid (and all its threads) round-robin real-time priority 10
-// and the lowest OOM score, as the reference deployment runs BIRD.
+// and the lowest OOM score, as the reference deployment runs BIRD. It tries
+// both; a *TuneError says which failed and why.
 func Tune(pid int) error {
-	var errs []error
 	tasks, _ := os.ReadDir(filepath.Join("/proc", strconv.Itoa(pid), "task"))
-	if len(tasks) == 0 {
-		tasks = nil
-	}
 	tids := []int{pid}
 	for _, t := range tasks {
 		if tid, err := strconv.Atoi(t.Name()); err == nil && tid != pid {
 			tids = append(tids, tid)
 		}
 	}
+	var rt []error
 	for _, tid := range tids {
 		attr := &unix.SchedAttr{Policy: unix.SCHED_RR, Priority: 10}
 		if err := unix.SchedSetAttr(tid, attr, 0); err != nil {
-			errs = append(errs, fmt.Errorf("real-time priority for %d: %w", tid, err))
+			rt = append(rt, fmt.Errorf("thread %d: %w", tid, err))
 		}
 	}
+	te := &TuneError{Realtime: errors.Join(rt...)}
 	if err := os.WriteFile(filepath.Join("/proc", strconv.Itoa(pid), "oom_score_adj"), []byte("-1000"), 0); err != nil {
-		errs = append(errs, fmt.Errorf("OOM protection: %w", err))
+		te.OOM = err
 	}
-	if len(errs) > 0 {
-		return &TuneError{errors.Join(errs...)}
+	if te.Realtime != nil || te.OOM != nil {
+		return te
 	}
 	return nil
 }
