@@ -1,7 +1,8 @@
 // Package osimage builds the small OS the network boot test and the
 // virtual data center's QEMU machines boot from sabakan: this host's
 // Debian kernel and an initramfs holding a static busybox, the virtio
-// network modules and the scripts that stand in for a real OS.
+// network modules, the scripts that stand in for a real OS and the
+// programs they run (with the shared libraries those need).
 package osimage
 
 import (
@@ -11,6 +12,7 @@ import (
 	"debug/elf"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"os"
 	"path/filepath"
@@ -35,44 +37,92 @@ func Kernel() (path, version string, err error) {
 // NetworkModules are the kernel modules a QEMU machine needs for its NIC.
 var NetworkModules = []string{"virtio_pci", "virtio_net"}
 
+// Spec is what an initramfs holds besides its skeleton (/bin, /dev with
+// the console, /proc, /sys, /tmp, /etc, /lib/modules).
+type Spec struct {
+	// Busybox is a statically linked busybox, installed at /bin/busybox:
+	// nothing in the archive could load a dynamic one.
+	Busybox string
+	// ModDir is the kernel's module directory (/lib/modules/<version>).
+	ModDir string
+	// Modules are the kernel modules to load at boot; they go to
+	// /lib/modules with their dependencies, and their file names, in load
+	// order, to /modules.order. NetworkModules when nil.
+	Modules []string
+	// Scripts are executables: path in the archive → content.
+	Scripts map[string]string
+	// Programs are host executables: path in the archive → host path. A
+	// dynamically linked one brings its program interpreter and the shared
+	// libraries it needs (recursively), each at the path the host has it,
+	// so the interpreter finds them in its default directories.
+	Programs map[string]string
+}
+
 // Initramfs returns a gzipped newc cpio archive with busybox at
 // /bin/busybox, NetworkModules and their dependencies from modDir under
 // /lib/modules (file names listed in load order in /modules.order), and
 // scripts (path in the archive → content) as executables. busybox must
 // be statically linked: nothing else in the archive could load it.
 func Initramfs(busybox, modDir string, scripts map[string]string) ([]byte, error) {
-	if err := CheckStatic(busybox); err != nil {
+	return Spec{Busybox: busybox, ModDir: modDir, Scripts: scripts}.Build()
+}
+
+// Build returns the initramfs as a gzipped newc cpio archive.
+func (s Spec) Build() ([]byte, error) {
+	if err := CheckStatic(s.Busybox); err != nil {
 		return nil, err
 	}
-	bb, err := os.ReadFile(busybox)
+	bb, err := os.ReadFile(s.Busybox)
 	if err != nil {
 		return nil, err
 	}
-	order, err := moduleOrder(filepath.Join(modDir, "modules.dep"), NetworkModules...)
+	modules := s.Modules
+	if modules == nil {
+		modules = NetworkModules
+	}
+	order, err := moduleOrder(filepath.Join(s.ModDir, "modules.dep"), modules...)
 	if err != nil {
 		return nil, err
 	}
 
-	c := &cpio{}
+	c := &cpio{dirs: map[string]bool{}}
 	for _, d := range []string{"bin", "dev", "proc", "sys", "tmp", "etc", "lib", "lib/modules"} {
-		c.entry(d, 0o040755, nil, 0, 0)
+		c.dir(d)
 	}
 	c.entry("dev/console", 0o020600, nil, 5, 1)
-	c.entry("bin/busybox", 0o100755, bb, 0, 0)
-	for _, name := range slices.Sorted(maps.Keys(scripts)) {
-		c.entry(name, 0o100755, []byte(scripts[name]), 0, 0)
+	c.file("bin/busybox", 0o100755, bb)
+	for _, name := range slices.Sorted(maps.Keys(s.Scripts)) {
+		c.file(name, 0o100755, []byte(s.Scripts[name]))
+	}
+	files := map[string]string{} // path in the archive → host file
+	for _, name := range slices.Sorted(maps.Keys(s.Programs)) {
+		files[name] = s.Programs[name]
+		libs, err := SharedLibraries(s.Programs[name])
+		if err != nil {
+			return nil, err
+		}
+		for _, l := range libs {
+			files[strings.TrimPrefix(l, "/")] = l
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(files)) {
+		data, err := os.ReadFile(files[name])
+		if err != nil {
+			return nil, err
+		}
+		c.file(name, 0o100755, data)
 	}
 	var names []string
 	for _, m := range order {
-		data, err := os.ReadFile(filepath.Join(modDir, m))
+		data, err := os.ReadFile(filepath.Join(s.ModDir, m))
 		if err != nil {
 			return nil, err
 		}
 		name := filepath.Base(m)
-		c.entry("lib/modules/"+name, 0o100644, data, 0, 0)
+		c.file("lib/modules/"+name, 0o100644, data)
 		names = append(names, name)
 	}
-	c.entry("modules.order", 0o100644, []byte(strings.Join(names, "\n")+"\n"), 0, 0)
+	c.file("modules.order", 0o100644, []byte(strings.Join(names, "\n")+"\n"))
 	c.entry("TRAILER!!!", 0, nil, 0, 0)
 
 	var out bytes.Buffer
@@ -84,6 +134,70 @@ func Initramfs(busybox, modDir string, scripts map[string]string) ([]byte, error
 		return nil, err
 	}
 	return out.Bytes(), nil
+}
+
+// libraryDirs are where Debian's dynamic loader looks for libraries
+// without an ld.so.cache, in its order.
+var libraryDirs = []string{"/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib64", "/lib", "/usr/lib"}
+
+// SharedLibraries returns what the executable at path needs to run: its
+// program interpreter and the shared libraries it needs, directly or
+// through other libraries, as the paths of the loader's default
+// directories where the host has them. A static executable needs none.
+func SharedLibraries(path string) ([]string, error) {
+	var out []string
+	seen := map[string]bool{}
+	var visit func(file string, top bool) error
+	visit = func(file string, top bool) error {
+		f, err := elf.Open(file)
+		if err != nil {
+			return fmt.Errorf("osimage: %w", err)
+		}
+		defer f.Close()
+		if top {
+			for _, p := range f.Progs {
+				if p.Type != elf.PT_INTERP {
+					continue
+				}
+				b, err := io.ReadAll(p.Open())
+				if err != nil {
+					return fmt.Errorf("osimage: %s: program interpreter: %w", file, err)
+				}
+				interp := string(bytes.TrimRight(b, "\x00"))
+				seen[filepath.Base(interp)] = true
+				out = append(out, interp)
+			}
+		}
+		needed, err := f.ImportedLibraries()
+		if err != nil {
+			return fmt.Errorf("osimage: %s: %w", file, err)
+		}
+		for _, lib := range needed {
+			if seen[lib] {
+				continue
+			}
+			seen[lib] = true
+			found := ""
+			for _, d := range libraryDirs {
+				if _, err := os.Stat(filepath.Join(d, lib)); err == nil {
+					found = filepath.Join(d, lib)
+					break
+				}
+			}
+			if found == "" {
+				return fmt.Errorf("osimage: %s needs %s, which is in none of %s", file, lib, strings.Join(libraryDirs, " "))
+			}
+			out = append(out, found)
+			if err := visit(found, false); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if err := visit(path, true); err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // CheckStatic fails unless path is an ELF executable without a program
@@ -104,8 +218,26 @@ func CheckStatic(path string) error {
 
 // cpio writes the newc format the kernel unpacks.
 type cpio struct {
-	buf bytes.Buffer
-	ino int
+	buf  bytes.Buffer
+	ino  int
+	dirs map[string]bool
+}
+
+// dir adds a directory and its parents, once each: the kernel creates
+// no parent directories when it unpacks.
+func (c *cpio) dir(name string) {
+	if name == "." || name == "/" || c.dirs[name] {
+		return
+	}
+	c.dir(filepath.Dir(name))
+	c.dirs[name] = true
+	c.entry(name, 0o040755, nil, 0, 0)
+}
+
+// file adds a file after its directories.
+func (c *cpio) file(name string, mode uint32, data []byte) {
+	c.dir(filepath.Dir(name))
+	c.entry(name, mode, data, 0, 0)
 }
 
 func (c *cpio) entry(name string, mode uint32, data []byte, rdevMajor, rdevMinor int) {

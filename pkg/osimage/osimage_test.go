@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -39,8 +40,9 @@ type entry struct {
 	data string
 }
 
-// readCpio decodes a gzipped newc archive up to its trailer.
-func readCpio(t *testing.T, gz []byte) map[string]entry {
+// readCpio decodes a gzipped newc archive up to its trailer: its entries
+// and their names in archive order.
+func readCpio(t *testing.T, gz []byte) (map[string]entry, []string) {
 	t.Helper()
 	zr, err := gzip.NewReader(bytes.NewReader(gz))
 	if err != nil {
@@ -51,6 +53,7 @@ func readCpio(t *testing.T, gz []byte) map[string]entry {
 		t.Fatal(err)
 	}
 	files := map[string]entry{}
+	var order []string
 	for i := 0; ; {
 		if i+110 > len(raw) || string(raw[i:i+6]) != "070701" {
 			t.Fatalf("no newc header at %d", i)
@@ -65,10 +68,11 @@ func readCpio(t *testing.T, gz []byte) map[string]entry {
 		mode, size, nameLen := field(1), field(6), field(11)
 		name := string(raw[i+110 : i+110+nameLen-1])
 		if name == "TRAILER!!!" {
-			return files
+			return files, order
 		}
 		i = (i + 110 + nameLen + 3) &^ 3
 		files[name] = entry{uint32(mode), string(raw[i : i+size])}
+		order = append(order, name)
 		i = (i + size + 3) &^ 3
 	}
 }
@@ -88,7 +92,7 @@ func TestInitramfs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	files := readCpio(t, gz)
+	files, _ := readCpio(t, gz)
 	bb, _ := os.ReadFile(bins[0])
 	for name, want := range map[string]entry{
 		"init":                      {0o100755, "#!/bin/busybox sh\necho hi\n"},
@@ -110,5 +114,89 @@ func TestInitramfs(t *testing.T) {
 	}
 	if _, err := Initramfs(filepath.Join(mods, "modules.dep"), mods, nil); err == nil {
 		t.Error("a text file was taken for busybox")
+	}
+}
+
+func TestSharedLibraries(t *testing.T) {
+	bins := testutil.RequireCommands(t, "ls")
+	libs, err := SharedLibraries(bins[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(libs) < 2 || filepath.Base(libs[0]) != "ld-linux-x86-64.so.2" {
+		t.Fatalf("ls needs %v: want its interpreter first, then libraries", libs)
+	}
+	seen := map[string]bool{}
+	for _, l := range libs {
+		if seen[filepath.Base(l)] {
+			t.Errorf("%s twice in %v", filepath.Base(l), libs)
+		}
+		seen[filepath.Base(l)] = true
+	}
+	if !seen["libc.so.6"] {
+		t.Errorf("no libc in %v", libs)
+	}
+	if _, err := SharedLibraries(filepath.Join(t.TempDir(), "absent")); err == nil {
+		t.Error("a missing executable has no error")
+	}
+}
+
+// TestPrograms puts a dynamically linked program in an initramfs and runs
+// it from the unpacked archive (chroot, as root): what it needs came along.
+func TestPrograms(t *testing.T) {
+	bins := testutil.RequireCommands(t, "busybox", "ls")
+	mods := t.TempDir()
+	os.WriteFile(filepath.Join(mods, "modules.dep"), []byte("kernel/dummy.ko:\n"), 0o644)
+	os.MkdirAll(filepath.Join(mods, "kernel"), 0o755)
+	os.WriteFile(filepath.Join(mods, "kernel/dummy.ko"), []byte("dummy module"), 0o644)
+	gz, err := Spec{Busybox: bins[0], ModDir: mods, Modules: []string{"dummy"},
+		Programs: map[string]string{"usr/local/bin/ls": bins[1]}}.Build()
+	if err != nil && strings.Contains(err.Error(), "dynamically linked") {
+		testutil.Missing(t, "%v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, order := readCpio(t, gz)
+	if got := files["modules.order"].data; got != "dummy.ko\n" {
+		t.Errorf("modules.order %q", got)
+	}
+	if _, ok := files["lib/modules/virtio_net.ko"]; ok {
+		t.Error("NetworkModules came along though Modules was set")
+	}
+	// Every file comes after its directories; nothing twice.
+	for i, name := range order {
+		if d := filepath.Dir(name); d != "." && !slices.Contains(order[:i], d) {
+			t.Errorf("%s before its directory %s", name, d)
+		}
+		if slices.Contains(order[:i], name) {
+			t.Errorf("%s twice", name)
+		}
+	}
+	ls, _ := os.ReadFile(bins[1])
+	if files["usr/local/bin/ls"].data != string(ls) || files["usr/local/bin/ls"].mode != 0o100755 {
+		t.Error("usr/local/bin/ls is not the host's ls")
+	}
+	libs, _ := SharedLibraries(bins[1])
+	for _, l := range libs {
+		if _, ok := files[strings.TrimPrefix(l, "/")]; !ok {
+			t.Errorf("%s missing", l)
+		}
+	}
+
+	testutil.RequireRoot(t)
+	root := t.TempDir()
+	for _, name := range order {
+		p := filepath.Join(root, name)
+		switch e := files[name]; e.mode & 0o170000 {
+		case 0o040000:
+			os.MkdirAll(p, 0o755)
+		case 0o100000:
+			os.WriteFile(p, []byte(e.data), os.FileMode(e.mode&0o777))
+		}
+	}
+	out, err := exec.Command("chroot", root, "/usr/local/bin/ls", "/lib/modules").CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != "dummy.ko" {
+		t.Errorf("ls in the unpacked initramfs: %v: %s", err, out)
 	}
 }
