@@ -20,6 +20,7 @@ import (
 
 	"github.com/openneco/neco/pkg/githubtest"
 	"github.com/openneco/neco/pkg/neco"
+	"github.com/openneco/neco/pkg/neco/storage"
 	"github.com/openneco/neco/pkg/vdc/host"
 	"github.com/openneco/neco/pkg/vdc/menu"
 )
@@ -177,7 +178,7 @@ func TestUpgrade(t *testing.T) {
 	// etcd was restarted for the new version on every server, one at a
 	// time under the restart lock: the cluster kept its quorum.
 	out := must(op, "etcdctl", "--endpoints", "https://"+d.Plan.Hosts[op].Node0.String()+":2379", "--cacert", "/etc/neco/ca-server.crt",
-		"--cert", "/etc/neco/etcd-root.crt", "--key", "/etc/neco/etcd-root.key", "get", "--prefix", "/neco/install/")
+		"--cert", "/etc/neco/etcd-root.crt", "--key", "/etc/neco/etcd-root.key", "get", "--prefix", storage.DefaultPrefix+storage.InstallPrefix)
 	if n := strings.Count(out, necoV2); n < 2*len(boots) {
 		t.Errorf("service restarts recorded for %s: %d, want etcd and sabakan on every server:\n%s", necoV2, n, out)
 	}

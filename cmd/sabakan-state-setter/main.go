@@ -10,8 +10,6 @@ import (
 	"os"
 	"time"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
-
 	"github.com/openneco/neco/pkg/daemon"
 	"github.com/openneco/neco/pkg/etcdutil"
 	"github.com/openneco/neco/pkg/membership"
@@ -55,10 +53,7 @@ func main() {
 		defer etcd.Close()
 		reg := daemon.NewRegistry()
 		setter.Register(reg)
-		health := func(ctx context.Context) error {
-			_, err := etcd.Get(ctx, statesetter.ElectionKey, clientv3.WithCountOnly())
-			return err
-		}
+		health := storage.New(etcd).Ping
 		if _, err := (daemon.Server{Addr: *metrics, Handler: daemon.MetricsMux(reg, health)}).Start(nil); err != nil {
 			return err
 		}

@@ -13,6 +13,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/openneco/neco/pkg/etcdutil"
+	"github.com/openneco/neco/pkg/neco/storage"
 	"github.com/openneco/neco/pkg/setup"
 )
 
@@ -109,7 +110,7 @@ func (b *bootOptions) loadLocal() (*local, error) {
 
 // etcd connects as root with this server's certificate, scoped to /neco/.
 func (l *local) etcd() (*clientv3.Client, error) {
-	return etcdutil.New(setup.EtcdConfig(l.cluster, l.servers, l.paths, "/neco/"))
+	return etcdutil.New(setup.EtcdConfig(l.cluster, l.servers, l.paths, storage.DefaultPrefix))
 }
 
 // connect loads this boot server's setup and connects to etcd with it.

@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/openneco/neco/pkg/cli"
+	"github.com/openneco/neco/pkg/neco/storage"
 	"github.com/openneco/neco/pkg/pki"
 	"github.com/openneco/neco/pkg/setup"
 )
@@ -65,7 +66,7 @@ do not paste it into logs, tickets or chat.`,
 			defer client.Close()
 			ctx, cancel := withTimeout(cmd.Context(), 30*time.Second)
 			defer cancel()
-			key, err := setup.GetSecret(ctx, client, setup.KeyUnsealKey)
+			key, err := storage.New(client).UnsealKey(ctx)
 			if err != nil {
 				return err
 			}

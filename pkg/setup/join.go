@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -135,7 +134,7 @@ func Join(ctx context.Context, o *JoinOptions) error {
 		return err
 	}
 
-	client, err := etcdutil.New(EtcdConfig(c, existing, p, "/neco/"))
+	client, err := etcdutil.New(EtcdConfig(c, existing, p, storage.DefaultPrefix))
 	if err != nil {
 		return err
 	}
@@ -151,7 +150,7 @@ func Join(ctx context.Context, o *JoinOptions) error {
 	if err := o.Services.Start(ctx, u); err != nil {
 		return err
 	}
-	localEtcd, err := etcdutil.New(EtcdConfig(c, []Server{me}, p, "/neco/"))
+	localEtcd, err := etcdutil.New(EtcdConfig(c, []Server{me}, p, storage.DefaultPrefix))
 	if err != nil {
 		return err
 	}
@@ -274,19 +273,16 @@ func memberAnswers(ctx context.Context, client *clientv3.Client, urls []string) 
 	return false
 }
 
-// BootServers lists the registered boot servers.
+// BootServers lists the registered boot servers; a registration without
+// an address gets the one the cluster description gives.
 func BootServers(ctx context.Context, client *clientv3.Client, c *Cluster) ([]Server, error) {
-	resp, err := client.Get(ctx, storage.InfoBootServers, clientv3.WithPrefix())
+	values, err := storage.New(client).BootServerValues(ctx)
 	if err != nil {
 		return nil, err
 	}
 	var out []Server
-	for _, kv := range resp.Kvs {
-		lrn, err := strconv.Atoi(strings.TrimPrefix(string(kv.Key), storage.InfoBootServers))
-		if err != nil {
-			continue
-		}
-		s := Server{LRN: lrn, Address: string(kv.Value)}
+	for lrn, addr := range values {
+		s := Server{LRN: lrn, Address: addr}
 		if s.Address == "" {
 			if s, err = c.Lookup(lrn); err != nil {
 				return nil, err

@@ -3,8 +3,9 @@
 // with etcd storage and its PKI, certificates re-issued from Vault, etcd
 // authentication, the first update request, the CD daemons), `neco join`,
 // `neco leave`, and the per-service users and certificates of `neco init`
-// and `neco init-local`. docs/bootstrap.md is the operator's guide;
-// docs/etcd.md lists the keys written here.
+// and `neco init-local`. docs/bootstrap.md is the operator's guide. Its
+// keys under /neco/ are read and written through pkg/neco/storage
+// (docs/etcd.md).
 package setup
 
 import (
@@ -32,7 +33,6 @@ import (
 
 	"github.com/openneco/neco/pkg/etcdutil"
 	"github.com/openneco/neco/pkg/fileutil"
-	"github.com/openneco/neco/pkg/neco"
 	"github.com/openneco/neco/pkg/neco/storage"
 	"github.com/openneco/neco/pkg/pki"
 )
@@ -192,7 +192,7 @@ func Run(ctx context.Context, o *Options) error {
 			return err
 		}
 		if r.client != nil {
-			if _, err := r.client.Put(ctx, finishKey(o.Me.LRN), strconv.Itoa(s.stage)); err != nil {
+			if err := r.store().FinishStage(ctx, o.Me.LRN, s.stage); err != nil {
 				return fmt.Errorf("record stage %s: %w", StageName(s.stage), err)
 			}
 		}
@@ -230,7 +230,7 @@ func (r *run) revive(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		key, err := r.getSecret(ctx, KeyUnsealKey)
+		key, err := r.store().UnsealKey(ctx)
 		if err != nil {
 			return err
 		}
@@ -240,6 +240,9 @@ func (r *run) revive(ctx context.Context) error {
 	}
 	return nil
 }
+
+// store is the /neco/ storage on this run's etcd client.
+func (r *run) store() *storage.Storage { return storage.New(r.client) }
 
 func (r *run) close() {
 	if r.client != nil {
@@ -436,7 +439,7 @@ func (r *run) connectEtcd() error {
 	if r.client != nil {
 		return nil
 	}
-	c, err := etcdutil.New(EtcdConfig(r.Cluster, r.Servers, r.Paths, "/neco/"))
+	c, err := etcdutil.New(EtcdConfig(r.Cluster, r.Servers, r.Paths, storage.DefaultPrefix))
 	if err != nil {
 		return err
 	}
@@ -450,15 +453,13 @@ func (r *run) waitStage(ctx context.Context, stage int, who []int) error {
 	wctx, cancel := r.waitCtx(ctx)
 	defer cancel()
 	return waitBarrier(wctx, StageName(stage), who, func(ctx context.Context) ([]int, error) {
-		resp, err := r.client.Get(ctx, finishPrefix, clientv3.WithPrefix())
+		finished, err := r.store().FinishedStages(ctx)
 		if err != nil {
 			return nil, err
 		}
 		var done []int
-		for _, kv := range resp.Kvs {
-			lrn, err1 := strconv.Atoi(string(kv.Key[len(finishPrefix):]))
-			s, err2 := strconv.Atoi(string(kv.Value))
-			if err1 == nil && err2 == nil && s >= stage {
+		for lrn, s := range finished {
+			if s >= stage {
 				done = append(done, lrn)
 			}
 		}
@@ -493,7 +494,7 @@ func (r *run) vault(ctx context.Context) error {
 			return err
 		}
 	}
-	key, err := r.getSecret(ctx, KeyUnsealKey)
+	key, err := r.store().UnsealKey(ctx)
 	if err != nil {
 		return err
 	}
@@ -501,7 +502,7 @@ func (r *run) vault(ctx context.Context) error {
 		return err
 	}
 	if r.isLeader() {
-		root, err := r.getSecret(ctx, KeySetupRootToken)
+		root, err := r.store().SetupRootToken(ctx)
 		if err != nil {
 			return err
 		}
@@ -540,7 +541,7 @@ func (r *run) startVault(ctx context.Context) (*vault.Client, error) {
 
 func (r *run) initVault(ctx context.Context, vc *vault.Client, initialized bool) error {
 	if initialized {
-		if _, err := r.getSecret(ctx, KeyUnsealKey); err != nil {
+		if _, err := r.store().UnsealKey(ctx); err != nil {
 			return fmt.Errorf("vault is initialised but its unseal key is not in etcd (a setup crashed between the two): delete Vault's data with `etcdctl del --prefix %s` (with this server's root certificate) and re-run neco setup", VaultEtcdPath)
 		}
 		return nil
@@ -549,32 +550,11 @@ func (r *run) initVault(ctx context.Context, vc *vault.Client, initialized bool)
 	if err != nil {
 		return fmt.Errorf("initialise vault: %w", err)
 	}
-	_, err = r.client.Txn(ctx).Then(
-		clientv3.OpPut(KeyUnsealKey, resp.Keys[0]),
-		clientv3.OpPut(KeySetupRootToken, resp.RootToken),
-	).Commit()
-	if err != nil {
+	if err := r.store().PutVaultSecrets(ctx, resp.Keys[0], resp.RootToken); err != nil {
 		return fmt.Errorf("store vault's unseal key in etcd (vault is initialised: see docs/bootstrap.md, recovery): %w", err)
 	}
 	r.log().Info("vault initialised; its unseal key is kept in etcd")
 	return nil
-}
-
-// getSecret reads a bootstrap secret from etcd.
-func (r *run) getSecret(ctx context.Context, key string) (string, error) {
-	return GetSecret(ctx, r.client, key)
-}
-
-// GetSecret reads key (relative to /neco/) and fails when it is absent.
-func GetSecret(ctx context.Context, client *clientv3.Client, key string) (string, error) {
-	resp, err := client.Get(ctx, key)
-	if err != nil {
-		return "", err
-	}
-	if len(resp.Kvs) == 0 {
-		return "", fmt.Errorf("/neco/%s is not in etcd", key)
-	}
-	return string(resp.Kvs[0].Value), nil
 }
 
 // ensureAppRole makes sure this server has working AppRole credentials and
@@ -584,7 +564,7 @@ func (r *run) ensureAppRole(ctx context.Context, vc *vault.Client) error {
 		r.vc = vc
 		return nil
 	}
-	root, err := r.getSecret(ctx, KeySetupRootToken)
+	root, err := r.store().SetupRootToken(ctx)
 	if err != nil {
 		return err
 	}
@@ -708,19 +688,25 @@ func (r *run) finish(ctx context.Context) error {
 	if err := WriteHealthAgentDefaults(r.Me, r.Servers, r.Paths); err != nil {
 		return err
 	}
-	if err := storage.New(r.client).RegisterBootServer(ctx, r.Me.LRN, r.Me.Address); err != nil {
+	if err := r.store().RegisterBootServer(ctx, r.Me.LRN, r.Me.Address); err != nil {
 		return fmt.Errorf("register boot server: %w", err)
 	}
 	// etcd and Vault already run the installed version: neco-worker's etcd
 	// and vault steps need not restart them for the first update request,
 	// which is that version.
 	for _, unit := range []string{"etcd", "vault"} {
-		if err := storage.New(r.client).SetServiceVersion(ctx, r.Me.LRN, unit, r.Version); err != nil {
+		if err := r.store().SetServiceVersion(ctx, r.Me.LRN, unit, r.Version); err != nil {
 			return err
 		}
 	}
 	if r.isLeader() {
-		if err := FirstRequest(ctx, r.client, r.Servers, r.Version); err != nil {
+		// Every server registered with the first request, in one
+		// transaction (storage.FirstRequest says why).
+		addrs := map[int]string{}
+		for _, s := range r.Servers {
+			addrs[s.LRN] = s.Address
+		}
+		if err := r.store().FirstRequest(ctx, addrs, r.Version); err != nil {
 			return err
 		}
 	}
@@ -731,7 +717,7 @@ func (r *run) finish(ctx context.Context) error {
 		return nil
 	}
 	// Every server must be done with the bootstrap secrets first.
-	if _, err := r.client.Put(ctx, finishKey(r.Me.LRN), strconv.Itoa(StageDone)); err != nil {
+	if err := r.store().FinishStage(ctx, r.Me.LRN, StageDone); err != nil {
 		return err
 	}
 	if err := r.waitStage(ctx, StageDone, lrns(r.Servers)); err != nil {
@@ -743,7 +729,7 @@ func (r *run) finish(ctx context.Context) error {
 // cleanup revokes the initial root token and deletes it and the temporary
 // CA keys: afterwards boot servers act through their AppRole credentials.
 func (r *run) cleanup(ctx context.Context) error {
-	root, err := r.getSecret(ctx, KeySetupRootToken)
+	root, err := r.store().SetupRootToken(ctx)
 	if err == nil {
 		vc, err := r.vaultClient()
 		if err != nil {
@@ -758,7 +744,7 @@ func (r *run) cleanup(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("revoke vault's initial root token: %w", err)
 		}
-		if _, err := r.client.Delete(ctx, KeySetupRootToken); err != nil {
+		if err := r.store().DeleteSetupRootToken(ctx); err != nil {
 			return err
 		}
 	}
@@ -771,50 +757,11 @@ func (r *run) cleanup(ctx context.Context) error {
 	return nil
 }
 
-// FirstRequest registers every boot server and writes the first update
-// request for version on all of them, in one transaction. Registering
-// them together matters: the updater reconfigures a request whose servers
-// differ from the registered ones, and the first worker of a request
-// removes the etcd members of servers left out of it. Were only the
-// leader registered when its updater started, the request would shrink to
-// the leader alone and the other servers' etcd members would be removed.
-func FirstRequest(ctx context.Context, client *clientv3.Client, servers []Server, version string) error {
-	s := storage.New(client)
-	return etcdutil.Retry(ctx, func(ctx context.Context) error {
-		snap, err := s.Snapshot(ctx)
-		if err != nil {
-			return err
-		}
-		var cmps []clientv3.Cmp
-		var ops []clientv3.Op
-		for _, srv := range servers {
-			if !slices.Contains(snap.BootServers, srv.LRN) {
-				ops = append(ops, clientv3.OpPut(storage.BootServerKey(srv.LRN), srv.Address))
-			}
-		}
-		if snap.Latest == "" {
-			g := storage.SetLatest(snap, version)
-			cmps, ops = append(cmps, g.Cmps...), append(ops, g.Ops...)
-		}
-		if snap.Request == nil {
-			g := storage.PutRequest(snap, &neco.UpdateRequest{
-				ID: snap.Revision, Version: version, Servers: lrns(servers), StartedAt: time.Now().UTC(),
-			})
-			cmps, ops = append(cmps, g.Cmps...), append(ops, g.Ops...)
-		}
-		if len(ops) == 0 {
-			return nil
-		}
-		_, err = etcdutil.Commit(client.Txn(ctx).If(cmps...).Then(ops...))
-		return err
-	})
-}
-
 // WriteLocalConfig writes /etc/neco/config.yml (etcd as root over mTLS,
 // read by neco and the CD daemons), /etc/neco/rack and the cluster
 // description.
 func WriteLocalConfig(c *Cluster, me Server, servers []Server, p Paths) error {
-	cfg := EtcdConfig(c, servers, p, "/neco/")
+	cfg := EtcdConfig(c, servers, p, storage.DefaultPrefix)
 	data, err := yaml.Marshal(map[string]any{"etcd": cfg})
 	if err != nil {
 		return err

@@ -17,6 +17,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/openneco/neco/pkg/fileutil"
+	"github.com/openneco/neco/pkg/neco/storage"
 )
 
 // Vault names setup creates.
@@ -157,7 +158,7 @@ func Unseal(ctx context.Context, c *vault.Client, key string) error {
 
 // UnsealLocal unseals me's Vault with the unseal key stored in etcd.
 func UnsealLocal(ctx context.Context, client *clientv3.Client, c *Cluster, me Server, p Paths) error {
-	key, err := GetSecret(ctx, client, KeyUnsealKey)
+	key, err := storage.New(client).UnsealKey(ctx)
 	if err != nil {
 		return err
 	}

@@ -8,18 +8,16 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/openneco/neco/pkg/etcdutil"
+	"github.com/openneco/neco/pkg/neco/storage"
 )
 
-// ElectionKey is the election prefix under /neco/ that picks the one
-// state setter that acts.
-const ElectionKey = "leader/state-setter"
-
-// RunAsLeader campaigns for leadership and runs s while leading. When the
+// RunAsLeader campaigns for leadership (the election
+// storage.LeaderStateSetter under /neco/) and runs s while leading. When the
 // session is lost it stops acting and campaigns again; a deposed leader stops
 // within one interval. It returns nil when ctx ends.
 func RunAsLeader(ctx context.Context, etcd *clientv3.Client, name string, s *Setter) error {
 	for ctx.Err() == nil {
-		leader, err := etcdutil.Campaign(ctx, etcd, ElectionKey, name, 60)
+		leader, err := etcdutil.Campaign(ctx, etcd, storage.LeaderStateSetter, name, 60)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil

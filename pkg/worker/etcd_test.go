@@ -171,7 +171,7 @@ func TestEtcdStep(t *testing.T) {
 		t.Fatal(err)
 	}
 	st := storage.New(client)
-	etcdutil.Scope(client, "/neco/", 10*time.Second)
+	etcdutil.Scope(client, storage.DefaultPrefix, 10*time.Second)
 	peerURL := func(lrn int) string { return procs[lrn].peerURL }
 
 	runAll := func(t *testing.T, version string, servers ...int) {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/openneco/neco/pkg/etcdutil"
 	"github.com/openneco/neco/pkg/neco"
+	"github.com/openneco/neco/pkg/neco/storage"
 	"github.com/openneco/neco/pkg/setup"
 )
 
@@ -55,7 +56,7 @@ func VaultStep(local LocalVault) Step {
 	return Step{Name: "vault", Run: func(ctx context.Context, e *StepEnv) error {
 		version := e.Request.Version
 		// Read the key first: without it, a restarted Vault would stay sealed.
-		key, err := setup.GetSecret(ctx, e.Storage.Client, setup.KeyUnsealKey)
+		key, err := e.Storage.UnsealKey(ctx)
 		if err != nil {
 			return fmt.Errorf("read vault's unseal key from etcd: %w", err)
 		}
@@ -97,7 +98,7 @@ func VaultStep(local LocalVault) Step {
 		}
 		if err := unsealVault(ctx, vc, key); err != nil {
 			return fmt.Errorf("vault did not serve again after its restart for %s (unsealed with the key in etcd /neco/%s): %w",
-				version, setup.KeyUnsealKey, err)
+				version, storage.VaultUnsealKey, err)
 		}
 		if after, err := sealStatus(ctx, vc); err == nil {
 			slog.Info("vault serves again", "vault_version", after.Version, "version", version)

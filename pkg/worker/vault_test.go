@@ -124,7 +124,7 @@ func (c *vaultCluster) init(ctx context.Context, st *storage.Storage) {
 		}
 		time.Sleep(300 * time.Millisecond)
 	}
-	if _, err := st.Client.Put(ctx, setup.KeyUnsealKey, resp.Keys[0]); err != nil {
+	if err := st.PutVaultSecrets(ctx, resp.Keys[0], resp.RootToken); err != nil {
 		c.t.Fatal(err)
 	}
 	for _, lrn := range slices.Sorted(maps.Keys(c.procs)) {
@@ -397,13 +397,14 @@ func TestVaultStep(t *testing.T) {
 	})
 
 	t.Run("a vault that cannot be unsealed fails the step and stops the others", func(t *testing.T) {
-		good, err := setup.GetSecret(ctx, st.Client, setup.KeyUnsealKey)
+		good, err := st.UnsealKey(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
 		wrong := make([]byte, len(good)/2)
 		rand.Read(wrong)
-		if _, err := st.Client.Put(ctx, setup.KeyUnsealKey, hex.EncodeToString(wrong)); err != nil {
+		// A wrong key in etcd (fault injection: nothing writes the key alone).
+		if _, err := st.Client.Put(ctx, storage.VaultUnsealKey, hex.EncodeToString(wrong)); err != nil {
 			t.Fatal(err)
 		}
 		// Real workers: the failure aborts the update as any step's does.
@@ -465,7 +466,7 @@ func TestVaultStep(t *testing.T) {
 
 		// The operator puts the right key back and recovers: the update
 		// goes through, boot server 0's vault first.
-		if _, err := st.Client.Put(ctx, setup.KeyUnsealKey, good); err != nil {
+		if _, err := st.Client.Put(ctx, storage.VaultUnsealKey, good); err != nil {
 			t.Fatal(err)
 		}
 		putRequest(t, st, v3, servers...)
@@ -514,7 +515,7 @@ func TestVaultStep(t *testing.T) {
 
 func mustSecret(t *testing.T, st *storage.Storage) string {
 	t.Helper()
-	key, err := setup.GetSecret(context.Background(), st.Client, setup.KeyUnsealKey)
+	key, err := st.UnsealKey(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}

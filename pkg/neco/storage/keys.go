@@ -5,7 +5,7 @@ import (
 	"strings"
 )
 
-// Keys and prefixes under /neco/.
+// Keys and prefixes under /neco/ of continuous delivery.
 const (
 	// Election prefixes (concurrency.Election appends "/").
 	LeaderUpdater  = "leader/updater"
@@ -62,3 +62,22 @@ const InstallPrefix = "install/"
 func ServiceKey(lrn int, unit string) string {
 	return InstallPrefix + strconv.Itoa(lrn) + "/services/" + unit
 }
+
+// Keys of the bootstrap (pkg/setup), of Vault's unseal key and of the
+// state setter's election.
+const (
+	// VaultUnsealKey holds Vault's unseal key (hex). Only etcd's root user
+	// can read it once authentication is on.
+	VaultUnsealKey = "vault-unseal-key"
+	// SetupVaultRootToken holds Vault's initial root token while a setup
+	// runs; the setup leader revokes and deletes it when setup finishes.
+	SetupVaultRootToken = "setup/vault-root-token"
+	// SetupFinished + LRN holds the last setup stage the server finished
+	// (decimal): the barrier of setup once etcd runs.
+	SetupFinished = "finish/"
+	// LeaderStateSetter is the election prefix of sabakan-state-setter.
+	LeaderStateSetter = "leader/state-setter"
+)
+
+// FinishKey records the last setup stage boot server lrn finished.
+func FinishKey(lrn int) string { return SetupFinished + strconv.Itoa(lrn) }

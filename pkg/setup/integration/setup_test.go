@@ -129,7 +129,7 @@ func TestBootstrap(t *testing.T) {
 				}
 			}
 		}
-		if tok, _ := root.Get(ctx, "/neco/"+setup.KeySetupRootToken); len(tok.Kvs) != 0 {
+		if tok, _ := root.Get(ctx, "/neco/setup/vault-root-token"); len(tok.Kvs) != 0 {
 			t.Fatal("vault's initial root token is still in etcd")
 		}
 		if _, err := os.Stat(filepath.Join(cl.paths(0).BootstrapDir, "ca-server.key")); !os.IsNotExist(err) {
@@ -164,7 +164,7 @@ func TestBootstrap(t *testing.T) {
 			t.Errorf("%d active vaults", active)
 		}
 		// Nothing secret in the logs of setup's daemons.
-		unseal, _ := root.Get(ctx, "/neco/"+setup.KeyUnsealKey)
+		unseal, _ := root.Get(ctx, "/neco/vault-unseal-key")
 		key := string(unseal.Kvs[0].Value)
 		for l := 0; l < 3; l++ {
 			entries, _ := os.ReadDir(cl.paths(l).ServicesDir)
@@ -203,7 +203,7 @@ func TestBootstrap(t *testing.T) {
 				t.Errorf("sabakan put %s: %v, want permission denied", k, err)
 			}
 		}
-		if _, err := sab.Get(ctx, "/neco/"+setup.KeyUnsealKey); !errors.Is(err, rpctypes.ErrPermissionDenied) {
+		if _, err := sab.Get(ctx, "/neco/vault-unseal-key"); !errors.Is(err, rpctypes.ErrPermissionDenied) {
 			t.Errorf("sabakan read the unseal key: %v", err)
 		}
 		back := cl.certClient(p.ServerCA, p.BackupCert, p.BackupKey, 0, 1, 2)
@@ -231,7 +231,7 @@ func TestBootstrap(t *testing.T) {
 		stranger := cl.certClient(p.ServerCA, dir+"/c.crt", dir+"/c.key", 0)
 		sctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 		defer cancel()
-		if _, err := stranger.Get(sctx, "/neco/"+setup.KeyUnsealKey); err == nil {
+		if _, err := stranger.Get(sctx, "/neco/vault-unseal-key"); err == nil {
 			t.Error("a certificate of a foreign CA was accepted")
 		}
 	})
