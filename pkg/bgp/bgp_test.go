@@ -236,11 +236,11 @@ func TestRenderNode(t *testing.T) {
 		config NodeConfig
 	}{
 		{"node-fast.conf", NodeConfig{ID: id, Interfaces: [2]string{"eth0", "eth1"}, PodTable: DefaultPodTable, Timers: FastTimers(),
-			LogFile: "/var/lib/bgp-node-agent/bird.log", LogSize: 1 << 20}},
+			LogFile: "/var/lib/bgp-node-agent/bird.log", LogSize: 1 << 20, GracefulRestart: true}},
 		{"node-reference.conf", NodeConfig{ID: id, Interfaces: [2]string{"eth0", "eth1"}, PodTable: DefaultPodTable, Timers: ReferenceNodeTimers()}},
 		{"boot-server.conf", NodeConfig{ID: boot, Interfaces: [2]string{"enp1s0", "enp2s0"}, Timers: FastTimers(),
 			Virtual: []VirtualAddress{{"bastion", netip.MustParseAddr("10.72.48.1")}, {"boot", netip.MustParseAddr("10.71.255.1")}},
-			Extra:   "protocol static lb { ipv4; route 10.72.32.0/24 blackhole; }"}},
+			Extra:   "protocol static lb { ipv4; route 10.72.32.0/24 blackhole; }", GracefulRestart: true}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strings"
 	"text/template"
+	"time"
 )
 
 // Node0 is the name of the interface that holds the node address.
@@ -15,6 +16,18 @@ const Node0 = "node0"
 
 // DefaultPodTable is the kernel routing table the CNI writes pod routes to.
 const DefaultPodTable = 119
+
+// StaleTime is how long the ToRs keep the routes of a node whose BIRD
+// vanished (long-lived graceful restart): the agent restarts BIRD within
+// 30 s even while it keeps failing, and the routes are only a last resort
+// meanwhile, so a node that is really gone costs nothing but a route.
+const StaleTime = 120 * time.Second
+
+// RecoveryWait bounds the graceful restart recovery of a restarted BIRD:
+// the time it waits for End-of-RIB from both ToRs before it updates the
+// kernel and the ToRs anyway (one ToR may be down). Sessions come back in
+// about 1 s.
+const RecoveryWait = 10 * time.Second
 
 // VirtualAddress is an extra /32 a node (a boot server) advertises, held by
 // an interface of its own that works like node0.
@@ -43,6 +56,11 @@ type NodeConfig struct {
 	// Extra is BIRD configuration appended verbatim (the operator's
 	// bird-extra file).
 	Extra string
+	// GracefulRestart lets the node's BIRD restart without taking its
+	// routes away: the ToRs keep them (BGP graceful restart), and so does
+	// the kernel when BIRD is started again with -R (see
+	// docs/bgp-agent.md).
+	GracefulRestart bool
 }
 
 var reIfName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,14}$`)
@@ -108,7 +126,9 @@ func RenderNode(c *NodeConfig) ([]byte, error) {
 		*NodeConfig
 		DirectInterfaces string
 		Mask             int
-	}{c, strings.Join(direct, ", "), c.ID.Links[0].Address.Bits()})
+		StaleTime        int64
+		RecoveryWait     int64
+	}{c, strings.Join(direct, ", "), c.ID.Links[0].Address.Bits(), seconds(Duration(StaleTime)), seconds(Duration(RecoveryWait))})
 	if err != nil {
 		return nil, fmt.Errorf("bgp: render node configuration: %w", err)
 	}

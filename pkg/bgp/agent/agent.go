@@ -268,6 +268,8 @@ func (a *Agent) render() ([]byte, error) {
 		LogFile:    a.cfg.birdLog(),
 		LogSize:    a.cfg.BIRDLogSize,
 		Extra:      extra,
+
+		GracefulRestart: a.cfg.GracefulRestart,
 	})
 }
 
@@ -313,8 +315,26 @@ func (a *Agent) startBIRD(ctx context.Context, text []byte) error {
 	return a.spawn(ctx)
 }
 
+// spawn starts BIRD. If a previous BIRD died and left its routes in the
+// kernel (a crash, a SIGKILL, "birdc graceful restart"), the new one starts
+// in graceful restart recovery: it keeps those routes, and the ToRs keep
+// the node's, until the BGP sessions are back and in sync. Nothing here
+// removes a route.
 func (a *Agent) spawn(ctx context.Context) error {
-	proc, err := a.daemon.Start(ctx)
+	start, recovery := a.daemon.Start, 0
+	if a.cfg.GracefulRestart {
+		if routes, err := a.host.BIRDRoutes(); err != nil {
+			a.log.Warn("reading routes", "error", err)
+		} else {
+			for _, n := range routes.ByPaths {
+				recovery += n
+			}
+		}
+		if recovery > 0 {
+			start = a.daemon.StartRecovery
+		}
+	}
+	proc, err := start(ctx)
 	var te *bird.TuneError
 	if errors.As(err, &te) {
 		if te.Realtime != nil {
@@ -330,7 +350,11 @@ func (a *Agent) spawn(ctx context.Context) error {
 	}
 	a.proc = proc
 	a.setPID()
-	a.log.Info("started BIRD", "bird_pid", proc.PID)
+	if recovery > 0 {
+		a.log.Info("started BIRD in graceful restart recovery", "bird_pid", proc.PID, "kept_routes", recovery)
+	} else {
+		a.log.Info("started BIRD", "bird_pid", proc.PID)
+	}
 	return nil
 }
 

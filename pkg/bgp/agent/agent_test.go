@@ -202,8 +202,12 @@ timers:
   error-wait-max: 30s
 virtual-addresses:
   - {name: bastion, address: 10.72.48.3}
+graceful-restart: false
 `), 0o644)
 	cfg := DefaultConfig()
+	if !cfg.GracefulRestart {
+		t.Error("graceful restart is off by default")
+	}
 	fs := flag.NewFlagSet("test", flag.ContinueOnError)
 	cfg.AddFlags(fs)
 	if err := fs.Parse([]string{"-bfd-multiplier", "4", "-interfaces", "eth2,eth3"}); err != nil {
@@ -227,6 +231,8 @@ virtual-addresses:
 		t.Errorf("interfaces = %v, want the flag's", cfg.Interfaces)
 	case len(cfg.VirtualAddresses) != 1 || cfg.VirtualAddresses[0].Address.String() != "10.72.48.3":
 		t.Errorf("virtual addresses = %+v", cfg.VirtualAddresses)
+	case cfg.GracefulRestart:
+		t.Error("graceful-restart: false in the file was not applied")
 	}
 
 	tests := []struct {

@@ -55,6 +55,10 @@ type Config struct {
 	BIRDRealtime bool `json:"bird-realtime"`
 	// BIRDLogSize rotates BIRD's log at this many bytes.
 	BIRDLogSize int64 `json:"bird-log-size"`
+	// GracefulRestart makes a BIRD restart lose no traffic: BGP graceful
+	// restart towards the ToRs, and a BIRD that died leaving its routes in
+	// the kernel is started again with graceful restart recovery.
+	GracefulRestart bool `json:"graceful-restart"`
 
 	// Listen is the address of /health, /status and /metrics.
 	Listen string `json:"listen"`
@@ -79,6 +83,7 @@ func DefaultConfig() *Config {
 		BIRD:              "bird",
 		BIRDRealtime:      true,
 		BIRDLogSize:       8 << 20,
+		GracefulRestart:   true,
 		Listen:            ":9770",
 		PollInterval:      bgp.Duration(time.Second),
 		ReconcileInterval: bgp.Duration(10 * time.Second),

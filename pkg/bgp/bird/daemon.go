@@ -154,8 +154,20 @@ func (d *Daemon) isOurs(pid int) bool {
 // answers on its control socket. The returned error may be a *TuneError
 // together with a running process: BIRD runs, but without real-time
 // priority or OOM protection.
-func (d *Daemon) Start(ctx context.Context) (*Process, error) {
+func (d *Daemon) Start(ctx context.Context) (*Process, error) { return d.start(ctx, false) }
+
+// StartRecovery is Start with BIRD's graceful restart recovery (-R), for a
+// BIRD that replaces one which died and left its routes behind, in the
+// kernel and with its BGP neighbours: protocols configured for graceful
+// restart then keep those routes until BGP has converged again (kernel
+// protocol "graceful restart", BGP End-of-RIB) instead of starting afresh.
+func (d *Daemon) StartRecovery(ctx context.Context) (*Process, error) { return d.start(ctx, true) }
+
+func (d *Daemon) start(ctx context.Context, recovery bool) (*Process, error) {
 	args := []string{"-f", "-c", d.Config, "-s", d.Socket, "-P", d.PIDFile}
+	if recovery {
+		args = append(args, "-R")
+	}
 	argv := append(append(append([]string{}, d.Prefix...), d.binary()), args...)
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}

@@ -137,26 +137,6 @@ func BenchmarkFailover(b *testing.B) {
 	}
 }
 
-// waitSpineECMP waits until every spine routes to n over both ToRs.
-func waitSpineECMP(f *Fabric, n *Node) error {
-	for _, r := range f.Routers {
-		if r.Spec.Role != "spine" {
-			continue
-		}
-		err := Eventually(30*time.Second, 10*time.Millisecond, func() error {
-			got, err := r.Host.Route(netip.PrefixFrom(n.ID.Node, 32))
-			if err != nil || len(got) != 2 {
-				return fmt.Errorf("%s -> %s: %v %v", r.Spec.Name, n.ID.Node, got, err)
-			}
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // reset returns a node to its state before the agent first ran: agent and
 // BIRD stopped (BIRD removes its routes), node0 gone, NICs down without
 // addresses.
@@ -266,6 +246,56 @@ func BenchmarkStartup(b *testing.B) {
 				b.ReportMetric(float64(birdRSS[len(birdRSS)/2])/(1<<20), "bird-RSS-MiB")
 			}
 			b.Logf("%s: sessions %v", ts.name, sessions)
+		})
+	}
+}
+
+// BenchmarkBIRDCrash kills a node's BIRD with SIGKILL (the agent restarts
+// it at once) while a node of the other rack sends it 8 UDP flows, 1 packet
+// per flow every 2 ms, without and with graceful restart (the agent's
+// graceful-restart setting; the routers are the same). outage-ms is the
+// median of the longest interruption of a flow (0 when nothing was lost),
+// lost-pkts the median of the packets lost per crash, recovered-ms the
+// median time until the node is ready and routed over both links everywhere
+// again.
+func BenchmarkBIRDCrash(b *testing.B) {
+	agentBinary := requirements(b)
+	for _, gr := range []bool{false, true} {
+		name := "without-graceful-restart"
+		if gr {
+			name = "graceful-restart"
+		}
+		b.Run(name, func(b *testing.B) {
+			f := New(b, Options{Agent: agentBinary, AgentConfig: map[string]any{"graceful-restart": gr}})
+			if err := f.StartAgents(); err != nil {
+				b.Fatal(err)
+			}
+			if err := f.WaitReady(60 * time.Second); err != nil {
+				b.Fatal(err)
+			}
+			a, c, src := f.Nodes[0], f.Nodes[1], f.Nodes[2]
+			var outage, recovered []time.Duration
+			var lost []int
+			b.ResetTimer()
+			for range *reps {
+				if err := waitSpineECMP(f, a); err != nil {
+					b.Fatal(err)
+				}
+				r, err := f.CrashBIRD(src, a, c)
+				if err != nil {
+					b.Fatal(err)
+				}
+				outage = append(outage, r.Outage)
+				recovered = append(recovered, r.Recovered)
+				lost = append(lost, r.Lost)
+			}
+			b.StopTimer()
+			b.Logf("%s: outage %v, lost %v, recovered %v", name, outage, lost, recovered)
+			slices.Sort(lost)
+			b.ReportMetric(ms(median(outage)), "outage-ms")
+			b.ReportMetric(ms(slices.Max(outage)), "outage-max-ms")
+			b.ReportMetric(float64(lost[len(lost)/2]), "lost-pkts")
+			b.ReportMetric(ms(median(recovered)), "recovered-ms")
 		})
 	}
 }

@@ -210,6 +210,16 @@ func TestFabric(t *testing.T) {
 		}); err != nil {
 			t.Error(err)
 		}
+		// ToR 1 keeps the node's route as a last resort (long-lived
+		// graceful restart), marked stale so that every other path wins.
+		if err := Eventually(3*time.Second, 20*time.Millisecond, func() error {
+			if stale, err := a.ToR(1).Stale(a.ID.Node); err != nil || !stale {
+				return fmt.Errorf("%s: route to %s stale %v (%v), want kept as stale", a.ToR(1).Spec.Name, a.ID.Node, stale, err)
+			}
+			return nil
+		}); err != nil {
+			t.Error(err)
+		}
 		if err := Eventually(3*time.Second, 50*time.Millisecond, func() error {
 			st, err := a.Status()
 			if err != nil {
@@ -281,36 +291,62 @@ func TestFabric(t *testing.T) {
 		}
 	})
 
-	t.Run("BIRD crash: restarted, routes back", func(t *testing.T) {
-		pid := birdPID(t, a)
-		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
-			t.Fatal(err)
-		}
-		err := Eventually(15*time.Second, 50*time.Millisecond, func() error {
-			st, err := a.Status()
-			if err != nil {
-				return err
-			}
-			if st.BIRDRestarts < 1 || st.BIRDPID == pid || !st.Ready || st.Degraded {
-				return fmt.Errorf("status %+v, want a new BIRD, ready", st)
-			}
-			return nil
-		})
+	t.Run("BIRD crash loses no traffic", func(t *testing.T) {
+		// A pod route too, to see that the pod routes stay as well.
+		pod := netip.MustParsePrefix("10.64.0.8/29")
+		lo, err := a.Host.Netlink().LinkByName("lo")
 		if err != nil {
 			t.Fatal(err)
 		}
-		wantTwo := []netip.Addr{a.ID.Links[0].Address.Addr(), a.ID.Links[1].Address.Addr()}
-		if err := Eventually(10*time.Second, 50*time.Millisecond, func() error {
-			got, err := c.NextHops(a.ID.Node)
-			if err != nil || !slices.Equal(got, wantTwo) {
-				return fmt.Errorf("%s -> %s: %v %v, want %v", c.Name, a.ID.Node, got, err, wantTwo)
+		route := &netlink.Route{LinkIndex: lo.Attrs().Index, Dst: ipnet(pod), Table: 119, Protocol: 30, Scope: netlink.SCOPE_LINK}
+		if err := a.Host.Netlink().RouteAdd(route); err != nil {
+			t.Fatal(err)
+		}
+		defer a.Host.Netlink().RouteDel(route)
+		for _, n := range []*Node{b, c} {
+			if err := Eventually(10*time.Second, 50*time.Millisecond, func() error {
+				if got, err := n.Host.Route(pod); err != nil || len(got) != 2 {
+					return fmt.Errorf("%s: route to %s: %v %v, want two next hops", n.Name, pod, got, err)
+				}
+				return nil
+			}); err != nil {
+				t.Fatal(err)
 			}
-			return nil
-		}); err != nil {
-			t.Error(err)
+		}
+		watch := map[*Node]func() []string{}
+		for _, n := range []*Node{a, b, c} {
+			watch[n] = watchDeletes(t, n.NS)
+		}
+		r, err := f.CrashBIRD(b, a, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("BIRD %d killed, %d restarted: %d of %d packets lost, outage %v, whole again after %v",
+			r.OldPID, r.NewPID, r.Lost, r.Sent, r.Outage, r.Recovered)
+		// Without graceful restart every flow stops for ~0.9 s (~3,500
+		// packets). With it nothing is lost in every run measured; the
+		// tolerance of 0.5 % of the packets (~20 of ~4,000, 5 ms of all
+		// 8 flows) only absorbs a receiver that falls behind on a busy
+		// machine, and still fails any real gap in the routes.
+		if r.Lost > r.Sent/200 || r.Outage > 50*time.Millisecond {
+			t.Errorf("%d of %d packets lost, outage %v: the restart interrupted traffic", r.Lost, r.Sent, r.Outage)
+		}
+		for n, stop := range watch {
+			if d := stop(); len(d) > 0 {
+				t.Errorf("routes deleted on %s during the restart: %v", n.Name, d)
+			}
+		}
+		for _, n := range []*Node{b, c} {
+			if got, err := n.Host.Route(pod); err != nil || len(got) != 2 {
+				t.Errorf("%s: route to %s: %v %v, want two next hops", n.Name, pod, got, err)
+			}
 		}
 		if !strings.Contains(scrape(t, a), "bgp_node_agent_bird_restarts_total 1") {
 			t.Error("bird_restarts_total is not 1")
+		}
+		// Recovery (-R) for the restart only, not for the first start.
+		if log, err := os.ReadFile(filepath.Join(a.Dir, "agent.log")); err != nil || strings.Count(string(log), "started BIRD in graceful restart recovery") != 1 {
+			t.Errorf("the agent did not log exactly one start of BIRD in graceful restart recovery (%v)", err)
 		}
 	})
 

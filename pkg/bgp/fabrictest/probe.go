@@ -186,3 +186,27 @@ func (p *Probe) Outage(t0 time.Time) (time.Duration, int, error) {
 	}
 	return worst, lost, nil
 }
+
+// SentSince returns how many packets were sent after t, over all flows,
+// leaving out the last 100 ms (still in flight when the probe stopped), as
+// Outage does.
+func (p *Probe) SentSince(t time.Time) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var end time.Time
+	for _, sent := range p.sent {
+		if n := len(sent); n > 0 && sent[n-1].After(end) {
+			end = sent[n-1]
+		}
+	}
+	end = end.Add(-100 * time.Millisecond)
+	n := 0
+	for _, sent := range p.sent {
+		for _, ts := range sent {
+			if !ts.Before(t) && !ts.After(end) {
+				n++
+			}
+		}
+	}
+	return n
+}
