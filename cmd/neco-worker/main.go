@@ -16,6 +16,7 @@ import (
 	"github.com/openneco/neco/pkg/etcdutil"
 	"github.com/openneco/neco/pkg/neco/storage"
 	sabakanclient "github.com/openneco/neco/pkg/sabakan/client"
+	"github.com/openneco/neco/pkg/services"
 	"github.com/openneco/neco/pkg/setup"
 	"github.com/openneco/neco/pkg/worker"
 )
@@ -74,7 +75,7 @@ func main() {
 		if err != nil {
 			return err
 		}
-		svc := worker.Systemctl{}
+		svc := &services.Systemd{}
 		vc, err := setup.NewVaultClient(cluster.VaultURL(me), setup.NewPaths(*root))
 		if err != nil {
 			return err

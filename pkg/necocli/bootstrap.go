@@ -14,6 +14,7 @@ import (
 
 	"github.com/openneco/neco/pkg/etcdutil"
 	"github.com/openneco/neco/pkg/neco/storage"
+	"github.com/openneco/neco/pkg/services"
 	"github.com/openneco/neco/pkg/setup"
 )
 
@@ -53,8 +54,8 @@ func (b *bootOptions) cluster() (*setup.Cluster, error) {
 	return setup.LoadCluster(b.paths().ClusterDef, true)
 }
 
-func (b *bootOptions) services() (setup.Services, error) {
-	return setup.NewServices(b.serviceMgr, b.paths().ServicesDir)
+func (b *bootOptions) services() (services.Manager, error) {
+	return services.New(b.serviceMgr, b.paths().ServicesDir)
 }
 
 // me finds this server among servers.

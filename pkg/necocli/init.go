@@ -14,6 +14,7 @@ import (
 	"github.com/openneco/neco/pkg/cli"
 	"github.com/openneco/neco/pkg/sabakan"
 	"github.com/openneco/neco/pkg/sabakan/client"
+	"github.com/openneco/neco/pkg/services"
 	"github.com/openneco/neco/pkg/setup"
 	"github.com/openneco/neco/pkg/version"
 	"github.com/openneco/neco/pkg/worker"
@@ -78,7 +79,7 @@ once first.`,
 			if err != nil {
 				return cli.UsageError("%v", err)
 			}
-			if _, ok := svc.(*setup.Processes); ok && len(command) == 0 {
+			if _, ok := svc.(*services.Processes); ok && len(command) == 0 {
 				return cli.UsageError("without systemd, give the command that runs %s after --", name)
 			}
 			ctx, cancel := withTimeout(cmd.Context(), 2*time.Minute)
@@ -96,16 +97,16 @@ once first.`,
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "certificate for %s issued; etcd connection file %s\n", name, cfg)
 			if len(command) == 0 {
-				if s, ok := svc.(*setup.Systemd); ok {
+				if s, ok := svc.(*services.Systemd); ok {
 					return s.Enable(ctx, name)
 				}
 				return nil
 			}
-			full, err := setup.Command(command[0], command[1:]...)
+			full, err := services.Command(command[0], command[1:]...)
 			if err != nil {
 				return err
 			}
-			return svc.Start(ctx, setup.Unit{Name: name, Description: name, Command: full, StopTimeout: 30 * time.Second})
+			return svc.Start(ctx, services.Unit{Name: name, Description: name, Command: full, StopTimeout: 30 * time.Second})
 		},
 	}
 	b.addFlags(cmd)

@@ -16,17 +16,18 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/openneco/neco/pkg/etcdutil"
+	"github.com/openneco/neco/pkg/services"
 )
 
 // EtcdUnit is the etcd service of server me in a cluster of members. state
 // is "new" for a bootstrap and "existing" for a server joining; etcd ignores
 // both once its data directory holds a member.
-func EtcdUnit(c *Cluster, me Server, members []Server, p Paths, state, token string) (Unit, error) {
+func EtcdUnit(c *Cluster, me Server, members []Server, p Paths, state, token string) (services.Unit, error) {
 	initial := make([]string, len(members))
 	for i, s := range members {
 		initial[i] = s.Name() + "=" + c.EtcdPeerURL(s)
 	}
-	cmd, err := Command("etcd",
+	cmd, err := services.Command("etcd",
 		"--name="+me.Name(),
 		"--data-dir="+p.EtcdDataDir,
 		"--listen-client-urls="+c.EtcdClientURL(me),
@@ -60,9 +61,9 @@ func EtcdUnit(c *Cluster, me Server, members []Server, p Paths, state, token str
 		"--log-level=warn",
 	)
 	if err != nil {
-		return Unit{}, err
+		return services.Unit{}, err
 	}
-	return Unit{Name: "etcd", Description: "etcd of the neco boot servers", Command: cmd, StopTimeout: 30 * time.Second}, nil
+	return services.Unit{Name: "etcd", Description: "etcd of the neco boot servers", Command: cmd, StopTimeout: 30 * time.Second}, nil
 }
 
 // EtcdConfig is how a boot server's root user reaches etcd: every member's

@@ -17,6 +17,7 @@ import (
 	"github.com/openneco/neco/pkg/etcdutil"
 	"github.com/openneco/neco/pkg/fileutil"
 	"github.com/openneco/neco/pkg/neco/storage"
+	"github.com/openneco/neco/pkg/services"
 )
 
 // JoinTicket lets one new boot server into the cluster. A set-up boot
@@ -71,7 +72,7 @@ var ErrBadJoinToken = errors.New("the join token was rejected by Vault: it is wr
 type JoinOptions struct {
 	Ticket   *JoinTicket
 	Paths    Paths
-	Services Services
+	Services services.Manager
 	Daemons  []string
 	Timeout  time.Duration
 	Log      *slog.Logger

@@ -35,6 +35,7 @@ import (
 	"github.com/openneco/neco/pkg/fileutil"
 	"github.com/openneco/neco/pkg/neco/storage"
 	"github.com/openneco/neco/pkg/pki"
+	"github.com/openneco/neco/pkg/services"
 )
 
 // Stages of a setup, in order. A server records the last stage it finished
@@ -66,7 +67,7 @@ type Options struct {
 	Me       Server
 	Paths    Paths
 	Token    []byte // the bootstrap token every server was given
-	Services Services
+	Services services.Manager
 	// Version is the installed neco version: the first update request.
 	Version string
 	// Timeout bounds each wait for the other servers.
@@ -635,7 +636,7 @@ func IssueFromVault(ctx context.Context, vc *vault.Client, s Server, p Paths) er
 // RestartAndUnseal restarts etcd and Vault of me, waiting for etcd's
 // quorum and unsealing Vault, so that they use renewed certificates. etcd
 // restarts only when the other members keep a quorum without it.
-func RestartAndUnseal(ctx context.Context, svc Services, client *clientv3.Client, c *Cluster, me Server, servers []Server, p Paths, timeout time.Duration) error {
+func RestartAndUnseal(ctx context.Context, svc services.Manager, client *clientv3.Client, c *Cluster, me Server, servers []Server, p Paths, timeout time.Duration) error {
 	wctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	if err := waitQuorumWithout(wctx, client, me); err != nil {
@@ -813,9 +814,9 @@ const DefaultDaemons = "neco-updater,neco-worker,node-health-agent,sabakan-state
 // without systemd) runs them with every path under p's root and their
 // metrics on the server's own address, so that simulated boot servers on one
 // host do not collide.
-func StartDaemons(ctx context.Context, svc Services, names []string, p Paths, me Server) error {
+func StartDaemons(ctx context.Context, svc services.Manager, names []string, p Paths, me Server) error {
 	for _, n := range names {
-		if sd, ok := svc.(*Systemd); ok {
+		if sd, ok := svc.(*services.Systemd); ok {
 			if _, err := os.Stat("/lib/systemd/system/" + n + ".service"); err == nil {
 				if err := sd.Enable(ctx, n); err != nil {
 					return err
@@ -823,11 +824,11 @@ func StartDaemons(ctx context.Context, svc Services, names []string, p Paths, me
 				continue
 			}
 		}
-		cmd, err := Command(n, daemonArgs(n, p, me)...)
+		cmd, err := services.Command(n, daemonArgs(n, p, me)...)
 		if err != nil {
 			return err
 		}
-		if err := svc.Start(ctx, Unit{Name: n, Description: n + " of neco", Command: cmd, StopTimeout: 30 * time.Second}); err != nil {
+		if err := svc.Start(ctx, services.Unit{Name: n, Description: n + " of neco", Command: cmd, StopTimeout: 30 * time.Second}); err != nil {
 			return err
 		}
 	}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/openneco/neco/pkg/fileutil"
 	"github.com/openneco/neco/pkg/neco/storage"
+	"github.com/openneco/neco/pkg/services"
 )
 
 // Vault names setup creates.
@@ -47,12 +48,12 @@ path "sys/seal-status" { capabilities = ["read"] }
 `
 
 // VaultUnit is the Vault service of a boot server.
-func VaultUnit(p Paths) (Unit, error) {
-	cmd, err := Command("vault", "server", "-config="+p.VaultConfig, "-log-level=warn")
+func VaultUnit(p Paths) (services.Unit, error) {
+	cmd, err := services.Command("vault", "server", "-config="+p.VaultConfig, "-log-level=warn")
 	if err != nil {
-		return Unit{}, err
+		return services.Unit{}, err
 	}
-	return Unit{Name: "vault", Description: "Vault of the neco boot servers", Command: cmd, StopTimeout: 30 * time.Second}, nil
+	return services.Unit{Name: "vault", Description: "Vault of the neco boot servers", Command: cmd, StopTimeout: 30 * time.Second}, nil
 }
 
 // WriteVaultConfig writes Vault's configuration (JSON, which Vault reads as

@@ -16,6 +16,7 @@ import (
 
 	"github.com/openneco/neco/pkg/neco/storage"
 	"github.com/openneco/neco/pkg/pki"
+	"github.com/openneco/neco/pkg/services"
 	"github.com/openneco/neco/pkg/setup"
 )
 
@@ -288,7 +289,7 @@ func TestBootstrap(t *testing.T) {
 			t.Fatal("vault did not issue certificates with one boot server lost")
 		}
 		// The server comes back: restart and unseal.
-		svc := &setup.Processes{Dir: cl.paths(2).ServicesDir}
+		svc := &services.Processes{Dir: cl.paths(2).ServicesDir}
 		must(t, svc.Restart(ctx, "etcd"))
 		must(t, svc.Restart(ctx, "vault"))
 		r := cl.neco(ctx, 2, append([]string{"vault", "unseal"}, cl.bootArgs(2)...)...)
