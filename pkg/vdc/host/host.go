@@ -253,15 +253,22 @@ func ListLinks(prefix string) ([]string, error) {
 	return names, nil
 }
 
-// RouterSysctls are the settings of a namespace that routes: forwarding on,
-// reverse-path filtering off (routes are asymmetric under ECMP).
+// RouterSysctls are the settings of a namespace that routes: IPv4
+// forwarding on, reverse-path filtering off (routes are asymmetric under
+// ECMP). IPv6 is on for link-local addresses only (no forwarding, no router
+// advertisements accepted): the ToRs' BIRD runs a babel instance on a spine
+// link as a clock (docs/bgp-agent.md, "Graceful restart"), and babel speaks
+// from a link-local address.
 var RouterSysctls = map[string]string{
 	"net/ipv4/ip_forward":                "1",
 	"net/ipv4/conf/all/rp_filter":        "0",
 	"net/ipv4/conf/default/rp_filter":    "0",
 	"net/ipv4/conf/all/forwarding":       "1",
-	"net/ipv6/conf/all/disable_ipv6":     "1",
-	"net/ipv6/conf/default/disable_ipv6": "1",
+	"net/ipv6/conf/all/disable_ipv6":     "0",
+	"net/ipv6/conf/default/disable_ipv6": "0",
+	"net/ipv6/conf/all/forwarding":       "0",
+	"net/ipv6/conf/all/accept_ra":        "0",
+	"net/ipv6/conf/default/accept_ra":    "0",
 }
 
 // SetSysctls writes /proc/sys values inside the named namespace.
