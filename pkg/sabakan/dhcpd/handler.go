@@ -24,7 +24,8 @@ const (
 
 // ConfigFunc returns the current IPAM and DHCP configuration. IPAM nil
 // means "not configured yet": every request is dropped. DHCP nil means the
-// defaults.
+// defaults. It is called for every packet, so it should answer from memory
+// (netboot.Config, the daemon's, reads a watch-fed view).
 type ConfigFunc func(ctx context.Context) (*sabakan.IPAMConfig, *sabakan.DHCPConfig, error)
 
 // Handler decides the answer to one DHCP packet. It holds no socket: the

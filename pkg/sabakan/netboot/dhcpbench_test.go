@@ -30,9 +30,10 @@ import (
 	"github.com/openneco/neco/pkg/testutil"
 )
 
-// countingClient is etcdtest.NewClient's client that also counts the etcd
+// countingClient is etcdtest.NewClient's client, connecting to endpoint
+// (the test etcd, or a proxy in front of it), that also counts the etcd
 // reads (KV Range requests, each retry included) made through it.
-func countingClient(tb testing.TB, prefix string) (*clientv3.Client, *atomic.Int64) {
+func countingClient(tb testing.TB, prefix, endpoint string) (*clientv3.Client, *atomic.Int64) {
 	tb.Helper()
 	etcdtest.NewClient(tb, prefix) // empties the prefix
 	reads := new(atomic.Int64)
@@ -43,7 +44,7 @@ func countingClient(tb testing.TB, prefix string) (*clientv3.Client, *atomic.Int
 		return invoke(ctx, method, req, reply, cc, opts...)
 	}
 	c, err := clientv3.New(clientv3.Config{
-		Endpoints:   []string{etcdtest.Endpoint()},
+		Endpoints:   []string{endpoint},
 		DialTimeout: 5 * time.Second,
 		Logger:      zap.NewNop(),
 		DialOptions: []grpc.DialOption{grpc.WithChainUnaryInterceptor(count)},
@@ -104,7 +105,7 @@ func BenchmarkDHCPRelayedDORA(b *testing.B) {
 	var failures, retransmits, reads int64
 	for round := range b.N {
 		prefix := fmt.Sprintf("%s/%d-%d/", b.Name(), benchRound.Add(1), round)
-		client, count := countingClient(b, prefix)
+		client, count := countingClient(b, prefix, etcdtest.Endpoint())
 		st, err := store.Open(ctx, client, store.Options{Hostname: "bench"})
 		if err != nil {
 			b.Fatal(err)

@@ -5,7 +5,6 @@ package netboot
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -70,23 +69,15 @@ func Extension(ctx context.Context, env *server.Env) error {
 	return nil
 }
 
-// Config reads the IPAM and DHCP configuration from the inventory; unset
-// ones are nil.
+// Config gives the DHCP server the IPAM and DHCP configuration from the
+// store's watch-fed index (store.Store.ConfigView): no etcd request per
+// packet. A PUT of either reaches the DHCP server within the watch's delay;
+// while etcd is unreachable the last configuration seen keeps serving. The
+// store loaded its index when it opened, before the server starts, so no
+// packet is answered from an unloaded view. Unset ones are nil.
 func Config(st *store.Store) dhcpd.ConfigFunc {
-	return func(ctx context.Context) (*sabakan.IPAMConfig, *sabakan.DHCPConfig, error) {
-		ipam, err := st.IPAM(ctx)
-		if errors.Is(err, sabakan.ErrNotFound) {
-			return nil, nil, nil
-		}
-		if err != nil {
-			return nil, nil, err
-		}
-		dhcp, err := st.DHCP(ctx)
-		if errors.Is(err, sabakan.ErrNotFound) {
-			dhcp = nil
-		} else if err != nil {
-			return nil, nil, err
-		}
+	return func(context.Context) (*sabakan.IPAMConfig, *sabakan.DHCPConfig, error) {
+		ipam, dhcp := st.ConfigView()
 		return ipam, dhcp, nil
 	}
 }

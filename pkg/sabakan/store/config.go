@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -24,6 +25,28 @@ func (s *Store) IPAM(ctx context.Context) (*sabakan.IPAMConfig, error) {
 	}
 	copied := *c
 	return &copied, nil
+}
+
+// ConfigView returns the IPAM and DHCP configuration as the index holds
+// them now, without a request to etcd: the DHCP server's per-packet read.
+// Unlike IPAM and DHCP, it does not wait for the writes acknowledged before
+// the call: a PUT shows up once the index's watch delivers it (milliseconds),
+// and while etcd is unreachable the view keeps answering with the last
+// configuration it saw. It is never a default standing in for an unloaded
+// view: Open loads the index before it returns. nil stands for a
+// configuration never set (or deleted). The results are copies.
+func (s *Store) ConfigView() (*sabakan.IPAMConfig, *sabakan.DHCPConfig) {
+	ipam, _, dhcp := s.idx.config()
+	if ipam != nil {
+		copied := *ipam
+		ipam = &copied
+	}
+	if dhcp != nil {
+		copied := *dhcp
+		copied.DNSServers = slices.Clone(dhcp.DNSServers)
+		dhcp = &copied
+	}
+	return ipam, dhcp
 }
 
 // PutIPAM validates and stores the IPAM configuration. It is refused with

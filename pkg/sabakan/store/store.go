@@ -7,7 +7,10 @@
 // an in-memory index fed by one watch on the whole sabakan prefix; before
 // answering, a read fetches the current revision with one linearizable
 // request and waits until the index has caught up with it, so that it
-// reflects every write acknowledged before it started, on any server.
+// reflects every write acknowledged before it started, on any server. The
+// one exception is ConfigView, the DHCP server's per-packet read of the IPAM
+// and DHCP configuration, which answers from the index as it is, without a
+// request to etcd.
 //
 // Registering many machines at once (POST /machines) does not fit in one
 // transaction (etcd allows 128 operations per transaction by default), so a
