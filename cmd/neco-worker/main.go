@@ -11,13 +11,13 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/openneco/neco/pkg/bootserver"
 	"github.com/openneco/neco/pkg/daemon"
 	"github.com/openneco/neco/pkg/deb"
 	"github.com/openneco/neco/pkg/etcdutil"
 	"github.com/openneco/neco/pkg/neco/storage"
 	sabakanclient "github.com/openneco/neco/pkg/sabakan/client"
 	"github.com/openneco/neco/pkg/services"
-	"github.com/openneco/neco/pkg/setup"
 	"github.com/openneco/neco/pkg/worker"
 )
 
@@ -56,7 +56,7 @@ func main() {
 			return err
 		}
 
-		cluster, err := setup.LoadCluster(*clusterFile, true)
+		cluster, err := bootserver.LoadCluster(*clusterFile, true)
 		if err != nil {
 			return err
 		}
@@ -76,7 +76,7 @@ func main() {
 			return err
 		}
 		svc := &services.Systemd{}
-		vc, err := setup.NewVaultClient(cluster.VaultURL(me), setup.NewPaths(*root))
+		vc, err := bootserver.NewVaultClient(cluster.VaultURL(me), bootserver.NewPaths(*root))
 		if err != nil {
 			return err
 		}
@@ -91,7 +91,7 @@ func main() {
 			worker.WithHooks(
 				worker.ServiceConfigStep("sabakan-config", "sabakan", *sabakanConfig, worker.TemplateFile(filepath.Join(*shareDir, "sabakan.yml"), me.Address), svc),
 				func(ctx context.Context, _ *worker.StepEnv) error {
-					issued, err := setup.EnsureService(ctx, client, cluster, me, setup.NewPaths(*root), "sabakan")
+					issued, err := bootserver.EnsureService(ctx, client, cluster, me, bootserver.NewPaths(*root), "sabakan")
 					if issued {
 						slog.Info("issued sabakan's etcd certificate for this boot server")
 					}

@@ -1,4 +1,4 @@
-package setup
+package bootserver
 
 import (
 	"errors"
@@ -67,14 +67,17 @@ func LoadCluster(path string, optional bool) (*Cluster, error) {
 			return nil, fmt.Errorf("cluster description %s: %w", path, err)
 		}
 	}
-	c.fillDefaults()
+	c.FillDefaults()
 	if err := c.validate(); err != nil {
 		return nil, fmt.Errorf("cluster description %s: %w", path, err)
 	}
 	return c, nil
 }
 
-func (c *Cluster) fillDefaults() {
+// FillDefaults gives every unset port its default, and a description
+// that lists no server and no plan the reference address plan. LoadCluster
+// does it; a description from elsewhere (a join ticket) needs it.
+func (c *Cluster) FillDefaults() {
 	def := func(p *int, v int) {
 		if *p == 0 {
 			*p = v

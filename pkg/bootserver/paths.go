@@ -1,4 +1,4 @@
-package setup
+package bootserver
 
 import "path/filepath"
 

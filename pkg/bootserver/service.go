@@ -1,4 +1,4 @@
-package setup
+package bootserver
 
 import (
 	"context"
@@ -46,11 +46,11 @@ func InitLocal(ctx context.Context, vc *vault.Client, c *Cluster, servers []Serv
 	if err := CheckServiceName(name); err != nil {
 		return "", err
 	}
-	spec := certSpec{
+	spec := CertSpec{
 		Kind: "service", Mount: MountEtcdClient, CN: name, Usage: 0,
 		Cert: p.ServiceCert(name), Key: p.ServiceKey(name), CA: p.ClientCA,
 	}
-	if err := issueWith(spec, func(csr []byte) ([]byte, error) { return signWithVault(ctx, vc, spec, csr) }); err != nil {
+	if err := Issue(spec, func(csr []byte) ([]byte, error) { return signWithVault(ctx, vc, spec, csr) }); err != nil {
 		return "", err
 	}
 	ca, err := os.ReadFile(p.ServerCA)
@@ -82,8 +82,8 @@ func InitLocal(ctx context.Context, vc *vault.Client, c *Cluster, servers []Serv
 // certificate with its connection file is kept; issued tells whether a new
 // one was made.
 func EnsureService(ctx context.Context, client *clientv3.Client, c *Cluster, me Server, p Paths, name string) (issued bool, err error) {
-	spec := certSpec{Kind: "service", CN: name, Cert: p.ServiceCert(name), Key: p.ServiceKey(name), CA: p.ClientCA}
-	if certValid(spec) == nil {
+	spec := CertSpec{Kind: "service", CN: name, Cert: p.ServiceCert(name), Key: p.ServiceKey(name), CA: p.ClientCA}
+	if CertValid(spec) == nil {
 		if _, err := os.Stat(p.ServiceConfig(name)); err == nil {
 			return false, nil
 		}

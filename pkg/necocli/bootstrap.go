@@ -12,10 +12,10 @@ import (
 	"github.com/spf13/cobra"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/openneco/neco/pkg/bootserver"
 	"github.com/openneco/neco/pkg/etcdutil"
 	"github.com/openneco/neco/pkg/neco/storage"
 	"github.com/openneco/neco/pkg/services"
-	"github.com/openneco/neco/pkg/setup"
 )
 
 // addBootstrapCommands adds the commands of bootstrap: setup, join, leave,
@@ -45,13 +45,13 @@ func (b *bootOptions) addFlags(cmd *cobra.Command) {
 	cmd.RegisterFlagCompletionFunc("service-manager", cobra.FixedCompletions([]string{"systemd", "process"}, cobra.ShellCompDirectiveNoFileComp))
 }
 
-func (b *bootOptions) paths() setup.Paths { return setup.NewPaths(b.root) }
+func (b *bootOptions) paths() bootserver.Paths { return bootserver.NewPaths(b.root) }
 
-func (b *bootOptions) cluster() (*setup.Cluster, error) {
+func (b *bootOptions) cluster() (*bootserver.Cluster, error) {
 	if b.clusterFile != "" {
-		return setup.LoadCluster(b.clusterFile, false)
+		return bootserver.LoadCluster(b.clusterFile, false)
 	}
-	return setup.LoadCluster(b.paths().ClusterDef, true)
+	return bootserver.LoadCluster(b.paths().ClusterDef, true)
 }
 
 func (b *bootOptions) services() (services.Manager, error) {
@@ -59,12 +59,12 @@ func (b *bootOptions) services() (services.Manager, error) {
 }
 
 // me finds this server among servers.
-func (b *bootOptions) me(servers []setup.Server) (setup.Server, error) {
+func (b *bootOptions) me(servers []bootserver.Server) (bootserver.Server, error) {
 	lrn := b.lrn
 	if lrn < 0 {
 		var err error
-		if lrn, err = setup.LocalLRN(servers); err != nil {
-			return setup.Server{}, err
+		if lrn, err = bootserver.LocalLRN(servers); err != nil {
+			return bootserver.Server{}, err
 		}
 	}
 	for _, s := range servers {
@@ -72,22 +72,22 @@ func (b *bootOptions) me(servers []setup.Server) (setup.Server, error) {
 			return s, nil
 		}
 	}
-	return setup.Server{}, fmt.Errorf("--lrn %d is not among the boot servers", lrn)
+	return bootserver.Server{}, fmt.Errorf("--lrn %d is not among the boot servers", lrn)
 }
 
 // local is what commands run on a set-up boot server know about it.
 type local struct {
-	paths   setup.Paths
-	cluster *setup.Cluster
-	servers []setup.Server
-	me      setup.Server
+	paths   bootserver.Paths
+	cluster *bootserver.Cluster
+	servers []bootserver.Server
+	me      bootserver.Server
 }
 
 // loadLocal reads the state setup left: the cluster description with every
 // boot server, the LRN, and checks the client certificate.
 func (b *bootOptions) loadLocal() (*local, error) {
 	p := b.paths()
-	if err := setup.CheckClientCert(p); err != nil {
+	if err := bootserver.CheckClientCert(p); err != nil {
 		return nil, err
 	}
 	c, err := b.cluster()
@@ -111,7 +111,7 @@ func (b *bootOptions) loadLocal() (*local, error) {
 
 // etcd connects as root with this server's certificate, scoped to /neco/.
 func (l *local) etcd() (*clientv3.Client, error) {
-	return etcdutil.New(setup.EtcdConfig(l.cluster, l.servers, l.paths, storage.DefaultPrefix))
+	return etcdutil.New(bootserver.EtcdConfig(l.cluster, l.servers, l.paths, storage.DefaultPrefix))
 }
 
 // connect loads this boot server's setup and connects to etcd with it.
@@ -153,14 +153,14 @@ func withTimeout(ctx context.Context, d time.Duration) (context.Context, context
 }
 
 // meFromRack is this server per the rack file setup wrote.
-func (b *bootOptions) meFromRack(c *setup.Cluster) (setup.Server, error) {
+func (b *bootOptions) meFromRack(c *bootserver.Cluster) (bootserver.Server, error) {
 	data, err := os.ReadFile(b.paths().Rack)
 	if err != nil {
-		return setup.Server{}, fmt.Errorf("read %s (is this boot server set up?): %w", b.paths().Rack, err)
+		return bootserver.Server{}, fmt.Errorf("read %s (is this boot server set up?): %w", b.paths().Rack, err)
 	}
 	lrn, err := strconv.Atoi(strings.TrimSpace(string(data)))
 	if err != nil {
-		return setup.Server{}, err
+		return bootserver.Server{}, err
 	}
 	return c.Lookup(lrn)
 }

@@ -11,11 +11,11 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/openneco/neco/pkg/bootserver"
 	"github.com/openneco/neco/pkg/cli"
 	"github.com/openneco/neco/pkg/sabakan"
 	"github.com/openneco/neco/pkg/sabakan/client"
 	"github.com/openneco/neco/pkg/services"
-	"github.com/openneco/neco/pkg/setup"
 	"github.com/openneco/neco/pkg/version"
 	"github.com/openneco/neco/pkg/worker"
 )
@@ -31,7 +31,7 @@ client certificate whose CN is NAME: run neco init-local NAME on each boot
 server that runs it. Running init again changes nothing.`,
 		Args: cli.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := setup.CheckServiceName(args[0]); err != nil {
+			if err := bootserver.CheckServiceName(args[0]); err != nil {
 				return cli.UsageError("%v", err)
 			}
 			_, client, err := b.connect()
@@ -41,7 +41,7 @@ server that runs it. Running init again changes nothing.`,
 			defer client.Close()
 			ctx, cancel := withTimeout(cmd.Context(), time.Minute)
 			defer cancel()
-			if err := setup.InitService(ctx, client, args[0]); err != nil {
+			if err := bootserver.InitService(ctx, client, args[0]); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "etcd user %s may read and write /%s/\n", args[0], args[0])
@@ -67,7 +67,7 @@ once first.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := args[0]
-			if err := setup.CheckServiceName(name); err != nil {
+			if err := bootserver.CheckServiceName(name); err != nil {
 				return cli.UsageError("%v", err)
 			}
 			command := args[1:]
@@ -84,14 +84,14 @@ once first.`,
 			}
 			ctx, cancel := withTimeout(cmd.Context(), 2*time.Minute)
 			defer cancel()
-			vc, err := setup.NewVaultClient(l.cluster.VaultURL(l.me), l.paths)
+			vc, err := bootserver.NewVaultClient(l.cluster.VaultURL(l.me), l.paths)
 			if err != nil {
 				return err
 			}
-			if err := setup.Login(ctx, vc, l.paths); err != nil {
+			if err := bootserver.Login(ctx, vc, l.paths); err != nil {
 				return err
 			}
-			cfg, err := setup.InitLocal(ctx, vc, l.cluster, l.servers, l.paths, name)
+			cfg, err := bootserver.InitLocal(ctx, vc, l.cluster, l.servers, l.paths, name)
 			if err != nil {
 				return err
 			}

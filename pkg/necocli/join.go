@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/openneco/neco/pkg/bootserver"
 	"github.com/openneco/neco/pkg/cli"
 	"github.com/openneco/neco/pkg/setup"
 )
@@ -32,7 +33,7 @@ starts its etcd member, starts and unseals Vault, registers the server
 daemons. Re-running it after a failure resumes.`,
 		Args: cli.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			lrns, err := setup.ParseLRNs(args)
+			lrns, err := bootserver.ParseLRNs(args)
 			if err != nil {
 				return cli.UsageError("%v", err)
 			}
@@ -88,7 +89,7 @@ reinstall it (or another machine) and neco join it. --force skips the
 check.`,
 		Args: cli.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			lrns, err := setup.ParseLRNs(args)
+			lrns, err := bootserver.ParseLRNs(args)
 			if err != nil {
 				return cli.UsageError("%v", err)
 			}
@@ -106,7 +107,7 @@ check.`,
 			defer client.Close()
 			ctx, cancel := withTimeout(cmd.Context(), time.Minute)
 			defer cancel()
-			servers, err := setup.BootServers(ctx, client, l.cluster)
+			servers, err := bootserver.Registered(ctx, client, l.cluster)
 			if err != nil {
 				return err
 			}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/openneco/neco/pkg/bootserver"
 	"github.com/openneco/neco/pkg/cli"
 	"github.com/openneco/neco/pkg/setup"
 	"github.com/openneco/neco/pkg/version"
@@ -44,7 +45,7 @@ See docs/bootstrap.md.`,
   # copy the file to every boot server, then on each:
   neco setup --bootstrap-token-file /root/bootstrap-token 0 1 2`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			lrns, err := setup.ParseLRNs(args)
+			lrns, err := bootserver.ParseLRNs(args)
 			if err != nil {
 				return cli.UsageError("%v", err)
 			}
@@ -52,7 +53,7 @@ See docs/bootstrap.md.`,
 			if err != nil {
 				return cli.UsageError("%v", err)
 			}
-			servers, err := c.Resolve(lrns, setup.MinServers)
+			servers, err := c.Resolve(lrns, bootserver.MinServers)
 			if err != nil {
 				return cli.UsageError("%v", err)
 			}

@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/openneco/neco/pkg/bootserver"
 	"github.com/openneco/neco/pkg/cli"
 	"github.com/openneco/neco/pkg/neco/storage"
 	"github.com/openneco/neco/pkg/pki"
@@ -38,7 +39,7 @@ this after every restart of vault on this server.`,
 			defer client.Close()
 			ctx, cancel := withTimeout(cmd.Context(), time.Minute)
 			defer cancel()
-			if err := setup.UnsealLocal(ctx, client, l.cluster, l.me, l.paths); err != nil {
+			if err := bootserver.UnsealLocal(ctx, client, l.cluster, l.me, l.paths); err != nil {
 				return err
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), "vault is unsealed")
@@ -90,7 +91,7 @@ token for an AppRole secret_id, valid for --ttl. Carry it to the new server
 (a file readable only by root) and run neco join LRN --ticket FILE there.`,
 		Args: cli.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			lrns, err := setup.ParseLRNs(args)
+			lrns, err := bootserver.ParseLRNs(args)
 			if err != nil {
 				return cli.UsageError("%v", err)
 			}
@@ -101,15 +102,15 @@ token for an AppRole secret_id, valid for --ttl. Carry it to the new server
 			defer client.Close()
 			ctx, cancel := withTimeout(cmd.Context(), time.Minute)
 			defer cancel()
-			servers, err := setup.BootServers(ctx, client, l.cluster)
+			servers, err := bootserver.Registered(ctx, client, l.cluster)
 			if err != nil {
 				return err
 			}
-			vc, err := setup.NewVaultClient(l.cluster.VaultURL(l.me), l.paths)
+			vc, err := bootserver.NewVaultClient(l.cluster.VaultURL(l.me), l.paths)
 			if err != nil {
 				return err
 			}
-			if err := setup.Login(ctx, vc, l.paths); err != nil {
+			if err := bootserver.Login(ctx, vc, l.paths); err != nil {
 				return err
 			}
 			t, err := setup.IssueJoinTicket(ctx, vc, l.cluster, servers, l.paths, lrns[0], ttl)
@@ -194,14 +195,14 @@ does not use them. Renew one boot server at a time.`,
 			}
 			ctx, cancel := withTimeout(cmd.Context(), timeout)
 			defer cancel()
-			vc, err := setup.NewVaultClient(c.VaultURL(me), p)
+			vc, err := bootserver.NewVaultClient(c.VaultURL(me), p)
 			if err != nil {
 				return err
 			}
-			if err := setup.Login(ctx, vc, p); err != nil {
+			if err := bootserver.Login(ctx, vc, p); err != nil {
 				return err
 			}
-			if err := setup.IssueFromVault(ctx, vc, me, p); err != nil {
+			if err := bootserver.IssueFromVault(ctx, vc, me, p); err != nil {
 				return err
 			}
 			client, err := (&local{paths: p, cluster: c, servers: c.Servers, me: me}).etcd()

@@ -15,14 +15,15 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"github.com/openneco/neco/pkg/etcdutil"
+	"github.com/openneco/neco/pkg/bootserver"
+	"github.com/openneco/neco/pkg/poll"
 	"github.com/openneco/neco/pkg/services"
 )
 
 // EtcdUnit is the etcd service of server me in a cluster of members. state
 // is "new" for a bootstrap and "existing" for a server joining; etcd ignores
 // both once its data directory holds a member.
-func EtcdUnit(c *Cluster, me Server, members []Server, p Paths, state, token string) (services.Unit, error) {
+func EtcdUnit(c *bootserver.Cluster, me bootserver.Server, members []bootserver.Server, p bootserver.Paths, state, token string) (services.Unit, error) {
 	initial := make([]string, len(members))
 	for i, s := range members {
 		initial[i] = s.Name() + "=" + c.EtcdPeerURL(s)
@@ -66,21 +67,10 @@ func EtcdUnit(c *Cluster, me Server, members []Server, p Paths, state, token str
 	return services.Unit{Name: "etcd", Description: "etcd of the neco boot servers", Command: cmd, StopTimeout: 30 * time.Second}, nil
 }
 
-// EtcdConfig is how a boot server's root user reaches etcd: every member's
-// client URL, the server CA, the CN=root client certificate.
-func EtcdConfig(c *Cluster, servers []Server, p Paths, prefix string) *etcdutil.Config {
-	cfg := etcdutil.NewConfig(prefix)
-	cfg.Endpoints = c.EtcdEndpoints(servers)
-	cfg.TLSCAFile = p.ServerCA
-	cfg.TLSCertFile = p.ClientCert
-	cfg.TLSKeyFile = p.ClientKey
-	return cfg
-}
-
 // waitEtcd waits until etcd answers a linearizable read through client (so
 // a quorum is up) and lists at least n members.
 func waitEtcd(ctx context.Context, client *clientv3.Client, n int) error {
-	lastErr, err := poll(ctx, "etcd with a quorum and "+strconv.Itoa(n)+" member(s)", 500*time.Millisecond, nil, func(ctx context.Context) (bool, error) {
+	lastErr, err := poll.Until(ctx, "etcd with a quorum and "+strconv.Itoa(n)+" member(s)", 500*time.Millisecond, nil, func(ctx context.Context) (bool, error) {
 		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 		defer cancel()
 		ml, err := client.MemberList(cctx)
@@ -104,8 +94,8 @@ func waitEtcd(ctx context.Context, client *clientv3.Client, n int) error {
 // while another member is down (a server that crashed during setup, one
 // being replaced) would stop etcd, and Vault's storage with it, until me's
 // member is back.
-func waitQuorumWithout(ctx context.Context, client *clientv3.Client, me Server) error {
-	lastErr, err := poll(ctx, "the other etcd members to answer (so that restarting this one keeps a quorum)", 500*time.Millisecond, nil, func(ctx context.Context) (bool, error) {
+func waitQuorumWithout(ctx context.Context, client *clientv3.Client, me bootserver.Server) error {
+	lastErr, err := poll.Until(ctx, "the other etcd members to answer (so that restarting this one keeps a quorum)", 500*time.Millisecond, nil, func(ctx context.Context) (bool, error) {
 		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 		defer cancel()
 		ml, err := client.MemberList(cctx)
@@ -140,54 +130,19 @@ func waitQuorumWithout(ctx context.Context, client *clientv3.Client, me Server) 
 	return nil
 }
 
-// etcd users and roles made by setup.
-const (
-	EtcdRootUser   = "root"   // boot servers: the neco CLI and the CD daemons
-	EtcdVaultUser  = "vault"  // Vault's storage: readwrite /vault/
-	EtcdBackupUser = "backup" // backups: read-only everything
-)
-
-// ServiceRole is what `neco init NAME` grants: readwrite on /NAME/.
-func ServiceRole(name string) (role, prefix string) { return name, "/" + name + "/" }
-
-// EnsureEtcdUser creates user (certificate authentication: no password)
-// with a role of the same name that may readwrite prefix, or read all
-// keys when readOnlyAll. It is idempotent.
-func EnsureEtcdUser(ctx context.Context, client *clientv3.Client, user, prefix string, readOnlyAll bool) error {
-	if _, err := client.RoleAdd(ctx, user); err != nil && !errors.Is(err, rpctypes.ErrRoleAlreadyExist) {
-		return fmt.Errorf("etcd role %s: %w", user, err)
-	}
-	var err error
-	if readOnlyAll {
-		_, err = client.RoleGrantPermission(ctx, user, "\x00", "\x00", clientv3.PermissionType(clientv3.PermRead))
-	} else {
-		_, err = client.RoleGrantPermission(ctx, user, prefix, clientv3.GetPrefixRangeEnd(prefix), clientv3.PermissionType(clientv3.PermReadWrite))
-	}
-	if err != nil {
-		return fmt.Errorf("etcd role %s: grant: %w", user, err)
-	}
-	if _, err := client.UserAddWithOptions(ctx, user, "", &clientv3.UserAddOptions{NoPassword: true}); err != nil && !errors.Is(err, rpctypes.ErrUserAlreadyExist) {
-		return fmt.Errorf("etcd user %s: %w", user, err)
-	}
-	if _, err := client.UserGrantRole(ctx, user, user); err != nil {
-		return fmt.Errorf("etcd user %s: grant role: %w", user, err)
-	}
-	return nil
-}
-
 // EnableEtcdAuth creates root, vault and backup and turns authentication
 // on. From then on a client is the user named by its certificate's CN.
 func EnableEtcdAuth(ctx context.Context, client *clientv3.Client) error {
-	if _, err := client.UserAddWithOptions(ctx, EtcdRootUser, "", &clientv3.UserAddOptions{NoPassword: true}); err != nil && !errors.Is(err, rpctypes.ErrUserAlreadyExist) {
+	if _, err := client.UserAddWithOptions(ctx, bootserver.EtcdRootUser, "", &clientv3.UserAddOptions{NoPassword: true}); err != nil && !errors.Is(err, rpctypes.ErrUserAlreadyExist) {
 		return fmt.Errorf("etcd user root: %w", err)
 	}
-	if _, err := client.UserGrantRole(ctx, EtcdRootUser, "root"); err != nil {
+	if _, err := client.UserGrantRole(ctx, bootserver.EtcdRootUser, "root"); err != nil {
 		return fmt.Errorf("etcd user root: %w", err)
 	}
-	if err := EnsureEtcdUser(ctx, client, EtcdVaultUser, "/vault/", false); err != nil {
+	if err := bootserver.EnsureEtcdUser(ctx, client, bootserver.EtcdVaultUser, "/vault/", false); err != nil {
 		return err
 	}
-	if err := EnsureEtcdUser(ctx, client, EtcdBackupUser, "", true); err != nil {
+	if err := bootserver.EnsureEtcdUser(ctx, client, bootserver.EtcdBackupUser, "", true); err != nil {
 		return err
 	}
 	if _, err := client.AuthEnable(ctx); err != nil {
@@ -198,7 +153,7 @@ func EnableEtcdAuth(ctx context.Context, client *clientv3.Client) error {
 
 // EnsureMember adds s to the etcd cluster unless a member already has its
 // peer URL. It is what a CD worker (and neco join) calls for a new server.
-func EnsureMember(ctx context.Context, client *clientv3.Client, c *Cluster, s Server) (members []Server, err error) {
+func EnsureMember(ctx context.Context, client *clientv3.Client, c *bootserver.Cluster, s bootserver.Server) (members []bootserver.Server, err error) {
 	ml, err := client.MemberList(ctx)
 	if err != nil {
 		return nil, err
@@ -237,7 +192,7 @@ func EnsureMember(ctx context.Context, client *clientv3.Client, c *Cluster, s Se
 		if name == "" && slices.Contains(m.PeerURLs, peer) {
 			name = s.Name()
 		}
-		srv := Server{Address: ""}
+		srv := bootserver.Server{Address: ""}
 		if _, err := fmt.Sscanf(name, "boot-%d", &srv.LRN); err != nil {
 			return nil, fmt.Errorf("etcd member %q has no boot-<lrn> name", name)
 		}
@@ -248,14 +203,14 @@ func EnsureMember(ctx context.Context, client *clientv3.Client, c *Cluster, s Se
 		}
 		members = append(members, srv)
 	}
-	slices.SortFunc(members, func(a, b Server) int { return a.LRN - b.LRN })
+	slices.SortFunc(members, func(a, b bootserver.Server) int { return a.LRN - b.LRN })
 	return members, nil
 }
 
 // RemoveMember removes the etcd member of s, if any. It is what neco leave
 // calls for a server that left, once CheckLeave allowed it. Removing the current etcd
 // leader may time out while leadership moves; it checks again and retries.
-func RemoveMember(ctx context.Context, client *clientv3.Client, c *Cluster, s Server) error {
+func RemoveMember(ctx context.Context, client *clientv3.Client, c *bootserver.Cluster, s bootserver.Server) error {
 	peer := c.EtcdPeerURL(s)
 	for {
 		ml, err := client.MemberList(ctx)

@@ -12,11 +12,12 @@ import (
 	"time"
 
 	vault "github.com/hashicorp/vault/api"
-	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/openneco/neco/pkg/bootserver"
 	"github.com/openneco/neco/pkg/etcdutil"
 	"github.com/openneco/neco/pkg/fileutil"
 	"github.com/openneco/neco/pkg/neco/storage"
+	"github.com/openneco/neco/pkg/poll"
 	"github.com/openneco/neco/pkg/services"
 )
 
@@ -25,26 +26,26 @@ import (
 // file to the new server. Its only secret is a single-use Vault
 // response-wrapping token for an AppRole secret_id, valid for a short time.
 type JoinTicket struct {
-	LRN      int       `json:"lrn"`
-	Wrapped  string    `json:"wrapped_secret_id"`
-	Expires  time.Time `json:"expires"`
-	Cluster  *Cluster  `json:"cluster"` // Servers are the current boot servers
-	ServerCA string    `json:"server_ca"`
-	PeerCA   string    `json:"peer_ca"`
-	ClientCA string    `json:"client_ca"`
+	LRN      int                 `json:"lrn"`
+	Wrapped  string              `json:"wrapped_secret_id"`
+	Expires  time.Time           `json:"expires"`
+	Cluster  *bootserver.Cluster `json:"cluster"` // Servers are the current boot servers
+	ServerCA string              `json:"server_ca"`
+	PeerCA   string              `json:"peer_ca"`
+	ClientCA string              `json:"client_ca"`
 }
 
 // IssueJoinTicket makes a ticket for server lrn. vc is logged in as a boot
 // server; servers are the current boot servers.
-func IssueJoinTicket(ctx context.Context, vc *vault.Client, c *Cluster, servers []Server, p Paths, lrn int, ttl time.Duration) (*JoinTicket, error) {
-	if slices.ContainsFunc(servers, func(s Server) bool { return s.LRN == lrn }) {
+func IssueJoinTicket(ctx context.Context, vc *vault.Client, c *bootserver.Cluster, servers []bootserver.Server, p bootserver.Paths, lrn int, ttl time.Duration) (*JoinTicket, error) {
+	if slices.ContainsFunc(servers, func(s bootserver.Server) bool { return s.LRN == lrn }) {
 		return nil, fmt.Errorf("boot server %d is already a member: neco leave %d first to replace it", lrn, lrn)
 	}
 	newcomer, err := c.Lookup(lrn)
 	if err != nil {
 		return nil, err
 	}
-	wrapped, err := newSecretID(ctx, vc, lrn, ttl)
+	wrapped, err := bootserver.NewSecretID(ctx, vc, lrn, ttl)
 	if err != nil {
 		return nil, err
 	}
@@ -71,7 +72,7 @@ var ErrBadJoinToken = errors.New("the join token was rejected by Vault: it is wr
 // JoinOptions of Join.
 type JoinOptions struct {
 	Ticket   *JoinTicket
-	Paths    Paths
+	Paths    bootserver.Paths
 	Services services.Manager
 	Daemons  []string
 	Timeout  time.Duration
@@ -84,15 +85,15 @@ type JoinOptions struct {
 // (the updater then includes the server) and the CD daemons. It resumes
 // after a crash.
 func Join(ctx context.Context, o *JoinOptions) error {
-	ctx = withLog(ctx, o.Log.With("step", "join"))
+	ctx = poll.WithLog(ctx, o.Log.With("step", "join"))
 	t := o.Ticket
 	c := t.Cluster
-	c.fillDefaults()
+	c.FillDefaults()
 	me, err := c.Lookup(t.LRN)
 	if err != nil {
 		return err
 	}
-	existing := slices.DeleteFunc(slices.Clone(c.Servers), func(s Server) bool { return s.LRN == t.LRN })
+	existing := slices.DeleteFunc(slices.Clone(c.Servers), func(s bootserver.Server) bool { return s.LRN == t.LRN })
 	if len(existing) == 0 {
 		return errors.New("the join ticket lists no boot servers")
 	}
@@ -110,7 +111,7 @@ func Join(ctx context.Context, o *JoinOptions) error {
 	if err != nil {
 		return err
 	}
-	if err := Login(ctx, vc, p); err != nil {
+	if err := bootserver.Login(ctx, vc, p); err != nil {
 		if _, statErr := os.Stat(p.AppRole); statErr == nil {
 			return err
 		}
@@ -122,20 +123,20 @@ func Join(ctx context.Context, o *JoinOptions) error {
 			return fmt.Errorf("%w (%v)", ErrBadJoinToken, err)
 		}
 		id, _ := sec.Data["secret_id"].(string)
-		creds, _ := json.Marshal(AppRoleCreds{RoleID: BootServerRole, SecretID: id})
+		creds, _ := json.Marshal(bootserver.AppRoleCreds{RoleID: bootserver.BootServerRole, SecretID: id})
 		if err := fileutil.WriteAtomic(p.AppRole, creds, 0o600); err != nil {
 			return err
 		}
-		if err := Login(ctx, vc, p); err != nil {
+		if err := bootserver.Login(ctx, vc, p); err != nil {
 			return err
 		}
 	}
 	o.Log.Info("joined Vault; issuing certificates")
-	if err := IssueFromVault(ctx, vc, me, p); err != nil {
+	if err := bootserver.IssueFromVault(ctx, vc, me, p); err != nil {
 		return err
 	}
 
-	client, err := etcdutil.New(EtcdConfig(c, existing, p, storage.DefaultPrefix))
+	client, err := etcdutil.New(bootserver.EtcdConfig(c, existing, p, storage.DefaultPrefix))
 	if err != nil {
 		return err
 	}
@@ -151,7 +152,7 @@ func Join(ctx context.Context, o *JoinOptions) error {
 	if err := o.Services.Start(ctx, u); err != nil {
 		return err
 	}
-	localEtcd, err := etcdutil.New(EtcdConfig(c, []Server{me}, p, storage.DefaultPrefix))
+	localEtcd, err := etcdutil.New(bootserver.EtcdConfig(c, []bootserver.Server{me}, p, storage.DefaultPrefix))
 	if err != nil {
 		return err
 	}
@@ -171,7 +172,7 @@ func Join(ctx context.Context, o *JoinOptions) error {
 	if err := o.Services.Start(ctx, vu); err != nil {
 		return err
 	}
-	if err := UnsealLocal(ctx, client, c, me, p); err != nil {
+	if err := bootserver.UnsealLocal(ctx, client, c, me, p); err != nil {
 		return err
 	}
 	if err := WriteLocalConfig(c, me, members, p); err != nil {
@@ -192,10 +193,10 @@ func Join(ctx context.Context, o *JoinOptions) error {
 }
 
 // anyVault returns a client of the first of servers whose Vault answers.
-func anyVault(ctx context.Context, c *Cluster, servers []Server, p Paths) (*vault.Client, error) {
+func anyVault(ctx context.Context, c *bootserver.Cluster, servers []bootserver.Server, p bootserver.Paths) (*vault.Client, error) {
 	var errs []string
 	for _, s := range servers {
-		vc, err := NewVaultClient(c.VaultURL(s), p)
+		vc, err := bootserver.NewVaultClient(c.VaultURL(s), p)
 		if err != nil {
 			return nil, err
 		}
@@ -208,89 +209,4 @@ func anyVault(ctx context.Context, c *Cluster, servers []Server, p Paths) (*vaul
 		errs = append(errs, fmt.Sprintf("%s: %v", s.Name(), err))
 	}
 	return nil, fmt.Errorf("no unsealed Vault answers among the boot servers (%s): unseal one with neco vault unseal", strings.Join(errs, "; "))
-}
-
-// CheckLeave decides whether boot server lrn may leave an etcd cluster of
-// members members (its own included; 0 when it is not a member), given
-// whether its member answers. Below MinServers members the cluster loses
-// fault tolerance, so a server that is up must wait for a replacement to
-// join first. A server that is down may always leave: its member counts
-// for nothing already, and it must go before a replacement joins — three
-// members with one dead plus a fourth added but not yet started have no
-// quorum. force overrides the check.
-func CheckLeave(lrn, members int, alive, force bool) error {
-	if force || members == 0 || members > MinServers || !alive {
-		return nil
-	}
-	return fmt.Errorf("boot server %d is up and etcd has %d members: removing it would leave %d, fewer than %d; join a replacement first (a boot server that is down may leave; --force removes it anyway)",
-		lrn, members, members-1, MinServers)
-}
-
-// Leave removes boot server s: its registration first (so the updater
-// drops it), then its etcd member (which the CD workers would also do).
-// Both steps are idempotent, so a failed leave is simply run again. What
-// CheckLeave refuses changes nothing.
-func Leave(ctx context.Context, client *clientv3.Client, c *Cluster, s Server, force bool) error {
-	ml, err := client.MemberList(ctx)
-	if err != nil {
-		return fmt.Errorf("list etcd members: %w", err)
-	}
-	members, alive := 0, false
-	peer := c.EtcdPeerURL(s)
-	for _, m := range ml.Members {
-		if m.Name == s.Name() || slices.Contains(m.PeerURLs, peer) {
-			members = len(ml.Members)
-			alive = memberAnswers(ctx, client, m.ClientURLs)
-		}
-	}
-	if err := CheckLeave(s.LRN, members, alive, force); err != nil {
-		return err
-	}
-	for {
-		err := storage.New(client).UnregisterBootServer(ctx, s.LRN)
-		if err == nil {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("unregister boot server %d: %w", s.LRN, err)
-		case <-time.After(time.Second):
-		}
-	}
-	return RemoveMember(ctx, client, c, s)
-}
-
-// memberAnswers reports whether an etcd member serves at one of its
-// client URLs within a few seconds.
-func memberAnswers(ctx context.Context, client *clientv3.Client, urls []string) bool {
-	for _, u := range urls {
-		sctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		_, err := client.Status(sctx, u)
-		cancel()
-		if err == nil {
-			return true
-		}
-	}
-	return false
-}
-
-// BootServers lists the registered boot servers; a registration without
-// an address gets the one the cluster description gives.
-func BootServers(ctx context.Context, client *clientv3.Client, c *Cluster) ([]Server, error) {
-	values, err := storage.New(client).BootServerValues(ctx)
-	if err != nil {
-		return nil, err
-	}
-	var out []Server
-	for lrn, addr := range values {
-		s := Server{LRN: lrn, Address: addr}
-		if s.Address == "" {
-			if s, err = c.Lookup(lrn); err != nil {
-				return nil, err
-			}
-		}
-		out = append(out, s)
-	}
-	slices.SortFunc(out, func(a, b Server) int { return a.LRN - b.LRN })
-	return out, nil
 }

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/openneco/neco/pkg/pki"
+	"github.com/openneco/neco/pkg/poll"
 )
 
 // The rendezvous is how boot servers meet before etcd exists. The leader
@@ -38,15 +39,6 @@ import (
 //  3. POST /v1/barrier/<name> (bearer token) records that a server arrived
 //     and says who else has. Arriving twice is harmless, so a re-run or a
 //     leader restart loses nothing.
-
-// Certificate kinds a boot server asks for.
-const (
-	KindServer      = "server"      // TLS server certificate of etcd and Vault (ca/server)
-	KindPeer        = "etcd-peer"   // etcd peer certificate (ca/boot-etcd-peer)
-	KindClientRoot  = "etcd-root"   // CN=root etcd client (ca/boot-etcd-client)
-	KindClientVault = "etcd-vault"  // CN=vault etcd client, Vault's storage access
-	KindClientBack  = "etcd-backup" // CN=backup read-only etcd client
-)
 
 // Session is what the leader publishes to the followers.
 type Session struct {
@@ -308,7 +300,7 @@ func do(hc *http.Client, req *http.Request, out any) error {
 // want has, or ctx ends with an error naming who is missing.
 func waitBarrier(ctx context.Context, name string, want []int, arrive func(ctx context.Context) ([]int, error)) error {
 	var missing []int
-	lastErr, err := poll(ctx, "barrier "+name, 500*time.Millisecond,
+	lastErr, err := poll.Until(ctx, "barrier "+name, 500*time.Millisecond,
 		func() string {
 			if len(missing) == 0 {
 				return ""
@@ -318,7 +310,7 @@ func waitBarrier(ctx context.Context, name string, want []int, arrive func(ctx c
 		func(ctx context.Context) (bool, error) {
 			arrived, err := arrive(ctx)
 			if errors.Is(err, ErrWrongToken) {
-				return false, permanent(err)
+				return false, poll.Permanent(err)
 			}
 			if err != nil {
 				return false, err

@@ -15,64 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/openneco/neco/pkg/bootserver"
 	"github.com/openneco/neco/pkg/pki"
 )
-
-func TestClusterResolve(t *testing.T) {
-	def := &Cluster{}
-	def.fillDefaults()
-	explicit := &Cluster{Servers: []Server{{0, "127.1.1.1"}, {1, "127.1.1.2"}, {2, "127.1.1.2"}}}
-	explicit.fillDefaults()
-	for _, tt := range []struct {
-		name  string
-		c     *Cluster
-		lrns  []int
-		want  []string
-		error string
-	}{
-		{"reference plan", def, []int{2, 0, 1}, []string{"10.69.0.3", "10.69.0.195", "10.69.1.131"}, ""},
-		{"too few", def, []int{0, 1}, nil, "at least 3"},
-		{"duplicate", def, []int{0, 1, 1}, nil, "given twice"},
-		{"outside the pool", def, []int{0, 1, 99}, nil, "outside the address pools"},
-		{"shared address", explicit, []int{0, 1, 2}, nil, "share address"},
-		{"not described", explicit, []int{0, 1, 3}, nil, "not in the cluster description"},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			got, err := tt.c.Resolve(tt.lrns, MinServers)
-			if tt.error != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.error) {
-					t.Fatalf("got %v, want %q", err, tt.error)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			for i, s := range got {
-				if s.Address != tt.want[i] || s.LRN != i {
-					t.Errorf("server %d: %+v, want %s", i, s, tt.want[i])
-				}
-			}
-		})
-	}
-}
-
-func TestLoadCluster(t *testing.T) {
-	dir := t.TempDir()
-	p := filepath.Join(dir, "c.yml")
-	os.WriteFile(p, []byte("servers:\n- lrn: 0\n  address: 127.0.0.1\n- lrn: 0\n  address: 127.0.0.2\n"), 0o644)
-	if _, err := LoadCluster(p, false); err == nil || !strings.Contains(err.Error(), "listed twice") {
-		t.Fatalf("duplicate LRN in the description: %v", err)
-	}
-	os.WriteFile(p, []byte("servers: []\nunknown: 1\n"), 0o644)
-	if _, err := LoadCluster(p, false); err == nil {
-		t.Fatal("unknown key accepted")
-	}
-	c, err := LoadCluster(filepath.Join(dir, "absent"), true)
-	if err != nil || c.EtcdClientPort != 2379 || c.IPAM == nil {
-		t.Fatalf("default description: %+v %v", c, err)
-	}
-}
 
 // TestRendezvous runs the leader's rendezvous and a follower over real TLS.
 func TestRendezvous(t *testing.T) {
@@ -80,13 +25,13 @@ func TestRendezvous(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := Server{LRN: 0, Address: "127.0.0.1"}
+	srv := bootserver.Server{LRN: 0, Address: "127.0.0.1"}
 	sess := Session{ClusterToken: "neco-x", Leader: 0, Servers: []int{0, 1, 2},
 		ServerCA: string(cas.Server.CertPEM()), PeerCA: string(cas.Peer.CertPEM()), ClientCA: string(cas.Client.CertPEM())}
 	token := []byte("0123456789abcdef-secret")
 	rv := &Rendezvous{Session: sess, Token: token, CAs: cas, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Signer: func(kind string, lrn int, csr *x509.CertificateRequest) ([]byte, error) {
-			return cas.Sign(kind, Server{LRN: lrn, Address: "127.0.0.2"}, csr)
+			return cas.Sign(kind, bootserver.Server{LRN: lrn, Address: "127.0.0.2"}, csr)
 		}}
 	l, _ := net.Listen("tcp", "127.0.0.1:0")
 	addr := l.Addr().String()
@@ -94,7 +39,7 @@ func TestRendezvous(t *testing.T) {
 	key, _ := pki.NewKey()
 	csrPEM, _ := pki.NewCSR(key, "x")
 	csr, _ := pki.ParseCSR(csrPEM)
-	certPEM, _ := cas.Sign(KindServer, srv, csr)
+	certPEM, _ := cas.Sign(bootserver.KindServer, srv, csr)
 	keyPEM, _ := pki.EncodeKey(key)
 	cert, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
@@ -119,7 +64,7 @@ func TestRendezvous(t *testing.T) {
 	if got.ClusterToken != "neco-x" {
 		t.Fatalf("session %+v", got)
 	}
-	signed, err := c.Sign(ctx, 1, KindPeer, csrPEM)
+	signed, err := c.Sign(ctx, 1, bootserver.KindPeer, csrPEM)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,7 +72,7 @@ func TestRendezvous(t *testing.T) {
 	if pc.Subject.CommonName != "boot-1" || pc.CheckSignatureFrom(cas.Peer.Cert) != nil {
 		t.Fatalf("peer certificate %v", pc.Subject)
 	}
-	if _, err := c.Sign(ctx, 7, KindPeer, csrPEM); err == nil || !strings.Contains(err.Error(), "not part of this setup") {
+	if _, err := c.Sign(ctx, 7, bootserver.KindPeer, csrPEM); err == nil || !strings.Contains(err.Error(), "not part of this setup") {
 		t.Fatalf("a server outside the setup got a certificate: %v", err)
 	}
 	// A follower that knows the token but forges nothing cannot sign with a
@@ -135,7 +80,7 @@ func TestRendezvous(t *testing.T) {
 	c2 := &RendezvousClient{URL: "https://" + addr, Token: token}
 	c2.Hello(ctx)
 	c2.Token = []byte("tampered-token-0000")
-	if _, err := c2.Sign(ctx, 1, KindPeer, csrPEM); !errors.Is(err, ErrWrongToken) {
+	if _, err := c2.Sign(ctx, 1, bootserver.KindPeer, csrPEM); !errors.Is(err, ErrWrongToken) {
 		t.Fatalf("tampered bearer: %v", err)
 	}
 
@@ -155,10 +100,10 @@ func TestRendezvous(t *testing.T) {
 
 // TestRunRefuses: Run's preflight never starts a second cluster.
 func TestRunRefuses(t *testing.T) {
-	c := &Cluster{Servers: []Server{{0, "127.0.0.1"}, {1, "127.0.0.2"}, {2, "127.0.0.3"}}}
-	c.fillDefaults()
+	c := &bootserver.Cluster{Servers: []bootserver.Server{{LRN: 0, Address: "127.0.0.1"}, {LRN: 1, Address: "127.0.0.2"}, {LRN: 2, Address: "127.0.0.3"}}}
+	c.FillDefaults()
 	base := func(t *testing.T) *Options {
-		return &Options{Cluster: c, Servers: c.Servers, Me: c.Servers[1], Paths: NewPaths(t.TempDir()),
+		return &Options{Cluster: c, Servers: c.Servers, Me: c.Servers[1], Paths: bootserver.NewPaths(t.TempDir()),
 			Token: []byte("0123456789abcdef"), Timeout: time.Second, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	}
 	writeState := func(t *testing.T, o *Options, st state) {

@@ -9,10 +9,10 @@ import (
 
 	vault "github.com/hashicorp/vault/api"
 
+	"github.com/openneco/neco/pkg/bootserver"
 	"github.com/openneco/neco/pkg/etcdutil"
 	"github.com/openneco/neco/pkg/neco"
 	"github.com/openneco/neco/pkg/neco/storage"
-	"github.com/openneco/neco/pkg/setup"
 )
 
 // VaultUnit is the name of the boot servers' Vault service.
@@ -31,7 +31,7 @@ type LocalVault interface {
 // set up by `neco setup` or `neco join`.
 type ServiceVault struct {
 	Services ServiceManager
-	// API is a client of this server's Vault (setup.NewVaultClient).
+	// API is a client of this server's Vault (bootserver.NewVaultClient).
 	API *vault.Client
 }
 
@@ -121,9 +121,9 @@ func newVaultError(err error) error {
 func (e *vaultError) Error() string { return e.msg }
 
 // unsealVault unseals the Vault of c with key unless it is unsealed and
-// waits until it serves, active or standby (setup.Unseal), within ctx.
+// waits until it serves, active or standby (bootserver.Unseal), within ctx.
 func unsealVault(ctx context.Context, c *vault.Client, key string) error {
-	if err := setup.Unseal(ctx, c, key); err != nil {
+	if err := bootserver.Unseal(ctx, c, key); err != nil {
 		return newVaultError(err)
 	}
 	return nil

@@ -21,12 +21,12 @@ import (
 
 	vault "github.com/hashicorp/vault/api"
 
+	"github.com/openneco/neco/pkg/bootserver"
 	"github.com/openneco/neco/pkg/deb"
 	"github.com/openneco/neco/pkg/etcdutil"
 	"github.com/openneco/neco/pkg/etcdutil/etcdtest"
 	"github.com/openneco/neco/pkg/neco"
 	"github.com/openneco/neco/pkg/neco/storage"
-	"github.com/openneco/neco/pkg/setup"
 	"github.com/openneco/neco/pkg/testutil"
 	"github.com/openneco/neco/pkg/worker"
 )
@@ -128,7 +128,7 @@ func (c *vaultCluster) init(ctx context.Context, st *storage.Storage) {
 		c.t.Fatal(err)
 	}
 	for _, lrn := range slices.Sorted(maps.Keys(c.procs)) {
-		if err := setup.Unseal(ctx, c.procs[lrn].api, resp.Keys[0]); err != nil {
+		if err := bootserver.Unseal(ctx, c.procs[lrn].api, resp.Keys[0]); err != nil {
 			c.t.Fatalf("unseal vault of %d: %v", lrn, err)
 		}
 	}
@@ -496,7 +496,7 @@ func TestVaultStep(t *testing.T) {
 			if err := p.start(); err != nil {
 				t.Fatal(err)
 			}
-			if err := setup.Unseal(ctx, p.api, mustSecret(t, st)); err != nil {
+			if err := bootserver.Unseal(ctx, p.api, mustSecret(t, st)); err != nil {
 				t.Fatal(err)
 			}
 		}()

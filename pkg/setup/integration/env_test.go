@@ -21,8 +21,8 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"sigs.k8s.io/yaml"
 
+	"github.com/openneco/neco/pkg/bootserver"
 	"github.com/openneco/neco/pkg/etcdutil"
-	"github.com/openneco/neco/pkg/setup"
 	"github.com/openneco/neco/pkg/testutil"
 )
 
@@ -98,7 +98,7 @@ type cluster struct {
 	dir     string
 	desc    string // cluster description file
 	token   string // bootstrap token file
-	c       *setup.Cluster
+	c       *bootserver.Cluster
 	roots   map[int]string
 	timeout string
 }
@@ -108,16 +108,16 @@ type cluster struct {
 func newCluster(t testing.TB, n int) *cluster {
 	t.Helper()
 	dir := t.TempDir()
-	var c *setup.Cluster
+	var c *bootserver.Cluster
 	for attempt := 0; ; attempt++ {
 		if attempt == 50 {
 			t.Fatal("no free loopback addresses and ports found")
 		}
 		a, b := 1+rand.IntN(250), 1+rand.IntN(250)
 		base := 20000 + rand.IntN(40000)
-		c = &setup.Cluster{EtcdClientPort: base, EtcdPeerPort: base + 1, VaultPort: base + 2, VaultClusterPort: base + 3, BootstrapPort: base + 4}
+		c = &bootserver.Cluster{EtcdClientPort: base, EtcdPeerPort: base + 1, VaultPort: base + 2, VaultClusterPort: base + 3, BootstrapPort: base + 4}
 		for i := 0; i < n; i++ {
-			c.Servers = append(c.Servers, setup.Server{LRN: i, Address: fmt.Sprintf("127.%d.%d.%d", a, b, i+1)})
+			c.Servers = append(c.Servers, bootserver.Server{LRN: i, Address: fmt.Sprintf("127.%d.%d.%d", a, b, i+1)})
 		}
 		if allFree(c) {
 			break
@@ -137,7 +137,7 @@ func newCluster(t testing.TB, n int) *cluster {
 	return cl
 }
 
-func allFree(c *setup.Cluster) bool {
+func allFree(c *bootserver.Cluster) bool {
 	for _, s := range c.Servers {
 		for _, p := range []int{c.EtcdClientPort, c.EtcdPeerPort, c.VaultPort, c.VaultClusterPort, c.BootstrapPort} {
 			l, err := net.Listen("tcp", net.JoinHostPort(s.Address, strconv.Itoa(p)))
@@ -223,16 +223,16 @@ func (cl *cluster) setupAll(ctx context.Context, lrns ...int) time.Duration {
 	return time.Since(start)
 }
 
-func (cl *cluster) paths(lrn int) setup.Paths { return setup.NewPaths(cl.roots[lrn]) }
+func (cl *cluster) paths(lrn int) bootserver.Paths { return bootserver.NewPaths(cl.roots[lrn]) }
 
 // etcd is a root client of the cluster through the given servers.
 func (cl *cluster) etcd(via int, lrns ...int) *clientv3.Client {
 	cl.t.Helper()
-	var servers []setup.Server
+	var servers []bootserver.Server
 	for _, l := range lrns {
 		servers = append(servers, cl.c.Servers[l])
 	}
-	c, err := etcdutil.New(setup.EtcdConfig(cl.c, servers, cl.paths(via), ""))
+	c, err := etcdutil.New(bootserver.EtcdConfig(cl.c, servers, cl.paths(via), ""))
 	must(cl.t, err)
 	cl.t.Cleanup(func() { c.Close() })
 	return c
@@ -241,7 +241,7 @@ func (cl *cluster) etcd(via int, lrns ...int) *clientv3.Client {
 // certClient is an etcd client with an explicit certificate.
 func (cl *cluster) certClient(caFile, cert, key string, lrns ...int) *clientv3.Client {
 	cl.t.Helper()
-	var servers []setup.Server
+	var servers []bootserver.Server
 	for _, l := range lrns {
 		servers = append(servers, cl.c.Servers[l])
 	}

@@ -14,6 +14,7 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/openneco/neco/pkg/bootserver"
 	"github.com/openneco/neco/pkg/neco/storage"
 	"github.com/openneco/neco/pkg/pki"
 	"github.com/openneco/neco/pkg/services"
@@ -243,7 +244,7 @@ func TestBootstrap(t *testing.T) {
 	t.Run("the CD worker prepares a service", func(t *testing.T) {
 		root := cl.etcd(2, 0, 1, 2)
 		me := cl.c.Servers[2]
-		issued, err := setup.EnsureService(ctx, root, cl.c, me, cl.paths(2), "ensured")
+		issued, err := bootserver.EnsureService(ctx, root, cl.c, me, cl.paths(2), "ensured")
 		if err != nil || !issued {
 			t.Fatalf("EnsureService = %v, %v; want issued", issued, err)
 		}
@@ -256,7 +257,7 @@ func TestBootstrap(t *testing.T) {
 			t.Errorf("the service put /neco/x: %v, want permission denied", err)
 		}
 		before, _ := os.ReadFile(p.ServiceCert("ensured"))
-		issued, err = setup.EnsureService(ctx, root, cl.c, me, p, "ensured")
+		issued, err = bootserver.EnsureService(ctx, root, cl.c, me, p, "ensured")
 		after, _ := os.ReadFile(p.ServiceCert("ensured"))
 		if err != nil || issued || string(before) != string(after) {
 			t.Errorf("second EnsureService = %v, %v (certificate replaced: %v); want it kept", issued, err, string(before) != string(after))
@@ -379,7 +380,7 @@ func TestBootstrap(t *testing.T) {
 		// A copy of boot-1's files with an expired client certificate.
 		p := cl.paths(1)
 		copyRoot := t.TempDir()
-		cp := setup.NewPaths(copyRoot)
+		cp := bootserver.NewPaths(copyRoot)
 		for _, f := range [][2]string{{p.ClientCA, cp.ClientCA}, {p.ServerCA, cp.ServerCA}, {p.Rack, cp.Rack}, {p.ClientKey, cp.ClientKey}} {
 			data, err := os.ReadFile(f[0])
 			must(t, err)
@@ -498,7 +499,7 @@ func TestResumeAfterCrash(t *testing.T) {
 
 func vaultHealth(t *testing.T, cl *cluster, l int) *vault.HealthResponse {
 	t.Helper()
-	vc, err := setup.NewVaultClient(cl.c.VaultURL(cl.c.Servers[l]), cl.paths(l))
+	vc, err := bootserver.NewVaultClient(cl.c.VaultURL(cl.c.Servers[l]), cl.paths(l))
 	must(t, err)
 	h, err := vc.Sys().Health()
 	must(t, err)
@@ -510,17 +511,17 @@ func vaultHealth(t *testing.T, cl *cluster, l int) *vault.HealthResponse {
 func vaultSign(t *testing.T, cl *cluster, l int) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	vc, err := setup.NewVaultClient(cl.c.VaultURL(cl.c.Servers[l]), cl.paths(l))
+	vc, err := bootserver.NewVaultClient(cl.c.VaultURL(cl.c.Servers[l]), cl.paths(l))
 	if err != nil {
 		return err
 	}
 	vc.SetMaxRetries(0)
-	if err := setup.Login(ctx, vc, cl.paths(l)); err != nil {
+	if err := bootserver.Login(ctx, vc, cl.paths(l)); err != nil {
 		return err
 	}
 	key, _ := pki.NewKey()
 	csr, _ := pki.NewCSR(key, "probe")
-	sec, err := vc.Logical().WriteWithContext(ctx, setup.MountEtcdClient+"/sign/"+setup.PKIRole, map[string]any{"csr": string(csr), "common_name": "probe"})
+	sec, err := vc.Logical().WriteWithContext(ctx, bootserver.MountEtcdClient+"/sign/"+bootserver.PKIRole, map[string]any{"csr": string(csr), "common_name": "probe"})
 	if err != nil {
 		return err
 	}

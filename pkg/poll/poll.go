@@ -1,4 +1,9 @@
-package setup
+// Package poll waits for a condition, polling it, and says in the waiting
+// process's own log why it is still waiting: a boot server that cannot make
+// progress explains itself there, not only in the logs of the servers
+// waiting for it. pkg/setup's stages and barriers and pkg/bootserver's
+// Vault calls wait with it.
+package poll
 
 import (
 	"context"
@@ -7,15 +12,15 @@ import (
 	"time"
 )
 
-// waitReport is how often a long wait is reported in the waiting server's
-// own log.
-var waitReport = 30 * time.Second
+// reportEvery is how often a long wait is reported in the waiting
+// process's own log.
+var reportEvery = 30 * time.Second
 
 type logKey struct{}
 
-// withLog makes log the logger of every wait under ctx: setup's stage
+// WithLog makes log the logger of every wait under ctx: setup's stage
 // runner gives each stage one that names the server and the stage.
-func withLog(ctx context.Context, log *slog.Logger) context.Context {
+func WithLog(ctx context.Context, log *slog.Logger) context.Context {
 	return context.WithValue(ctx, logKey{}, log)
 }
 
@@ -29,21 +34,21 @@ func logOf(ctx context.Context) *slog.Logger {
 // permanentError ends a poll at once.
 type permanentError struct{ error }
 
-// permanent marks err as one that waiting longer cannot cure: poll
+// Permanent marks err as one that waiting longer cannot cure: Until
 // returns it at once.
-func permanent(err error) error { return permanentError{err} }
+func Permanent(err error) error { return permanentError{err} }
 
-// poll calls try every interval until it reports done, returns a
-// permanent error (which poll returns as err), or ctx ends, and then
+// Until calls try every interval until it reports done, returns a
+// Permanent error (which Until returns as err), or ctx ends, and then
 // returns try's last error with ctx's error. A wait that
-// lasts longer than waitReport is logged every waitReport: what it waits
+// lasts longer than 30 s is logged every 30 s: what it waits
 // for, since when, try's last error and, when detail is set, what detail
 // says (who is missing at a barrier), so that a server that cannot make
 // progress says why in its own log, not only in the logs of the servers
 // waiting for it.
-func poll(ctx context.Context, what string, interval time.Duration, detail func() string, try func(ctx context.Context) (bool, error)) (lastErr, err error) {
+func Until(ctx context.Context, what string, interval time.Duration, detail func() string, try func(ctx context.Context) (bool, error)) (lastErr, err error) {
 	start := time.Now()
-	report := start.Add(waitReport)
+	report := start.Add(reportEvery)
 	for {
 		done, err := try(ctx)
 		if done {
@@ -67,7 +72,7 @@ func poll(ctx context.Context, what string, interval time.Duration, detail func(
 				attrs = append(attrs, "last_error", lastErr.Error())
 			}
 			logOf(ctx).Warn("setup cannot make progress yet", attrs...)
-			report = now.Add(waitReport)
+			report = now.Add(reportEvery)
 		}
 		select {
 		case <-ctx.Done():

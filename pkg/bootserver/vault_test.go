@@ -1,4 +1,4 @@
-package setup
+package bootserver
 
 import (
 	"context"
@@ -47,15 +47,15 @@ func TestVaultEmptyAnswersAreRetried(t *testing.T) {
 	}
 	ctx := context.Background()
 
-	id, err := newSecretID(ctx, newClient(), 1, 0)
+	id, err := NewSecretID(ctx, newClient(), 1, 0)
 	if err != nil || id != "s-1" {
-		t.Errorf("newSecretID = %q, %v", id, err)
+		t.Errorf("NewSecretID = %q, %v", id, err)
 	}
 	c := newClient()
 	if err := loginWith(ctx, c, AppRoleCreds{RoleID: BootServerRole, SecretID: "s-1"}); err != nil || c.Token() != "t-1" {
 		t.Errorf("login: token %q, %v", c.Token(), err)
 	}
-	cert, err := signWithVault(ctx, newClient(), certSpec{Kind: KindClientRoot, Mount: MountEtcdClient, CN: "root"}, []byte("csr"))
+	cert, err := signWithVault(ctx, newClient(), CertSpec{Kind: KindClientRoot, Mount: MountEtcdClient, CN: "root"}, []byte("csr"))
 	if err != nil || len(cert) == 0 {
 		t.Errorf("sign = %q, %v", cert, err)
 	}

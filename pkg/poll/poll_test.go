@@ -1,4 +1,4 @@
-package setup
+package poll
 
 import (
 	"bytes"
@@ -11,17 +11,17 @@ import (
 )
 
 func TestPollReportsWhyItWaits(t *testing.T) {
-	old := waitReport
-	waitReport = 50 * time.Millisecond
-	t.Cleanup(func() { waitReport = old })
+	old := reportEvery
+	reportEvery = 50 * time.Millisecond
+	t.Cleanup(func() { reportEvery = old })
 	var buf bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&buf, nil)).With("stage", "auth")
-	ctx, cancel := context.WithTimeout(withLog(context.Background(), log), 300*time.Millisecond)
+	ctx, cancel := context.WithTimeout(WithLog(context.Background(), log), 300*time.Millisecond)
 	defer cancel()
-	lastErr, err := poll(ctx, "barrier auth", 10*time.Millisecond, func() string { return "boot server(s) 0 not there yet" },
+	lastErr, err := Until(ctx, "barrier auth", 10*time.Millisecond, func() string { return "boot server(s) 0 not there yet" },
 		func(context.Context) (bool, error) { return false, errors.New("connection refused") })
 	if !errors.Is(err, context.DeadlineExceeded) || lastErr == nil || lastErr.Error() != "connection refused" {
-		t.Fatalf("poll = %v, %v", lastErr, err)
+		t.Fatalf("Until = %v, %v", lastErr, err)
 	}
 	out := buf.String()
 	for _, want := range []string{"stage=auth", `waiting_for="barrier auth"`, `detail="boot server(s) 0 not there yet"`, `last_error="connection refused"`} {
@@ -31,21 +31,23 @@ func TestPollReportsWhyItWaits(t *testing.T) {
 	}
 }
 
+var errGiveUp = errors.New("the token is wrong")
+
 func TestPollStopsOnPermanentError(t *testing.T) {
 	calls := 0
 	start := time.Now()
-	_, err := poll(context.Background(), "x", time.Second, nil, func(context.Context) (bool, error) {
+	_, err := Until(context.Background(), "x", time.Second, nil, func(context.Context) (bool, error) {
 		calls++
-		return false, permanent(ErrWrongToken)
+		return false, Permanent(errGiveUp)
 	})
-	if !errors.Is(err, ErrWrongToken) || calls != 1 || time.Since(start) > 500*time.Millisecond {
+	if !errors.Is(err, errGiveUp) || calls != 1 || time.Since(start) > 500*time.Millisecond {
 		t.Fatalf("err %v after %d call(s)", err, calls)
 	}
 }
 
 func TestPollDone(t *testing.T) {
 	n := 0
-	lastErr, err := poll(context.Background(), "x", time.Millisecond, nil, func(context.Context) (bool, error) {
+	lastErr, err := Until(context.Background(), "x", time.Millisecond, nil, func(context.Context) (bool, error) {
 		n++
 		if n < 3 {
 			return false, errors.New("not yet")
@@ -53,6 +55,6 @@ func TestPollDone(t *testing.T) {
 		return true, nil
 	})
 	if err != nil || lastErr != nil || n != 3 {
-		t.Fatalf("poll = %v, %v after %d", lastErr, err, n)
+		t.Fatalf("Until = %v, %v after %d", lastErr, err, n)
 	}
 }
