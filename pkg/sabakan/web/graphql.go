@@ -11,6 +11,8 @@ import (
 	"time"
 
 	graphql "github.com/graph-gophers/graphql-go"
+	"github.com/graph-gophers/graphql-go/ast"
+	gqlerrors "github.com/graph-gophers/graphql-go/errors"
 
 	"github.com/openneco/neco/pkg/sabakan"
 )
@@ -137,6 +139,21 @@ const (
 	gqlForbidden              = "FORBIDDEN"
 	gqlServiceUnavailable     = "SERVICE_UNAVAILABLE"
 	gqlInternalServerError    = "INTERNAL_SERVER_ERROR"
+	// gqlQueryTooComplex is ours: a query refused before it runs (400).
+	gqlQueryTooComplex = "QUERY_TOO_COMPLEX"
+)
+
+// Limits of one GraphQL request, checked before it runs (gqlcost.go). The
+// values limit is the larger of graphQLMinValues and graphQLFullSearches
+// searches of every machine with every field, so that whatever the
+// inventory's size a client may always read all of it.
+const (
+	graphQLMaxRootFields  = 100
+	graphQLMaxSearches    = 5
+	graphQLMaxFields      = 1000
+	graphQLMinValues      = 500_000
+	graphQLFullSearches   = 2
+	graphQLFullMachineSet = `{ searchMachines { spec { serial labels { name value } rack indexInRack role ipv4 registerDate retireDate bmc { bmcType ipv4 } } status { state timestamp duration } info { network { ipv4 { address netmask maskbits gateway } } bmc { ipv4 { address netmask maskbits gateway } } } } }`
 )
 
 // gqlError is a resolver error with the reference's extensions.
@@ -174,10 +191,77 @@ func toGQLError(err error, serial string, setState bool) error {
 	return &gqlError{err: err, typ: typ, serial: serial}
 }
 
-// newGraphQL parses the schema with the server's resolvers.
+// newGraphQL parses the schema with the server's resolvers, and measures
+// the introspection lists for the cost estimates.
 func (s *Server) newGraphQL() *graphql.Schema {
-	return graphql.MustParseSchema(graphQLSchema, &gqlRoot{s: s},
+	schema := graphql.MustParseSchema(graphQLSchema, &gqlRoot{s: s},
 		graphql.MaxDepth(12), graphql.MaxQueryLength(graphQLLimit))
+	s.gqlSchemaLists = introspectionLists(schema.AST())
+	return schema
+}
+
+// introspectionLists are the most entries each introspection list of the
+// schema has: types, fields of a type, arguments of a field, ...
+func introspectionLists(sc *ast.Schema) gqlMultipliers {
+	m := gqlMultipliers{"types": int64(len(sc.Types)), "directives": int64(len(sc.Directives))}
+	up := func(name string, n int) { m[name] = max(m[name], int64(n)) }
+	fields := func(fs ast.FieldsDefinition) {
+		up("fields", len(fs))
+		for _, f := range fs {
+			up("args", len(f.Arguments))
+		}
+	}
+	for _, t := range sc.Types {
+		switch t := t.(type) {
+		case *ast.ObjectTypeDefinition:
+			fields(t.Fields)
+			up("interfaces", len(t.Interfaces))
+		case *ast.InterfaceTypeDefinition:
+			fields(t.Fields)
+			up("interfaces", len(t.Interfaces))
+			up("possibleTypes", len(t.PossibleTypes))
+		case *ast.Union:
+			up("possibleTypes", len(t.UnionMemberTypes))
+		case *ast.EnumTypeDefinition:
+			up("enumValues", len(t.EnumValuesDefinition))
+		case *ast.InputObject:
+			up("inputFields", len(t.Values))
+		}
+	}
+	for _, d := range sc.Directives {
+		up("locations", len(d.Locations))
+		up("args", len(d.Arguments))
+	}
+	return m
+}
+
+// graphQLCost checks the query against the request limits before it runs.
+// A query it cannot measure is checked by graphql-go instead: when that
+// finds the error, its errors are the answer (invalid); when not,
+// the query is refused, since it would run unmeasured.
+func (s *Server) graphQLCost(query, operationName string) (invalid []*gqlerrors.QueryError, err error) {
+	z := s.cfg.Store.Sizes()
+	mult := gqlMultipliers{"searchMachines": int64(z.Machines), "labels": int64(z.MaxLabels), "ipv4": int64(z.MaxIPv4)}
+	for k, v := range s.gqlSchemaLists {
+		mult[k] = v
+	}
+	cost, err := estimateGraphQL(query, operationName, mult)
+	if errors.Is(err, errQueryLimit) {
+		return nil, fmt.Errorf("%w: %v", errQueryTooComplex, err)
+	}
+	if err != nil {
+		if errs := s.graphql.Validate(query); len(errs) > 0 {
+			return errs, nil
+		}
+		return nil, fmt.Errorf("%w: its cost cannot be estimated: %v", errQueryTooComplex, err)
+	}
+	full, err := estimateGraphQL(graphQLFullMachineSet, "", mult)
+	if err != nil {
+		return nil, err // a constant
+	}
+	limits := gqlLimits{rootFields: graphQLMaxRootFields, searches: graphQLMaxSearches, fields: graphQLMaxFields,
+		values: max(graphQLMinValues, satMul(graphQLFullSearches, full.values))}
+	return nil, cost.check(limits, z.Machines)
 }
 
 // postGraphQL serves POST /graphql: {"query", "operationName", "variables"}.
@@ -196,6 +280,18 @@ func (s *Server) postGraphQL(w http.ResponseWriter, r *http.Request) error {
 	}
 	if strings.TrimSpace(params.Query) == "" {
 		return fmt.Errorf("%w: graphql: the body needs a query", sabakan.ErrBadRequest)
+	}
+	invalid, err := s.graphQLCost(params.Query, params.OperationName)
+	if err != nil {
+		// GraphQL's error format, with the status of a refused request.
+		WriteJSON(w, http.StatusBadRequest, &graphql.Response{Errors: []*gqlerrors.QueryError{{
+			Message: "graphql: " + err.Error(), Extensions: map[string]any{"type": gqlQueryTooComplex},
+		}}})
+		return nil
+	}
+	if invalid != nil {
+		WriteJSON(w, http.StatusOK, &graphql.Response{Errors: invalid})
+		return nil
 	}
 	resp := s.graphql.Exec(r.Context(), params.Query, params.OperationName, params.Variables)
 	WriteJSON(w, http.StatusOK, resp)

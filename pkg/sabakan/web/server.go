@@ -96,6 +96,7 @@ type Server struct {
 	// httpConns and httpsConns are each listener's connections (ConnState).
 	httpConns, httpsConns conns
 	graphql               *graphql.Schema
+	gqlSchemaLists        gqlMultipliers // introspection list sizes (graphql.go)
 }
 
 // New returns a Server with sabakan's own routes registered.
