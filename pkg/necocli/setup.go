@@ -1,6 +1,7 @@
 package necocli
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -12,6 +13,11 @@ import (
 	"github.com/openneco/neco/pkg/setup"
 	"github.com/openneco/neco/pkg/version"
 )
+
+// exitCrashedOnPurpose is the exit status of neco setup when its test hook
+// --crash-after-stage stopped it (setup.ErrCrashedOnPurpose): the
+// integration test tells it from a failure by it.
+const exitCrashedOnPurpose = 3
 
 func newSetupCommand(g *globalOptions) *cobra.Command {
 	b := &bootOptions{g: g}
@@ -81,6 +87,9 @@ See docs/bootstrap.md.`,
 				Services: svc, Version: ver, Timeout: timeout, Daemons: ds,
 				Log: logger(cmd), CrashAfter: crashAfter,
 			})
+			if errors.Is(err, setup.ErrCrashedOnPurpose) {
+				return cli.WithCode(exitCrashedOnPurpose, err)
+			}
 			if err != nil {
 				return err
 			}

@@ -60,10 +60,17 @@ type Options struct {
 	// neco-worker), each run as `<name> --config <Paths.Config>`.
 	Daemons []string
 	Log     *slog.Logger
-	// CrashAfter is a test hook: exit with status 3 right after finishing
-	// this stage, to test that a re-run resumes.
+	// CrashAfter is a test hook: Run returns ErrCrashedOnPurpose right
+	// after finishing this stage, to test that a re-run resumes.
 	CrashAfter int
 }
+
+// ErrCrashedOnPurpose is what Run returns right after the stage that
+// Options.CrashAfter names. Run stops there as a crash would: what it
+// started (etcd, Vault) keeps running, and the state file and etcd say the
+// stage is finished, so that a re-run resumes after it. `neco setup
+// --crash-after-stage` exits with status 3 on it.
+var ErrCrashedOnPurpose = errors.New("setup crashed on purpose (test hook)")
 
 // MinTokenLength is the shortest bootstrap token accepted.
 const MinTokenLength = 16
@@ -184,7 +191,7 @@ func Run(ctx context.Context, o *Options) error {
 		o.log().Info("setup stage finished", "stage", StageName(s.stage), "seconds", time.Since(start).Seconds())
 		if o.CrashAfter == s.stage {
 			o.log().Warn("crashing on purpose (test hook)", "stage", StageName(s.stage))
-			os.Exit(3)
+			return fmt.Errorf("%w after stage %s", ErrCrashedOnPurpose, StageName(s.stage))
 		}
 	}
 	return nil
