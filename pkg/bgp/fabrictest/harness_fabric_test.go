@@ -1,5 +1,6 @@
 // Package fabrictest builds real leaf-spine networks for the BGP node
-// agent's tests and benchmarks: one network namespace per router (BIRD with
+// agent's tests and benchmarks (it holds test files only, so none of it is
+// built into a program): one network namespace per router (BIRD with
 // the configuration pkg/bgp/routers generates) and per node (the
 // bgp-node-agent binary, which runs its own BIRD). Links are veth pairs
 // created straight inside their namespaces; a ToR's node segment is a
