@@ -1,0 +1,97 @@
+package worker
+
+import (
+	"context"
+	"log/slog"
+	"path/filepath"
+	"strings"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/openneco/neco/pkg/bootserver"
+	sabakanclient "github.com/openneco/neco/pkg/sabakan/client"
+	"github.com/openneco/neco/pkg/services"
+)
+
+// BootServerConfig is what the steps of a boot server need to know about
+// it: neco-worker's flags.
+type BootServerConfig struct {
+	// LRN is this boot server's logical rack number.
+	LRN int
+	// ClusterFile is the cluster description (boot server addresses and
+	// ports; neco setup writes it). A missing file gives the reference
+	// address plan, as for neco.
+	ClusterFile string
+	// Root is the directory this boot server's neco files (certificates,
+	// Vault credentials) live under, "/" in production.
+	Root string
+	// ShareDir holds the package's data: sabakan's configuration
+	// template, Ignition templates, images, assets, dhcp.json.
+	ShareDir string
+	// SabakanConfig is the sabakan configuration file the sabakan-config
+	// step renders.
+	SabakanConfig string
+	// SabakanURL is sabakan's REST API, where the sabakan-contents step
+	// uploads.
+	SabakanURL string
+	// Services restarts and inspects units (default: systemd).
+	Services ServiceManager
+}
+
+// BootServerSteps are the update steps of a boot server, in order: etcd
+// (membership and restart), vault (restart and unseal, after etcd's
+// restarts since Vault keeps its data in etcd), sabakan-config (with
+// sabakan's etcd user and this server's certificate for it made first,
+// and sabakan serving before the next step), sabakan-contents and the
+// final barrier. client is etcd as root, scoped to /neco/.
+func BootServerSteps(client *clientv3.Client, cfg BootServerConfig) ([]Step, error) {
+	cluster, err := bootserver.LoadCluster(cfg.ClusterFile, true)
+	if err != nil {
+		return nil, err
+	}
+	me, err := cluster.Lookup(cfg.LRN)
+	if err != nil {
+		return nil, err
+	}
+	peerURL := func(lrn int) string {
+		s, err := cluster.Lookup(lrn)
+		if err != nil {
+			return ""
+		}
+		return cluster.EtcdPeerURL(s)
+	}
+	sc, err := sabakanclient.New(cfg.SabakanURL)
+	if err != nil {
+		return nil, err
+	}
+	svc := cfg.Services
+	if svc == nil {
+		svc = &services.Systemd{}
+	}
+	paths := bootserver.NewPaths(cfg.Root)
+	vc, err := bootserver.NewVaultClient(cluster.VaultURL(me), paths)
+	if err != nil {
+		return nil, err
+	}
+	return []Step{
+		EtcdStep(client.Cluster,
+			ServiceEtcd{Services: svc, Maintenance: client.Maintenance, Endpoint: cluster.EtcdClientURL(me)}, peerURL),
+		// Vault keeps its data in etcd: after etcd's restarts.
+		VaultStep(ServiceVault{Services: svc, API: vc}),
+		// Before sabakan first starts on this server: its etcd user and
+		// this server's certificate for it (neco init / init-local).
+		// After a restart: serving, for the uploads of the next step.
+		WithHooks(
+			ServiceConfigStep("sabakan-config", "sabakan", cfg.SabakanConfig, TemplateFile(filepath.Join(cfg.ShareDir, "sabakan.yml"), me.Address), svc),
+			func(ctx context.Context, _ *StepEnv) error {
+				issued, err := bootserver.EnsureService(ctx, client, cluster, me, paths, "sabakan")
+				if issued {
+					slog.Info("issued sabakan's etcd certificate for this boot server")
+				}
+				return err
+			},
+			WaitHealthy(strings.TrimSuffix(cfg.SabakanURL, "/")+"/health")),
+		SabakanContentsStep(cfg.ShareDir, SabakanUploader{Client: sc}),
+		FinalStep(),
+	}, nil
+}
