@@ -116,6 +116,11 @@ func BenchmarkDHCPRelayedDORA(b *testing.B) {
 		if err := st.PutDHCP(ctx, &sabakan.DHCPConfig{LeaseMinutes: 60, DNSServers: []string{"10.69.255.53"}}); err != nil {
 			b.Fatal(err)
 		}
+		// A synced read: the store's index holds the configuration before
+		// the first DISCOVER (the DHCP server may read it from the index).
+		if _, err := st.DHCP(ctx); err != nil {
+			b.Fatal(err)
+		}
 		leases := dhcpd.NewEtcdLeases(client, slog.New(slog.DiscardHandler))
 		rctx, cancel := context.WithCancel(ctx)
 		leasesDone := make(chan struct{})
