@@ -16,6 +16,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/openneco/neco/pkg/bootserver"
+	"github.com/openneco/neco/pkg/neco/storage"
 	"github.com/openneco/neco/pkg/poll"
 	"github.com/openneco/neco/pkg/services"
 )
@@ -67,15 +68,16 @@ func EtcdUnit(c *bootserver.Cluster, me bootserver.Server, members []bootserver.
 	return services.Unit{Name: "etcd", Description: "etcd of the neco boot servers", Command: cmd, StopTimeout: 30 * time.Second}, nil
 }
 
-// waitEtcd waits until etcd answers a linearizable read through client (so
-// a quorum is up) and lists at least n members.
+// waitEtcd waits until etcd answers a linearizable read through client, a
+// client scoped to /neco/ (storage.Ping: a quorum is up), and lists at
+// least n members.
 func waitEtcd(ctx context.Context, client *clientv3.Client, n int) error {
 	lastErr, err := poll.Until(ctx, "etcd with a quorum and "+strconv.Itoa(n)+" member(s)", 500*time.Millisecond, nil, func(ctx context.Context) (bool, error) {
 		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 		defer cancel()
 		ml, err := client.MemberList(cctx)
 		if err == nil {
-			_, err = client.Get(cctx, "health")
+			err = storage.New(client).Ping(cctx)
 		}
 		if err == nil && len(ml.Members) < n {
 			err = fmt.Errorf("%d of %d members", len(ml.Members), n)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/openneco/neco/pkg/bootserver"
 	"github.com/openneco/neco/pkg/etcdutil"
+	"github.com/openneco/neco/pkg/neco/storage"
 	"github.com/openneco/neco/pkg/services"
 )
 
@@ -24,7 +25,7 @@ func RestartAndUnseal(ctx context.Context, svc services.Manager, client *clientv
 		return err
 	}
 	// Ask this member directly: it must serve again before Vault restarts.
-	local, err := etcdutil.New(bootserver.EtcdConfig(c, []bootserver.Server{me}, p, ""))
+	local, err := etcdutil.New(bootserver.EtcdConfig(c, []bootserver.Server{me}, p, storage.DefaultPrefix))
 	if err != nil {
 		return err
 	}

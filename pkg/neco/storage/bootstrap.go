@@ -156,8 +156,9 @@ func (s *Storage) FirstRequest(ctx context.Context, addrs map[int]string, versio
 	})
 }
 
-// Ping is a linearizable read of one key: it succeeds when etcd answers
-// with a quorum (the health check of daemons that keep no snapshot).
+// Ping is a linearizable read of one key, counted, not fetched: it
+// succeeds when etcd answers with a quorum (the state setter's health
+// check, setup's wait for etcd).
 func (s *Storage) Ping(ctx context.Context) error {
 	_, err := s.Client.Get(ctx, LeaderStateSetter, clientv3.WithCountOnly())
 	return err
