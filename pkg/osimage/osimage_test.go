@@ -40,17 +40,27 @@ type entry struct {
 	data string
 }
 
-// readCpio decodes a gzipped newc archive up to its trailer: its entries
-// and their names in archive order.
-func readCpio(t *testing.T, gz []byte) (map[string]entry, []string) {
+// readCpio decodes a gzipped or zstd-compressed newc archive up to its
+// trailer: its entries and their names in archive order.
+func readCpio(t *testing.T, compressed []byte) (map[string]entry, []string) {
 	t.Helper()
-	zr, err := gzip.NewReader(bytes.NewReader(gz))
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, err := io.ReadAll(zr)
-	if err != nil {
-		t.Fatal(err)
+	var raw []byte
+	if bytes.HasPrefix(compressed, []byte{0x28, 0xb5, 0x2f, 0xfd}) {
+		cmd := exec.Command("zstd", "-dc")
+		cmd.Stdin = bytes.NewReader(compressed)
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("zstd -d: %v", err)
+		}
+		raw = out
+	} else {
+		zr, err := gzip.NewReader(bytes.NewReader(compressed))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if raw, err = io.ReadAll(zr); err != nil {
+			t.Fatal(err)
+		}
 	}
 	files := map[string]entry{}
 	var order []string
@@ -141,21 +151,25 @@ func TestSharedLibraries(t *testing.T) {
 	}
 }
 
-// TestPrograms puts a dynamically linked program in an initramfs and runs
-// it from the unpacked archive (chroot, as root): what it needs came along.
+// TestPrograms puts a dynamically linked program in a zstd-compressed
+// initramfs and runs it from the unpacked archive (chroot, as root): what
+// it needs came along.
 func TestPrograms(t *testing.T) {
-	bins := testutil.RequireCommands(t, "busybox", "ls")
+	bins := testutil.RequireCommands(t, "busybox", "ls", "zstd")
 	mods := t.TempDir()
 	os.WriteFile(filepath.Join(mods, "modules.dep"), []byte("kernel/dummy.ko:\n"), 0o644)
 	os.MkdirAll(filepath.Join(mods, "kernel"), 0o755)
 	os.WriteFile(filepath.Join(mods, "kernel/dummy.ko"), []byte("dummy module"), 0o644)
 	gz, err := Spec{Busybox: bins[0], ModDir: mods, Modules: []string{"dummy"},
-		Programs: map[string]string{"usr/local/bin/ls": bins[1]}}.Build()
+		Programs: map[string]string{"usr/local/bin/ls": bins[1]}, Zstd: true}.Build()
 	if err != nil && strings.Contains(err.Error(), "dynamically linked") {
 		testutil.Missing(t, "%v", err)
 	}
 	if err != nil {
 		t.Fatal(err)
+	}
+	if !bytes.HasPrefix(gz, []byte{0x28, 0xb5, 0x2f, 0xfd}) {
+		t.Error("not zstd-compressed")
 	}
 	files, order := readCpio(t, gz)
 	if got := files["modules.order"].data; got != "dummy.ko\n" {
