@@ -20,7 +20,6 @@ import (
 	"github.com/openneco/neco/pkg/vdc/menu"
 	"github.com/openneco/neco/pkg/vdc/necodc"
 	"github.com/openneco/neco/pkg/vdc/proc"
-	"github.com/openneco/neco/pkg/vdc/spec"
 )
 
 // TestBootstrap bootstraps neco on the default virtual data center and
@@ -35,10 +34,13 @@ import (
 //     and the Ignition templates; `sabactl machines create` the inventory;
 //   - every worker takes a DHCP lease from sabakan, starts the BGP agent
 //     with its identity from sabakan, peers with both ToRs; every node0
-//     reaches every other; the QEMU machine UEFI-HTTP-boots the OS image
-//     and fetches the Ignition sabakan rendered for it;
-//   - sabakan's states follow reality: every machine healthy, a worker
-//     whose power is cut unreachable, healthy again after it boots.
+//     reaches every other; the QEMU machine UEFI-HTTP-boots the OS image,
+//     fetches the Ignition sabakan rendered for it, runs the BGP node agent
+//     from the asset it names (its node0 reachable from every machine) and
+//     joins the serf cluster with node-health-agent;
+//   - sabakan's states follow reality: every machine healthy, the QEMU
+//     machine included, a worker whose power is cut unreachable, healthy
+//     again after it boots.
 func TestBootstrap(t *testing.T) {
 	d := necoDC(t)
 	ctx := context.Background()
@@ -208,10 +210,16 @@ func TestBootstrap(t *testing.T) {
 			if !sameJSON(got, want) {
 				t.Errorf("%s fetched an Ignition other than sabakan renders for it:\n%s\nwant:\n%s", n.Name, got, want)
 			}
-			for _, ms := range []string{"HTTP Boot over IPv4", "iPXE", "/api/v1/boot/coreos/ipxe/" + serial, "Linux version"} {
+			for _, ms := range []string{"HTTP Boot over IPv4", "iPXE", "/api/v1/boot/coreos/ipxe/" + serial, "Linux version",
+				"downloading " + strings.TrimSuffix(url[1], "/boot/ignitions/"+serial+"/"+necoV1) + "/assets/bgp-node-agent",
+				necodc.OSNetworkReady + " " + serial + " " + d.Plan.Hosts[n.Name].Node0.String(),
+				necodc.OSMember + " " + serial} {
 				if !strings.Contains(text, ms) {
 					t.Errorf("%s: %q missing on the console", n.Name, ms)
 				}
+			}
+			if strings.Contains(text, " exited (") {
+				t.Errorf("%s: an agent exited:\n%s", n.Name, tail(text, 3000))
 			}
 		}
 	})
@@ -222,15 +230,16 @@ func TestBootstrap(t *testing.T) {
 			t.Fatal(err)
 		}
 		for name := range d.Plan.Hosts {
-			want := sabakan.StateHealthy
-			if slices.ContainsFunc(d.Plan.Cluster.Nodes, func(n *spec.Node) bool { return n.Name == name }) {
-				// It runs no node agents: it never joined, so it stays
-				// uninitialized.
-				want = sabakan.StateUninitialized
+			if states[name] != sabakan.StateHealthy {
+				t.Errorf("%s is %s, want healthy", name, states[name])
 			}
-			if states[name] != want {
-				t.Errorf("%s is %s, want %s", name, states[name], want)
+		}
+		var qemuHealthy time.Duration
+		for _, n := range d.Plan.Cluster.Nodes {
+			if qemuHealthy, err = d.HealthyAfterReset(ctx, n.Name); err != nil {
+				t.Error(err)
 			}
+			t.Logf("%s: reset, UEFI HTTP boot, OS image, agents, healthy in sabakan after %s", n.Name, qemuHealthy.Round(100*time.Millisecond))
 		}
 		// The audit log shows who moved them: the state setter, from
 		// uninitialized (as registered) to healthy.
@@ -243,9 +252,9 @@ func TestBootstrap(t *testing.T) {
 				moved[e.Instance] = true
 			}
 		}
-		for _, n := range d.Plan.Cluster.NspawnNodes {
-			if !moved[d.Plan.Hosts[n.Name].Serial] {
-				t.Errorf("%s: no uninitialized -> healthy change by the state setter in the audit log", n.Name)
+		for name, h := range d.Plan.Hosts {
+			if !moved[h.Serial] {
+				t.Errorf("%s: no uninitialized -> healthy change by the state setter in the audit log", name)
 			}
 		}
 		victim := d.Workers()[len(d.Workers())-1]
@@ -268,7 +277,7 @@ func TestBootstrap(t *testing.T) {
 		back := time.Since(start)
 		t.Logf("%s: booted again, network-booted and healthy after %s", victim, back.Round(100*time.Millisecond))
 		report(t, map[string]any{"create_s": shared.created.Seconds(), "bootstrapped_s": shared.bootstrapped.Seconds(),
-			"ready_s": shared.ready.Seconds(), "peak_pss_mib": shared.peakPSS >> 20,
+			"ready_s": shared.ready.Seconds(), "peak_pss_mib": shared.peakPSS >> 20, "qemu_healthy_after_reset_s": qemuHealthy.Seconds(),
 			"worker_unreachable_s": unreachable.Seconds(), "worker_back_healthy_s": back.Seconds()})
 	})
 	for _, p := range d.Phases {
@@ -277,10 +286,12 @@ func TestBootstrap(t *testing.T) {
 	t.Logf("peak memory (PSS of every process of the data center) so far: %d MiB", shared.peakPSS>>20)
 }
 
-// checkFabric checks BGP and reachability: every session up, ECMP on the
-// ToRs and the machines, the core's default a blackhole, no route from
-// the host into the data center, every node0 reachable from every other,
-// every ToR relaying DHCP to every boot server.
+// checkFabric checks BGP and reachability: every session up (two per
+// machine, the QEMU machines' included), ECMP on the ToRs and the nspawn
+// machines, the core's default a blackhole, no route from the host into
+// the data center, every node0 (the QEMU machines' included) reachable
+// from every nspawn machine's, every ToR relaying DHCP to every boot
+// server.
 func checkFabric(t *testing.T, d *necodc.DC) {
 	ctx := context.Background()
 	run := hosts{t, d.In, time.Minute}.must
@@ -289,7 +300,7 @@ func checkFabric(t *testing.T, d *necodc.DC) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	machines := len(d.Plan.Cluster.NspawnNodes)
+	machines := len(d.Plan.Hosts)
 	if want := 2*m.Spines + 2*m.Spines*2*m.Racks + 2*machines; len(sessions) != want {
 		t.Errorf("%d BGP sessions, want %d", len(sessions), want)
 	}
@@ -312,9 +323,10 @@ func checkFabric(t *testing.T, d *necodc.DC) {
 	}
 	checkNoHostRoute(t)
 	var node0s []string
-	for _, n := range d.Plan.Cluster.NspawnNodes {
-		node0s = append(node0s, d.Plan.Hosts[n.Name].Node0.String())
+	for _, h := range d.Plan.Hosts {
+		node0s = append(node0s, h.Node0.String())
 	}
+	slices.Sort(node0s)
 	for _, n := range d.Plan.Cluster.NspawnNodes {
 		name, hp := n.Name, d.Plan.Hosts[n.Name]
 		if out := run(name, "sh", "-c", "cat /proc/1/comm; hostname; cat /etc/vdc/serial"); out != "systemd\n"+name+"\n"+hp.Serial+"\n" {

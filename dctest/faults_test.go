@@ -114,7 +114,7 @@ func fabricFaults(t *testing.T, d *necodc.DC) {
 	}
 	worst, hit, flows, torBack := torDown(t, d)
 	t.Logf("rack0-tor1 dead: %d of %d node0 flows saw an outage, the worst %s; all %d machine sessions back %s after repair",
-		hit, flows, worst, 2*len(d.Plan.Cluster.NspawnNodes), torBack.Round(10*time.Millisecond))
+		hit, flows, worst, 2*len(d.Plan.Hosts), torBack.Round(10*time.Millisecond))
 	report(t, map[string]any{"uplink_withdraw_s": uplink.Seconds(), "uplink_recovery_s": uplinkBack.Seconds(),
 		"spine_dead_bfd_s": dead.Seconds(), "spine_dead_recovery_s": deadBack.Seconds(),
 		"tor_dead_worst_outage_s": worst.Seconds(), "tor_dead_flows_hit": hit, "tor_dead_flows": flows,
@@ -189,7 +189,7 @@ func torDown(t *testing.T, d *necodc.DC) (worst time.Duration, hit, flows int, b
 	if _, err := d.In.Run(ctx, "rack0-tor1", "sh", "-c", fmt.Sprintf(allLinks, "up")); err != nil {
 		t.Fatal(err)
 	}
-	want := 2 * len(d.Plan.Cluster.NspawnNodes)
+	want := 2 * len(d.Plan.Hosts) // the QEMU machines' sessions too
 	wctx, cancel := context.WithTimeout(ctx, 90*time.Second)
 	defer cancel()
 	if err := proc.WaitFor(wctx, 100*time.Millisecond, func() bool {

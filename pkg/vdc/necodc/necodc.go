@@ -68,6 +68,8 @@ type DC struct {
 	log   io.Writer
 	// Phases are the timed steps taken so far.
 	Phases []Phase
+	// QEMUReset is when Bootstrap reset the QEMU machines.
+	QEMUReset time.Time
 }
 
 // Phase is one timed step of building or bootstrapping.
@@ -314,6 +316,7 @@ func (d *DC) Bootstrap(ctx context.Context, b *Build) error {
 				return err
 			}
 		}
+		d.QEMUReset = time.Now()
 		d.logf("    %s: reset, network-booting", n.Name)
 	}
 	return nil
@@ -353,7 +356,7 @@ func (d *DC) writeInventory(b *Build) error {
 	if err := linkOrCopy(b.Program("bgp-node-agent"), filepath.Join(contents, "assets", "bgp-node-agent")); err != nil {
 		return err
 	}
-	if err := WriteOSImage(filepath.Join(contents, "images", "coreos", OSImageID+".tar"), Busybox); err != nil {
+	if err := WriteOSImage(filepath.Join(contents, "images", "coreos", OSImageID+".tar"), Busybox, b.Program("node-health-agent")); err != nil {
 		return err
 	}
 	os.RemoveAll(filepath.Join(contents, "ignitions"))
@@ -526,13 +529,14 @@ func (d *DC) NodeSessions(ctx context.Context) (int, error) {
 	return n, nil
 }
 
-// WaitReady waits until every nspawn machine peers with both ToRs and is
-// healthy in sabakan: the workers have network-booted.
+// WaitReady waits until every machine peers with both ToRs and is healthy
+// in sabakan: the workers and the QEMU machines have network-booted and
+// their agents run.
 func (d *DC) WaitReady(ctx context.Context, limit time.Duration) error {
-	return d.phase("workers network-boot; every machine healthy in sabakan", func() error {
+	return d.phase("workers and QEMU machines network-boot; every machine healthy in sabakan", func() error {
 		ctx, cancel := context.WithTimeout(ctx, limit)
 		defer cancel()
-		want := 2 * len(d.Plan.Cluster.NspawnNodes)
+		want := 2 * len(d.Plan.Hosts)
 		if err := proc.WaitFor(ctx, 500*time.Millisecond, func() bool {
 			n, err := d.NodeSessions(ctx)
 			return err == nil && n == want
@@ -541,13 +545,39 @@ func (d *DC) WaitReady(ctx context.Context, limit time.Duration) error {
 			return fmt.Errorf("%d of %d machine BGP sessions established", n, want)
 		}
 		var names []string
-		for _, n := range d.Plan.Cluster.NspawnNodes {
-			names = append(names, n.Name)
+		for name := range d.Plan.Hosts {
+			names = append(names, name)
 		}
 		slices.Sort(names)
 		deadline, _ := ctx.Deadline()
-		return d.WaitStates(ctx, sabakan.StateHealthy, time.Until(deadline), names...)
+		if err := d.WaitStates(ctx, sabakan.StateHealthy, time.Until(deadline), names...); err != nil {
+			return err
+		}
+		for _, n := range d.Plan.Cluster.Nodes {
+			if took, err := d.HealthyAfterReset(ctx, n.Name); err == nil {
+				d.logf("    %s: healthy %s after its reset", n.Name, took.Round(100*time.Millisecond))
+			}
+		}
+		return nil
 	})
+}
+
+// HealthyAfterReset is how long after Bootstrap reset it the QEMU machine
+// name became healthy, by the time of its state in sabakan.
+func (d *DC) HealthyAfterReset(ctx context.Context, name string) (time.Duration, error) {
+	ms, err := d.Machines(ctx)
+	if err != nil {
+		return 0, err
+	}
+	for _, m := range ms {
+		if m.Spec.Serial == d.Plan.Hosts[name].Serial {
+			if m.Status.State != sabakan.StateHealthy {
+				return 0, fmt.Errorf("%s is %s", name, m.Status.State)
+			}
+			return m.Status.Timestamp.Sub(d.QEMUReset), nil
+		}
+	}
+	return 0, fmt.Errorf("%s: not in sabakan", name)
 }
 
 // Destroy removes the data center and checks that nothing is left.

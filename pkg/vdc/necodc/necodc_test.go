@@ -2,10 +2,13 @@ package necodc
 
 import (
 	"archive/tar"
+	"bytes"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/openneco/neco/pkg/neco"
@@ -46,6 +49,9 @@ func TestCompleted(t *testing.T) {
 	}
 }
 
+// TestWriteOSImage builds the OS image (with busybox standing in for the
+// node-health-agent program, to save a build) and, as root, runs BIRD from
+// the unpacked initramfs: its interpreter and libraries came along.
 func TestWriteOSImage(t *testing.T) {
 	if _, _, err := osimage.Kernel(); err != nil {
 		testutil.Missing(t, "%v", err)
@@ -53,8 +59,9 @@ func TestWriteOSImage(t *testing.T) {
 	if err := osimage.CheckStatic(Busybox); err != nil {
 		testutil.Missing(t, "%v", err)
 	}
+	testutil.RequireFile(t, BIRD)
 	out := filepath.Join(t.TempDir(), "images", "coreos", OSImageID+".tar")
-	if err := WriteOSImage(out, Busybox); err != nil {
+	if err := WriteOSImage(out, Busybox, Busybox); err != nil {
 		t.Fatal(err)
 	}
 	f, err := os.Open(out)
@@ -64,6 +71,7 @@ func TestWriteOSImage(t *testing.T) {
 	defer f.Close()
 	tr := tar.NewReader(f)
 	var names []string
+	var initrd []byte
 	for {
 		hdr, err := tr.Next()
 		if err == io.EOF {
@@ -76,8 +84,51 @@ func TestWriteOSImage(t *testing.T) {
 			t.Errorf("%s is empty", hdr.Name)
 		}
 		names = append(names, hdr.Name)
+		if hdr.Name == content.InitrdFile {
+			initrd, _ = io.ReadAll(tr)
+		}
 	}
 	if !slices.Equal(names, []string{content.KernelFile, content.InitrdFile}) {
 		t.Errorf("image holds %v", names)
+	}
+	t.Logf("initrd.gz: %d bytes", len(initrd))
+
+	testutil.RequireRoot(t)
+	root := t.TempDir()
+	unpack := exec.Command("sh", "-c", "zstd -dc | busybox cpio -id")
+	unpack.Dir, unpack.Stdin = root, bytes.NewReader(initrd)
+	if out, err := unpack.CombinedOutput(); err != nil {
+		t.Fatalf("unpack: %v: %s", err, out)
+	}
+	for _, p := range []string{"init", "udhcpc.script", "bin/failed-services", "bin/busybox", osHealthAgent, "lib/modules/dummy.ko"} {
+		if fi, err := os.Stat(filepath.Join(root, p)); err != nil || fi.Size() == 0 {
+			t.Errorf("%s: %v", p, err)
+		}
+	}
+	if order, _ := os.ReadFile(filepath.Join(root, "modules.order")); !strings.Contains(string(order), "virtio_net.ko\ndummy.ko\n") {
+		t.Errorf("modules.order:\n%s", order)
+	}
+	if out, err := exec.Command("chroot", root, osBIRD, "--version").CombinedOutput(); err != nil || !strings.Contains(string(out), "BIRD version 2") {
+		t.Errorf("BIRD in the initramfs: %v: %s", err, out)
+	}
+}
+
+// TestFailedServices runs the OS image's health command (with busybox, as
+// there): a listed service whose process runs is fine, one that does not
+// run is reported.
+func TestFailedServices(t *testing.T) {
+	if err := osimage.CheckStatic(Busybox); err != nil {
+		testutil.Missing(t, "%v", err)
+	}
+	sleep := exec.Command("sleep", "60")
+	if err := sleep.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sleep.Process.Kill(); sleep.Wait() })
+	list := filepath.Join(t.TempDir(), "services")
+	os.WriteFile(list, []byte("sleep\nno-such-service\n"), 0o644)
+	out, err := exec.Command(Busybox, "sh", "-c", strings.ReplaceAll(failedServices, "/run/services", list)).CombinedOutput()
+	if err != nil || string(out) != "no-such-service\n" {
+		t.Errorf("failed-services: %v: %q, want only the service that does not run", err, out)
 	}
 }
