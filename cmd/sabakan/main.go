@@ -29,5 +29,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "sabakan:", err)
 		os.Exit(2)
 	}
-	daemon.Run(func(ctx context.Context) error { return server.Run(ctx, cfg, netboot.Extension) })
+	// No load balancer stands in front of sabakan: on SIGTERM it stops
+	// accepting at once and drains the requests in flight.
+	daemon.Run(func(ctx context.Context) error { return server.Run(ctx, cfg, netboot.Extension) }, daemon.NoCancellationDelay())
 }

@@ -21,11 +21,36 @@ import (
 	"github.com/cybozu-go/well"
 )
 
+// Option tunes Run.
+type Option func()
+
+// NoCancellationDelay makes SIGINT/SIGTERM cancel main's context at once.
+// By default well waits CANCELLATION_DELAY_SECONDS (5 s) first, with every
+// listener still accepting, for a load balancer in front of the daemon to
+// take it out of rotation; a daemon with no such balancer stops accepting
+// at once and only drains the requests in flight. An explicit
+// CANCELLATION_DELAY_SECONDS in the environment still wins.
+func NoCancellationDelay() Option {
+	return func() {
+		if _, set := os.LookupEnv(cancellationDelayEnv); !set {
+			// well reads the variable when the signal arrives.
+			os.Setenv(cancellationDelayEnv, "0")
+		}
+	}
+}
+
+// cancellationDelayEnv is well's variable for the delay between a signal
+// and the cancellation of its environment, in seconds.
+const cancellationDelayEnv = "CANCELLATION_DELAY_SECONDS"
+
 // Run configures logging from well's flags, runs main until it returns or a
 // SIGINT/SIGTERM cancels its context, waits for everything started with
 // well.Go (HTTP servers started with Server.Start(nil) included) to drain and
 // stop, and exits: 0 after a signal or a nil return, 1 after an error.
-func Run(main func(ctx context.Context) error) {
+func Run(main func(ctx context.Context) error, opts ...Option) {
+	for _, o := range opts {
+		o()
+	}
 	if err := (well.LogConfig{}).Apply(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)

@@ -2,9 +2,11 @@ package daemon
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/cybozu-go/well"
@@ -14,7 +16,11 @@ import (
 )
 
 // Server is an HTTP server that runs in the daemon's well environment and
-// drains its connections on shutdown.
+// drains its connections on shutdown: when the environment is cancelled it
+// stops accepting, closes idle connections, and lets the requests in flight
+// finish for at most ShutdownTimeout. Their contexts survive the
+// cancellation for that long (well derives a request's context from the
+// environment's, which would cancel them at once).
 type Server struct {
 	// Addr is the listen address, host:port.
 	Addr string
@@ -27,6 +33,8 @@ type Server struct {
 	ReadTimeout time.Duration
 	// ConnState, if set, is the http.Server's ConnState hook.
 	ConnState func(net.Conn, http.ConnState)
+	// TLSConfig, if set, makes the server speak TLS (with HTTP/2) with it.
+	TLSConfig *tls.Config
 }
 
 // Start listens and serves in the background until the environment stops.
@@ -46,16 +54,56 @@ func (s Server) Start(env *well.Environment) (net.Addr, error) {
 	}
 	hs := &well.HTTPServer{
 		Server: &http.Server{
-			Handler:           s.Handler,
+			Handler:           drain(s.Handler, shutdown),
 			ReadHeaderTimeout: 10 * time.Second,
 			ReadTimeout:       read,
 			IdleTimeout:       2 * time.Minute,
 			ConnState:         s.ConnState,
+			TLSConfig:         s.TLSConfig,
 		},
 		ShutdownTimeout: shutdown,
 		Env:             env,
 	}
-	return ln.Addr(), hs.Serve(ln)
+	addr := ln.Addr()
+	if s.TLSConfig != nil {
+		cfg := s.TLSConfig.Clone()
+		if len(cfg.NextProtos) == 0 {
+			cfg.NextProtos = []string{"h2", "http/1.1"}
+		}
+		ln = tls.NewListener(ln, cfg)
+	}
+	return addr, hs.Serve(ln)
+}
+
+// drain gives h's requests a context that outlives the cancellation of the
+// server's environment by grace, the longest the server waits for them
+// before it exits: a request in flight when the daemon stops completes
+// (well.HTTPServer derives the request's context from the environment's,
+// which would cancel it at the first moment of the stop). Its values (the
+// request id) are kept.
+func drain(h http.Handler, grace time.Duration) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		stopping := r.Context()
+		ctx, cancel := context.WithCancel(context.WithoutCancel(stopping))
+		defer cancel()
+		var timer *time.Timer
+		var mu sync.Mutex
+		unhook := context.AfterFunc(stopping, func() {
+			mu.Lock()
+			defer mu.Unlock()
+			timer = time.AfterFunc(grace, cancel)
+		})
+		defer func() {
+			if !unhook() {
+				mu.Lock()
+				if timer != nil {
+					timer.Stop()
+				}
+				mu.Unlock()
+			}
+		}()
+		h.ServeHTTP(w, r.WithContext(ctx))
+	})
 }
 
 // HealthCheck reports why the daemon is unhealthy, or nil.

@@ -176,8 +176,8 @@ func startSabakan(t testing.TB, e *etcdProc, name string, args ...string) *sabak
 		close(s.done)
 	}()
 	t.Cleanup(func() {
-		// SIGKILL: a graceful stop waits 5 s (well's delay for load
-		// balancers), and crash safety is what these tests are about.
+		// SIGKILL: crash safety is what most of these tests are about
+		// (shutdown_test.go tests the graceful stop).
 		s.kill(syscall.SIGKILL)
 		if t.Failed() {
 			data, _ := os.ReadFile(s.logPath)

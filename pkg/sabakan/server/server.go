@@ -27,11 +27,9 @@ package server
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"time"
 
@@ -127,7 +125,9 @@ func Run(ctx context.Context, cfg *Config, exts ...Extension) error {
 		return daemon.Server{Addr: cfg.HTTP, Handler: srv.Handler(), ReadTimeout: apiReadTimeout, ConnState: srv.ConnState}.Start(env)
 	})
 	if err == nil {
-		err = start("https", func() (net.Addr, error) { return serveTLS(env, cfg.HTTPS, srv, tlsCfg) })
+		err = start("https", func() (net.Addr, error) {
+			return daemon.Server{Addr: cfg.HTTPS, Handler: srv.TLSHandler(), ReadTimeout: time.Minute, ConnState: srv.TLSConnState, TLSConfig: tlsCfg}.Start(env)
+		})
 	}
 	if err == nil {
 		err = start("metrics", func() (net.Addr, error) {
@@ -167,26 +167,4 @@ func openStore(ctx context.Context, client *clientv3.Client, opts store.Options)
 		}
 		backoff = min(2*backoff, 30*time.Second)
 	}
-}
-
-// serveTLS serves the HTTPS listener's API over TLS on addr until env is
-// cancelled.
-func serveTLS(env *well.Environment, addr string, srv *web.Server, cfg *tls.Config) (net.Addr, error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, err
-	}
-	hs := &well.HTTPServer{
-		Server: &http.Server{
-			Handler:           srv.TLSHandler(),
-			ConnState:         srv.TLSConnState,
-			TLSConfig:         cfg,
-			ReadHeaderTimeout: 10 * time.Second,
-			ReadTimeout:       time.Minute,
-			IdleTimeout:       2 * time.Minute,
-		},
-		ShutdownTimeout: 30 * time.Second,
-		Env:             env,
-	}
-	return ln.Addr(), hs.Serve(tls.NewListener(ln, cfg))
 }
