@@ -176,6 +176,7 @@ type gqlDocument struct {
 }
 
 type gqlOperation struct {
+	kind string // query, mutation, subscription; "" for the shorthand query
 	name string
 	sels []gqlSelection
 }
@@ -192,6 +193,12 @@ type gqlSelection struct {
 	kind gqlSelectionKind
 	name string
 	sels []gqlSelection
+	// For the fast path of searchMachines (gqlfast.go): a field's alias,
+	// whether it has arguments or directives (any selection), and the
+	// offsets of its selection set in the query, from "{" to after "}".
+	alias            string
+	args, directives bool
+	setStart, setEnd int
 }
 
 // gqlMaxNesting bounds the nesting of selection sets and values the parser
@@ -215,10 +222,10 @@ func parseGraphQL(query string) (*gqlDocument, error) {
 			}
 			doc.ops = append(doc.ops, gqlOperation{sels: sels})
 		case p.is(tokName, "query"), p.is(tokName, "mutation"), p.is(tokName, "subscription"):
+			op := gqlOperation{kind: p.tok.text}
 			if err := p.next(); err != nil {
 				return nil, err
 			}
-			var op gqlOperation
 			if p.tok.kind == tokName {
 				op.name = p.tok.text
 				if err := p.next(); err != nil {
@@ -277,6 +284,8 @@ func parseGraphQL(query string) (*gqlDocument, error) {
 type gqlParser struct {
 	lex gqlLexer
 	tok gqlToken
+	// closed is the offset after the "}" of the last selection set parsed.
+	closed int
 }
 
 func (p *gqlParser) next() error {
@@ -366,6 +375,7 @@ func (p *gqlParser) selectionSet(depth int) ([]gqlSelection, error) {
 	if len(sels) == 0 {
 		return nil, p.errorf("empty selection set")
 	}
+	p.closed = p.tok.pos + 1
 	return sels, p.next()
 }
 
@@ -379,7 +389,7 @@ func (p *gqlParser) selection(depth int) (gqlSelection, error) {
 			if err := p.next(); err != nil {
 				return gqlSelection{}, err
 			}
-			return gqlSelection{kind: gqlSpread, name: name}, p.directives()
+			return gqlSelection{kind: gqlSpread, name: name, directives: p.is(tokPunct, "@")}, p.directives()
 		}
 		if p.is(tokName, "on") {
 			if err := p.next(); err != nil {
@@ -389,35 +399,42 @@ func (p *gqlParser) selection(depth int) (gqlSelection, error) {
 				return gqlSelection{}, err
 			}
 		}
+		dirs := p.is(tokPunct, "@")
 		if err := p.directives(); err != nil {
 			return gqlSelection{}, err
 		}
 		sels, err := p.selectionSet(depth + 1)
-		return gqlSelection{kind: gqlInline, sels: sels}, err
+		return gqlSelection{kind: gqlInline, sels: sels, directives: dirs}, err
 	}
 	name, err := p.name()
 	if err != nil {
 		return gqlSelection{}, err
 	}
+	s := gqlSelection{kind: gqlField}
 	if p.is(tokPunct, ":") { // name was the alias
 		if err := p.next(); err != nil {
 			return gqlSelection{}, err
 		}
+		s.alias = name
 		if name, err = p.name(); err != nil {
 			return gqlSelection{}, err
 		}
 	}
+	s.name = name
 	if p.is(tokPunct, "(") {
+		s.args = true
 		if err := p.skipBalanced(); err != nil {
 			return gqlSelection{}, err
 		}
 	}
+	s.directives = p.is(tokPunct, "@")
 	if err := p.directives(); err != nil {
 		return gqlSelection{}, err
 	}
-	s := gqlSelection{kind: gqlField, name: name}
 	if p.is(tokPunct, "{") {
+		s.setStart = p.tok.pos
 		s.sels, err = p.selectionSet(depth + 1)
+		s.setEnd = p.closed
 	}
 	return s, err
 }

@@ -97,6 +97,7 @@ type Server struct {
 	httpConns, httpsConns conns
 	graphql               *graphql.Schema
 	gqlSchemaLists        gqlMultipliers // introspection list sizes (graphql.go)
+	gqlSlowOnly           bool           // no fast path for searchMachines (benchmarks compare)
 }
 
 // New returns a Server with sabakan's own routes registered.
