@@ -22,7 +22,7 @@ import (
 // on the client's own segment tends to answer first (the reference's 50 ms).
 const RelayDelay = 50 * time.Millisecond
 
-// Extension is the server.Extension of network boot.
+// Extension is network boot as the daemon plugs it in (server.Boot).
 func Extension(ctx context.Context, env *server.Env) error {
 	cfg := env.Config
 	log := slog.Default()

@@ -1,28 +1,23 @@
 // Package server wires the sabakan daemon: etcd client, store, web API on the
-// HTTP and HTTPS listeners, metrics, the janitor election, and the
-// extensions other packages plug in (DHCP server, boot content and its
-// replication).
+// HTTP and HTTPS listeners, metrics, the janitor election, and network boot
+// (DHCP server, boot content and its replication, Ignition), which package
+// netboot plugs in.
 //
-// # Extension contract
+// # Network boot
 //
-// An Extension is called once at start, after the store is open and before
-// the listeners accept connections:
-//
-//	func Extension(ctx context.Context, env *server.Env) error {
-//		env.Web.Handle("GET", "/api/v1/boot/ipxe.efi", ...) // routes: see package web
-//		env.Go(dhcpServer.Run)                             // long-running parts
-//		return nil
-//	}
-//
-// and listed in cmd/sabakan/main.go: server.Run(ctx, cfg, dhcpd.Extension, content.Extension).
-// env.Store reads the IPAM and DHCP configuration and machines (by serial,
-// by IPv4 address, by any query), each read reflecting every write
-// acknowledged before it; env.Store.AuditOp gives the audit entry to put
-// into an extension's own etcd transactions so that a mutation and its audit
-// entry commit together; env.Client is the etcd client scoped to the sabakan
-// prefix for the extension's own keys (list them in docs/etcd.md). A function
-// passed to env.Go runs until the daemon stops (its context is cancelled; it
-// returns nil then); returning an error stops the daemon.
+// Run takes one Boot function, netboot.Extension in cmd/sabakan (package
+// netboot imports this one, so the daemon cannot name it here). It is called
+// once at start, after the store is open and before the listeners accept
+// connections. It adds the boot routes the one way there is,
+// env.Web.RegisterBoot(&bootapi.API{...}), which puts them behind the web
+// server's access control, actor and error rendering; and starts its
+// long-running parts with env.Go, which run until the daemon stops (their
+// context is cancelled; they return nil then; an error stops the daemon).
+// env.Store reads the IPAM and DHCP configuration and machines, each read
+// reflecting every write acknowledged before it; env.Store.AuditOp gives the
+// audit entry to put into its own etcd transactions so that a mutation and
+// its audit entry commit together; env.Client is the etcd client scoped to
+// the sabakan prefix for its own keys (listed in docs/etcd.md).
 package server
 
 import (
@@ -44,7 +39,7 @@ import (
 	"github.com/openneco/neco/pkg/version"
 )
 
-// Env is what an Extension gets.
+// Env is what the Boot function gets.
 type Env struct {
 	Config   *Config
 	Store    *store.Store
@@ -59,8 +54,8 @@ type Env struct {
 // Go runs f until the daemon stops. An error returned by f stops the daemon.
 func (e *Env) Go(f func(ctx context.Context) error) { e.env.Go(f) }
 
-// Extension adds a capability to the daemon; see the package documentation.
-type Extension func(ctx context.Context, env *Env) error
+// Boot plugs network boot into the daemon; see the package documentation.
+type Boot func(ctx context.Context, env *Env) error
 
 // apiReadTimeout is the HTTP listener's whole-request read deadline, only a
 // fallback: the web layer moves the connection's read deadline as a body
@@ -70,7 +65,7 @@ const apiReadTimeout = time.Hour
 
 // Run runs the daemon until ctx ends, then drains the listeners and returns
 // nil; it returns an error when starting fails or a component fails.
-func Run(ctx context.Context, cfg *Config, exts ...Extension) error {
+func Run(ctx context.Context, cfg *Config, boot Boot) error {
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("configuration: %w", err)
 	}
@@ -104,12 +99,12 @@ func Run(ctx context.Context, cfg *Config, exts ...Extension) error {
 
 	env := well.NewEnvironment(ctx)
 	e := &Env{Config: cfg, Store: st, Client: client, Web: srv, Registry: reg, Hostname: hostname, env: env}
-	for _, ext := range exts {
-		if err := ext(ctx, e); err != nil {
+	if boot != nil {
+		if err := boot(ctx, e); err != nil {
 			env.Cancel(err)
 			env.Stop()
 			env.Wait()
-			return fmt.Errorf("extension: %w", err)
+			return fmt.Errorf("network boot: %w", err)
 		}
 	}
 
