@@ -40,12 +40,12 @@ func Permanent(err error) error { return permanentError{err} }
 
 // Until calls try every interval until it reports done, returns a
 // Permanent error (which Until returns as err), or ctx ends, and then
-// returns try's last error with ctx's error. A wait that
-// lasts longer than 30 s is logged every 30 s: what it waits
-// for, since when, try's last error and, when detail is set, what detail
-// says (who is missing at a barrier), so that a server that cannot make
-// progress says why in its own log, not only in the logs of the servers
-// waiting for it.
+// returns try's last error with ctx's error. A wait that lasts longer than
+// 30 s is logged every 30 s ("cannot make progress yet"): what it waits for,
+// since when, try's last error and, when detail is set, what detail says
+// (who is missing at a barrier), so that a server that cannot make progress
+// says why in its own log, not only in the logs of the servers waiting for
+// it.
 func Until(ctx context.Context, what string, interval time.Duration, detail func() string, try func(ctx context.Context) (bool, error)) (lastErr, err error) {
 	start := time.Now()
 	report := start.Add(reportEvery)
@@ -71,7 +71,7 @@ func Until(ctx context.Context, what string, interval time.Duration, detail func
 			if lastErr != nil {
 				attrs = append(attrs, "last_error", lastErr.Error())
 			}
-			logOf(ctx).Warn("setup cannot make progress yet", attrs...)
+			logOf(ctx).Warn("cannot make progress yet", attrs...)
 			report = now.Add(reportEvery)
 		}
 		select {
