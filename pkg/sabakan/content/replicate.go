@@ -100,6 +100,8 @@ func localNames(dir string) []string {
 }
 
 func (s *Store) reconcileImages(ctx context.Context, osName string) error {
+	dir := filepath.Join(s.dir, "images", osName)
+	found, busy := s.localSnapshot(dir)
 	st, err := s.readIndex(ctx, osName)
 	if err != nil {
 		return err
@@ -111,12 +113,12 @@ func (s *Store) reconcileImages(ctx context.Context, osName string) error {
 		wanted = append(wanted, img.ID)
 	}
 	var local []string
-	for _, id := range localNames(filepath.Join(s.dir, "images", osName)) {
+	for _, id := range found {
 		if img, ok := byID[id]; !ok || s.hasImage(osName, img) {
 			local = append(local, id)
 		}
 	}
-	plan := Decide(wanted, local, func(id string) bool { return isBusy(s.imageDir(osName, id)) })
+	plan := Decide(wanted, local, busy)
 	for _, id := range plan.Remove {
 		s.log.Info("content: removing image", "os", osName, "id", id)
 		os.RemoveAll(s.imageDir(osName, id))
@@ -132,6 +134,8 @@ func (s *Store) reconcileImages(ctx context.Context, osName string) error {
 }
 
 func (s *Store) reconcileAssets(ctx context.Context) error {
+	dir := filepath.Join(s.dir, "assets")
+	local, busy := s.localSnapshot(dir)
 	assets, err := s.listAssetMeta(ctx)
 	if err != nil {
 		return err
@@ -140,12 +144,10 @@ func (s *Store) reconcileAssets(ctx context.Context) error {
 	for _, a := range assets {
 		byID[strconv.FormatInt(a.ID, 10)] = a
 	}
-	plan := Decide(slices.Sorted(maps.Keys(byID)), localNames(filepath.Join(s.dir, "assets")), func(id string) bool {
-		return isBusy(filepath.Join(s.dir, "assets", id))
-	})
+	plan := Decide(slices.Sorted(maps.Keys(byID)), local, busy)
 	for _, id := range plan.Remove {
 		s.log.Info("content: removing asset file", "id", id)
-		os.Remove(filepath.Join(s.dir, "assets", id))
+		os.Remove(filepath.Join(dir, id))
 	}
 	var errs []error
 	for _, id := range plan.Fetch {
@@ -154,6 +156,25 @@ func (s *Store) reconcileAssets(ctx context.Context) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// localSnapshot lists the entries of dir and which of them a write in
+// progress holds, in that order and both before the caller reads the
+// index: an upload marks its file busy before installing it and clears the
+// mark only after its index entry is committed, so a file found here is
+// either busy in the snapshot or already in the index read afterwards.
+// (Reading the index first let a reconcile that raced an upload on this
+// server delete the file it had just installed: the asset was then on no
+// server at all.)
+func (s *Store) localSnapshot(dir string) (names []string, busy func(string) bool) {
+	names = localNames(dir)
+	held := map[string]bool{}
+	for _, n := range names {
+		if isBusy(filepath.Join(dir, n)) {
+			held[n] = true
+		}
+	}
+	return names, func(n string) bool { return held[n] }
 }
 
 // get opens the first peer URL that answers 200.
@@ -192,6 +213,9 @@ func (s *Store) get(ctx context.Context, urls []string, check func(*http.Respons
 }
 
 func (s *Store) pullAsset(ctx context.Context, a Asset) error {
+	if s.hasFile(s.assetPath(a.ID)) {
+		return nil // installed (renamed complete) since the reconcile listed the files
+	}
 	resp, err := s.get(ctx, a.URLs, func(r *http.Response) error {
 		if got := r.Header.Get("X-Sabakan-Asset-ID"); got != strconv.FormatInt(a.ID, 10) {
 			return fmt.Errorf("peer serves version %s, want %d", got, a.ID)
@@ -243,6 +267,9 @@ func (s *Store) pullAsset(ctx context.Context, a Asset) error {
 }
 
 func (s *Store) pullImage(ctx context.Context, osName string, img Image) error {
+	if s.hasImage(osName, img) {
+		return nil // installed since the reconcile listed the images
+	}
 	resp, err := s.get(ctx, img.URLs, func(*http.Response) error { return nil })
 	if err != nil {
 		return fmt.Errorf("content: pull image %s: %w", img.ID, err)
