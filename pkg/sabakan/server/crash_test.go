@@ -3,7 +3,6 @@ package server_test
 import (
 	"context"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -28,35 +27,9 @@ func TestRestartAfterKilledRegistration(t *testing.T) {
 	defer c.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	rev, _ := c.Get(ctx, "x")
-	wch := c.Watch(ctx, "/sabakan/machines/crash-", clientv3.WithPrefix(), clientv3.WithRev(rev.Header.Revision+1))
 	const n = 3000
 	batch := machines("crash-", n, 1, 100)
-	posted := make(chan int, 1)
-	go func() {
-		st, _ := first.do("POST", "/api/v1/machines", batch)
-		posted <- st
-	}()
-	select {
-	case <-wch:
-	case st := <-posted:
-		t.Fatalf("the POST finished (%d) before any machine was seen", st)
-	case <-time.After(30 * time.Second):
-		t.Fatal("no machine of the POST reached etcd")
-	}
-	first.kill(syscall.SIGKILL)
-	killed := time.Now()
-	if st := <-posted; st == 201 {
-		t.Fatal("the POST to the killed server succeeded")
-	}
-	left, err := c.Get(ctx, "/sabakan/machines/crash-", clientv3.WithPrefix(), clientv3.WithCountOnly())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if left.Count == 0 {
-		t.Fatal("the kill left no machine of the registration behind: nothing was tested")
-	}
-	t.Logf("the killed registration left %d of %d machine keys", left.Count, n)
+	killed := killMidRegistration(t, c, first, "crash-", batch, n)
 
 	again := startSabakan(t, e, "again", "-registration-ttl", ttl.String())
 	// The batch is blocked until the attempt that succeeds starts. Slack:

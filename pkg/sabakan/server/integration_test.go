@@ -149,34 +149,8 @@ func TestKilledDuringRegistration(t *testing.T) {
 	defer c.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	rev, _ := c.Get(ctx, "x")
-	wch := c.Watch(ctx, "/sabakan/machines/big-", clientv3.WithPrefix(), clientv3.WithRev(rev.Header.Revision+1))
 	const n = 5000
-	posted := make(chan int, 1)
-	go func() {
-		st, _ := victim.do("POST", "/api/v1/machines", machines("big-", n, 1, 100))
-		posted <- st
-	}()
-	select {
-	case <-wch:
-	case st := <-posted:
-		t.Fatalf("the POST finished (%d) before any machine was seen", st)
-	case <-time.After(30 * time.Second):
-		t.Fatal("no machine of the POST reached etcd")
-	}
-	victim.kill(syscall.SIGKILL)
-	if st := <-posted; st == 201 {
-		t.Fatalf("the POST to the killed server succeeded")
-	}
-
-	left, err := c.Get(ctx, "/sabakan/machines/big-", clientv3.WithPrefix(), clientv3.WithCountOnly())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if left.Count == 0 {
-		t.Fatal("the kill left no machine of the registration behind: nothing was tested")
-	}
-	t.Logf("the killed registration left %d of %d machine keys", left.Count, n)
+	killMidRegistration(t, c, victim, "big-", machines("big-", n, 1, 100), n)
 
 	// Readers see all or nothing of it, while it is pending and after.
 	seen := survivor.count(t, "?serial="+bigSerials(n))
@@ -216,6 +190,44 @@ func TestKilledDuringRegistration(t *testing.T) {
 	// The survivor keeps working.
 	survivor.mustDo(t, "POST", "/api/v1/machines", machines("after-", 50, 1, 100), 201)
 	invariants(t, e)
+}
+
+// killMidRegistration POSTs batch (n machines whose serials start with
+// prefix) to srv, kills srv with SIGKILL as soon as the first machine
+// reaches etcd, checks that the POST failed and left part of the batch
+// behind, and returns when srv was killed.
+func killMidRegistration(t *testing.T, c *clientv3.Client, srv *sabakanProc, prefix string, batch []byte, n int) time.Time {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	rev, _ := c.Get(ctx, "x")
+	wch := c.Watch(ctx, "/sabakan/machines/"+prefix, clientv3.WithPrefix(), clientv3.WithRev(rev.Header.Revision+1))
+	posted := make(chan int, 1)
+	go func() {
+		st, _ := srv.do("POST", "/api/v1/machines", batch)
+		posted <- st
+	}()
+	select {
+	case <-wch:
+	case st := <-posted:
+		t.Fatalf("the POST finished (%d) before any machine was seen", st)
+	case <-time.After(30 * time.Second):
+		t.Fatal("no machine of the POST reached etcd")
+	}
+	srv.kill(syscall.SIGKILL)
+	killed := time.Now()
+	if st := <-posted; st == 201 {
+		t.Fatal("the POST to the killed server succeeded")
+	}
+	left, err := c.Get(ctx, "/sabakan/machines/"+prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if left.Count == 0 {
+		t.Fatal("the kill left no machine of the registration behind: nothing was tested")
+	}
+	t.Logf("the killed registration left %d of %d machine keys", left.Count, n)
+	return killed
 }
 
 // bigSerials is a query value selecting the first and last machines of the
