@@ -5,13 +5,10 @@ import (
 	"fmt"
 	"maps"
 	"net"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -31,11 +28,9 @@ type etcdProc struct {
 	t                  *testing.T
 	bin, dir, name     string
 	clientURL, peerURL string
-	mu                 sync.Mutex
-	cmd                *exec.Cmd
-	exited             chan struct{}
-	args               []string
-	restarts           []span
+	daemonProc
+	args     []string
+	restarts []span
 }
 
 type span struct{ start, end time.Time }
@@ -67,46 +62,9 @@ func (p *etcdProc) start(initial map[string]string, state string) error {
 	return p.run()
 }
 
-func (p *etcdProc) run() error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	cmd := exec.Command(p.bin, p.args...)
-	log, err := os.OpenFile(filepath.Join(p.dir, "log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-	if err != nil {
-		return err
-	}
-	cmd.Stdout, cmd.Stderr = log, log
-	testutil.DieWithTest(cmd)
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); log.Close(); close(exited) }()
-	p.cmd, p.exited = cmd, exited
-	return nil
-}
+func (p *etcdProc) run() error { return p.launch(p.bin, p.dir, p.args...) }
 
-func (p *etcdProc) stop() {
-	p.mu.Lock()
-	cmd, exited := p.cmd, p.exited
-	p.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-exited:
-	case <-time.After(10 * time.Second):
-		cmd.Process.Kill()
-		<-exited
-	}
-}
-
-func (p *etcdProc) pid() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.cmd.Process.Pid
-}
+func (p *etcdProc) stop() { p.stopWithin(10 * time.Second) }
 
 func (p *etcdProc) maintenance(t *testing.T) *clientv3.Client {
 	c, err := clientv3.New(clientv3.Config{Endpoints: []string{p.clientURL}, DialTimeout: 2 * time.Second, Logger: zap.NewNop()})

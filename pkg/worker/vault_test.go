@@ -9,13 +9,11 @@ import (
 	"maps"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -48,9 +46,7 @@ type vaultProc struct {
 	lrn      int
 	bin, dir string
 	api      *vault.Client
-	mu       sync.Mutex
-	cmd      *exec.Cmd
-	exited   chan struct{}
+	daemonProc
 	restarts atomic.Int32 // by the step
 }
 
@@ -135,46 +131,10 @@ func (c *vaultCluster) init(ctx context.Context, st *storage.Storage) {
 }
 
 func (p *vaultProc) start() error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	cmd := exec.Command(p.bin, "server", "-config="+filepath.Join(p.dir, "config.json"), "-log-level=warn")
-	log, err := os.OpenFile(filepath.Join(p.dir, "log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-	if err != nil {
-		return err
-	}
-	cmd.Stdout, cmd.Stderr = log, log
-	testutil.DieWithTest(cmd)
-	if err := cmd.Start(); err != nil {
-		log.Close()
-		return err
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); log.Close(); close(exited) }()
-	p.cmd, p.exited = cmd, exited
-	return nil
+	return p.launch(p.bin, p.dir, "server", "-config="+filepath.Join(p.dir, "config.json"), "-log-level=warn")
 }
 
-func (p *vaultProc) stop() {
-	p.mu.Lock()
-	cmd, exited := p.cmd, p.exited
-	p.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-exited:
-	case <-time.After(20 * time.Second):
-		cmd.Process.Kill()
-		<-exited
-	}
-}
-
-func (p *vaultProc) pid() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.cmd.Process.Pid
-}
+func (p *vaultProc) stop() { p.stopWithin(20 * time.Second) }
 
 // bounce restarts the process outside the step (an operator, a crash):
 // Vault comes back sealed.
