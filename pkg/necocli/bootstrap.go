@@ -23,7 +23,7 @@ import (
 func addBootstrapCommands(root *cobra.Command, g *globalOptions) {
 	root.AddCommand(
 		newSetupCommand(g), newJoinCommand(g), newLeaveCommand(g),
-		newInitCommand(g), newInitLocalCommand(g), newInitDataCommand(),
+		newInitCommand(g), newInitLocalCommand(g), newInitDataCommand(g),
 		newVaultCommand(g), newCertsCommand(g),
 	)
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/openneco/neco/pkg/bootserver"
 	"github.com/openneco/neco/pkg/cli"
+	"github.com/openneco/neco/pkg/neco/storage"
 	"github.com/openneco/neco/pkg/sabakan"
 	"github.com/openneco/neco/pkg/sabakan/client"
 	"github.com/openneco/neco/pkg/services"
@@ -113,8 +114,9 @@ once first.`,
 	return cmd
 }
 
-func newInitDataCommand() *cobra.Command {
+func newInitDataCommand(g *globalOptions) *cobra.Command {
 	var sabakanURL, ipam, dhcp, contents, ver string
+	b := &bootOptions{g: g}
 	cmd := &cobra.Command{
 		Use:   "init-data",
 		Short: "upload sabakan's IPAM and DHCP configuration and boot contents",
@@ -126,6 +128,10 @@ boot contents in --contents, laid out as in the package's /usr/share/neco:
   assets/<name>            assets served to machines
   ignitions/roles/<role>/  Ignition template trees, uploaded as <role>/<version>
   dhcp.json                DHCP configuration (when --dhcp is not given)
+
+The Ignition templates are uploaded with the metadata the worker gives
+them: the registries of every registered boot server (containerd's mirrors
+on the nodes) and their CA, read through this boot server's setup.
 
 Run it once, on any boot server, after neco init-local sabakan. It is
 idempotent: contents already there and an identical IPAM configuration are
@@ -166,6 +172,15 @@ configuration cannot change once machines are registered.`,
 			if dhcp != "" {
 				c.DHCP = ""
 			}
+			if len(c.Ignitions) > 0 {
+				// The same metadata as the worker's uploads: the nodes'
+				// registries are this data center's boot servers. Off a
+				// boot server, templates that need it are refused by
+				// sabakan with the missing key's name.
+				if c.Meta, err = ignitionMeta(ctx, b); err != nil {
+					fmt.Fprintf(cmd.ErrOrStderr(), "Ignition templates uploaded without the registries' metadata: %v\n", err)
+				}
+			}
 			if err := (worker.SabakanUploader{Client: sc}).Upload(ctx, c); err != nil {
 				return err
 			}
@@ -178,7 +193,19 @@ configuration cannot change once machines are registered.`,
 	cmd.Flags().StringVar(&dhcp, "dhcp", "", "sabakan DHCP configuration (JSON)")
 	cmd.Flags().StringVar(&contents, "contents", "", "directory of boot contents (images, assets, ignitions)")
 	cmd.Flags().StringVar(&ver, "version", version.Version, "id under which the Ignition templates are uploaded")
+	b.addFlags(cmd)
 	return cmd
+}
+
+// ignitionMeta is the Ignition templates' metadata for this boot server's
+// data center (worker.IgnitionMeta).
+func ignitionMeta(ctx context.Context, b *bootOptions) (map[string]any, error) {
+	l, client, err := b.connect()
+	if err != nil {
+		return nil, fmt.Errorf("the Ignition templates need the boot servers' registries: %w", err)
+	}
+	defer client.Close()
+	return worker.IgnitionMeta(ctx, storage.New(client), l.cluster, l.paths.ServerCA, worker.RegistryPort)
 }
 
 // uploadIPAM sets the IPAM configuration; an identical configuration

@@ -91,7 +91,9 @@ func BootServerSteps(client *clientv3.Client, cfg BootServerConfig) ([]Step, err
 				return err
 			},
 			WaitHealthy(strings.TrimSuffix(cfg.SabakanURL, "/")+"/health")),
-		SabakanContentsStep(cfg.ShareDir, SabakanUploader{Client: sc}),
+		SabakanContentsStep(cfg.ShareDir, SabakanUploader{Client: sc}, func(ctx context.Context, e *StepEnv) (map[string]any, error) {
+			return IgnitionMeta(ctx, e.Storage, cluster, paths.ServerCA, RegistryPort)
+		}),
 		FinalStep(),
 	}, nil
 }

@@ -30,6 +30,9 @@ type Contents struct {
 	Ignitions []IgnitionDir
 	// DHCP is the path of dhcp.json, "" when the package has none.
 	DHCP string
+	// Meta is the Ignition templates' metadata besides "version"
+	// (IgnitionMeta).
+	Meta map[string]any
 }
 
 // ImageFile is one OS image.
@@ -104,12 +107,18 @@ type ContentsUploader interface {
 }
 
 // SabakanContentsStep uploads the package's contents once per version
-// for the whole cluster (recorded at contents/sabakan).
-func SabakanContentsStep(shareDir string, up ContentsUploader) Step {
+// for the whole cluster (recorded at contents/sabakan), the Ignition
+// templates with the metadata meta returns (nil: none).
+func SabakanContentsStep(shareDir string, up ContentsUploader, meta func(context.Context, *StepEnv) (map[string]any, error)) Step {
 	return OnceStep("sabakan-contents", "sabakan", func(ctx context.Context, e *StepEnv) error {
 		c, err := ScanContents(shareDir, e.Request.Version)
 		if err != nil {
 			return fmt.Errorf("scan %s: %w", shareDir, err)
+		}
+		if meta != nil {
+			if c.Meta, err = meta(ctx, e); err != nil {
+				return fmt.Errorf("Ignition metadata: %w", err)
+			}
 		}
 		return up.Upload(ctx, c)
 	})

@@ -256,7 +256,7 @@ func (c *cluster) steps(b *bootServer) []worker.Step {
 	steps := []worker.Step{
 		worker.ServiceConfigStep("sabakan-config", "sabakan", filepath.Join(b.root.Root, "etc/sabakan/config.yml"),
 			worker.TemplateFile(filepath.Join(share, "sabakan.yml"), "127.0.0.1"), b.svc),
-		worker.SabakanContentsStep(share, c.uploader),
+		worker.SabakanContentsStep(share, c.uploader, nil),
 		worker.FinalStep(),
 	}
 	for i := range steps {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 
@@ -49,7 +50,9 @@ func (u SabakanUploader) Upload(ctx context.Context, c Contents) error {
 	}
 	for _, ign := range c.Ignitions {
 		site := filepath.Join(ign.Root, "roles", ign.Role, "site.yml")
-		built, err := ignition.Build(site, map[string]any{"version": c.Version})
+		meta := map[string]any{"version": c.Version}
+		maps.Copy(meta, c.Meta)
+		built, err := ignition.Build(site, meta)
 		if err != nil {
 			return fmt.Errorf("build Ignition template of %s: %w", ign.Role, err)
 		}

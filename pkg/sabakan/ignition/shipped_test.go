@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/BurntSushi/toml"
 	v3 "github.com/coreos/ignition/v2/config/v3_5"
 	"github.com/vincent-petithory/dataurl"
 
@@ -25,7 +26,10 @@ func TestShippedTemplates(t *testing.T) {
 	for _, site := range roles {
 		role := filepath.Base(filepath.Dir(site))
 		t.Run(role, func(t *testing.T) {
-			tmpl, err := Build(site, nil)
+			tmpl, err := Build(site, map[string]any{
+				"registries":  []any{"10.72.48.0:5000", "10.72.48.1:5000"},
+				"registry_ca": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+			})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -55,6 +59,28 @@ func TestShippedTemplates(t *testing.T) {
 			}
 			if files["/etc/hostname"] != m.Spec.Serial+"\n" || files["/etc/neco/role"] != role+"\n" {
 				t.Errorf("hostname %q role %q", files["/etc/hostname"], files["/etc/neco/role"])
+			}
+			// containerd pulls registry.k8s.io from every boot server.
+			hosts := files["/etc/containerd/certs.d/registry.k8s.io/hosts.toml"]
+			for _, want := range []string{`server = "https://registry.k8s.io"`, `[host."https://10.72.48.0:5000"]`,
+				`[host."https://10.72.48.1:5000"]`, `ca = "/etc/neco/registry-ca.crt"`} {
+				if !strings.Contains(hosts, want) {
+					t.Errorf("hosts.toml lacks %s:\n%s", want, hosts)
+				}
+			}
+			var parsed struct {
+				Server string
+				Host   map[string]struct {
+					Capabilities []string
+					CA           string
+				}
+			}
+			if _, err := toml.Decode(hosts, &parsed); err != nil || len(parsed.Host) != 2 ||
+				parsed.Host["https://10.72.48.1:5000"].CA != "/etc/neco/registry-ca.crt" {
+				t.Errorf("hosts.toml does not parse as containerd's: %+v %v\n%s", parsed, err, hosts)
+			}
+			if !strings.HasPrefix(files["/etc/neco/registry-ca.crt"], "-----BEGIN CERTIFICATE-----") {
+				t.Errorf("registry CA %q", files["/etc/neco/registry-ca.crt"])
 			}
 			enabled := false
 			for _, u := range cfg.Systemd.Units {
