@@ -3,6 +3,8 @@ package daemon
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -14,6 +16,8 @@ import (
 
 	"github.com/cybozu-go/log"
 	"github.com/cybozu-go/well"
+
+	"github.com/openneco/neco/pkg/pki"
 )
 
 func TestLogHandler(t *testing.T) {
@@ -104,5 +108,46 @@ func TestRunReturnsMainError(t *testing.T) {
 	err := run(well.NewEnvironment(context.Background()), func(context.Context) error { return boom })
 	if !errors.Is(err, boom) {
 		t.Errorf("run() = %v, want main's error", err)
+	}
+}
+
+// TestServerHTTP2 checks that a TLS server whose configuration names no
+// protocols serves the HTTP/2 it offers in ALPN (the listener offered h2
+// while the http.Server was not set up for it: h2 clients were dropped).
+func TestServerHTTP2(t *testing.T) {
+	ca, err := pki.NewCA("daemon test CA", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := pki.NewKey()
+	csrPEM, _ := pki.NewCSR(key, "localhost")
+	csr, _ := pki.ParseCSR(csrPEM)
+	certPEM, err := ca.Sign(csr, "localhost", []string{"127.0.0.1"}, pki.ServerAuth, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyPEM, _ := pki.EncodeKey(key)
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := well.NewEnvironment(context.Background())
+	defer func() { env.Cancel(nil); env.Wait() }()
+	addr, err := Server{Addr: "127.0.0.1:0", TLSConfig: &tls.Config{Certificates: []tls.Certificate{pair}},
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte(r.Proto)) })}.Start(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(ca.Cert)
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{RootCAs: pool}
+	resp, err := (&http.Client{Transport: tr}).Get("https://" + addr.String() + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.Proto != "HTTP/2.0" {
+		t.Errorf("served %s, want HTTP/2.0", resp.Proto)
 	}
 }

@@ -52,6 +52,17 @@ func (s Server) Start(env *well.Environment) (net.Addr, error) {
 	if read == 0 {
 		read = 30 * time.Second
 	}
+	// The server gets the TLS configuration the listener negotiates with:
+	// http.Server serves HTTP/2 only when its TLSConfig offers h2, so a
+	// listener offering h2 in ALPN to a server without it would accept h2
+	// clients and then drop their connections.
+	var tlsCfg *tls.Config
+	if s.TLSConfig != nil {
+		tlsCfg = s.TLSConfig.Clone()
+		if len(tlsCfg.NextProtos) == 0 {
+			tlsCfg.NextProtos = []string{"h2", "http/1.1"}
+		}
+	}
 	hs := &well.HTTPServer{
 		Server: &http.Server{
 			Handler:           drain(s.Handler, shutdown),
@@ -59,18 +70,14 @@ func (s Server) Start(env *well.Environment) (net.Addr, error) {
 			ReadTimeout:       read,
 			IdleTimeout:       2 * time.Minute,
 			ConnState:         s.ConnState,
-			TLSConfig:         s.TLSConfig,
+			TLSConfig:         tlsCfg,
 		},
 		ShutdownTimeout: shutdown,
 		Env:             env,
 	}
 	addr := ln.Addr()
-	if s.TLSConfig != nil {
-		cfg := s.TLSConfig.Clone()
-		if len(cfg.NextProtos) == 0 {
-			cfg.NextProtos = []string{"h2", "http/1.1"}
-		}
-		ln = tls.NewListener(ln, cfg)
+	if tlsCfg != nil {
+		ln = tls.NewListener(ln, tlsCfg)
 	}
 	return addr, hs.Serve(ln)
 }
