@@ -55,6 +55,33 @@ $(BIN)/vault: tools/vault/go.mod tools/vault/go.sum
 	cd tools/vault && $(GO) build -o $@ github.com/hashicorp/vault
 	@$@ version
 
+# The registry's images (pkg/images, docs/kubernetes-artifacts.md): pause and
+# CoreDNS (pinned in tools/coredns) built here, agnhost from the pinned
+# Kubernetes, busybox from Debian's busybox-static; all static.
+COREDNS_VERSION = $(shell cd tools/coredns && $(GO) list -m -f '{{.Version}}' github.com/coredns/coredns)
+
+.PHONY: pause
+pause: $(BIN)/pause ## Build the pod sandbox's pause program into bin/.
+
+$(BIN)/pause: tools/pause/main.go
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $@ ./tools/pause
+
+.PHONY: coredns
+coredns: $(BIN)/coredns ## Build the pinned CoreDNS into bin/ (~3 min the first time; only when tools/coredns changes).
+
+$(BIN)/coredns: tools/coredns/go.mod tools/coredns/go.sum tools/coredns/main.go
+	cd tools/coredns && CGO_ENABLED=0 $(GO) build -trimpath -tags grpcnotrace -o $@ \
+		-ldflags '-s -w $(foreach v,GitCommit gitTag,-X github.com/coredns/coredns/coremain.$(v)=$(COREDNS_VERSION))' .
+	@$@ -version | sed -n 1p
+
+$(BIN)/agnhost: tools/kubernetes/go.mod tools/kubernetes/go.sum
+	cd tools/kubernetes && CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o ../../bin/agnhost k8s.io/kubernetes/test/images/agnhost
+
+.PHONY: images
+images: setup $(BIN)/pause $(BIN)/agnhost $(BIN)/coredns ## Build the registry's images (pause, busybox, agnhost, CoreDNS) into the OCI layout build/images.
+	$(GO) run ./tools/imagebuild -pause $(BIN)/pause -agnhost $(BIN)/agnhost -coredns $(BIN)/coredns -busybox /bin/busybox \
+		-agnhost-src "$$(cd tools/kubernetes && $(GO) list -m -f '{{.Dir}}' k8s.io/kubernetes)/test/images/agnhost" -out build/images
+
 .PHONY: lint
 lint: ## gofmt, go vet, staticcheck and a go.mod tidiness check.
 	@out=$$(gofmt -l $$(git ls-files -co --exclude-standard '*.go')); \

@@ -1,0 +1,95 @@
+// Command imagebuild builds the container images neco serves from its
+// registry (pause, busybox, agnhost, CoreDNS: see pkg/images and
+// docs/kubernetes-artifacts.md) into one OCI image layout directory and
+// prints each image's name, digest and size. `make images` runs it; it is a
+// build-time tool, not shipped in the Debian package.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/openneco/neco/pkg/images"
+)
+
+func main() {
+	var (
+		in         images.Inputs
+		agnhostSrc string
+		out        string
+	)
+	flag.StringVar(&in.Pause, "pause", "bin/pause", "static pause binary (make pause)")
+	flag.StringVar(&in.Agnhost, "agnhost", "bin/agnhost", "static agnhost binary (make bin/agnhost)")
+	flag.StringVar(&agnhostSrc, "agnhost-src", "", "test/images/agnhost of the Kubernetes module (porter/localhost.crt and .key)")
+	flag.StringVar(&in.CoreDNS, "coredns", "bin/coredns", "static CoreDNS binary (make coredns)")
+	flag.StringVar(&in.Busybox, "busybox", "/bin/busybox", "static busybox (Debian's busybox-static)")
+	flag.StringVar(&in.BusyboxVersion, "busybox-version", "", "Debian version of -busybox (default: dpkg-query busybox-static)")
+	flag.StringVar(&out, "out", "build/images", "OCI image layout directory to write (replaced)")
+	flag.Parse()
+	if err := run(context.Background(), in, agnhostSrc, out); err != nil {
+		fmt.Fprintln(os.Stderr, "imagebuild:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, in images.Inputs, agnhostSrc, out string) error {
+	if agnhostSrc == "" {
+		return errors.New("-agnhost-src is required: test/images/agnhost of the Kubernetes module")
+	}
+	in.AgnhostCert = filepath.Join(agnhostSrc, "porter", "localhost.crt")
+	in.AgnhostKey = filepath.Join(agnhostSrc, "porter", "localhost.key")
+	for _, f := range []struct{ flag, path string }{
+		{"-pause", in.Pause}, {"-agnhost", in.Agnhost}, {"-coredns", in.CoreDNS}, {"-busybox", in.Busybox},
+		{"-agnhost-src", in.AgnhostCert}, {"-agnhost-src", in.AgnhostKey},
+	} {
+		if st, err := os.Stat(f.path); err != nil {
+			return fmt.Errorf("%s: %w", f.flag, err)
+		} else if !st.Mode().IsRegular() {
+			return fmt.Errorf("%s: %s is not a regular file", f.flag, f.path)
+		}
+	}
+	var err error
+	if in.BusyboxVersion == "" {
+		if in.BusyboxVersion, err = images.DebianVersion(ctx, "busybox-static"); err != nil {
+			return fmt.Errorf("-busybox-version not given: %w", err)
+		}
+	}
+	if in.BusyboxApplets, err = images.BusyboxApplets(ctx, in.Busybox); err != nil {
+		return err
+	}
+
+	start := time.Now()
+	set, err := images.Build(in)
+	if err != nil {
+		return err
+	}
+	entries, err := set.Write(out)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		fmt.Printf("%-52s %s %6.1f MiB\n", e.Name, e.Digest, float64(e.Size)/(1<<20))
+	}
+	fmt.Printf("%s: %s in %.1f s\n", out, humanSize(dirSize(out)), time.Since(start).Seconds())
+	return nil
+}
+
+func dirSize(dir string) int64 {
+	var n int64
+	_ = filepath.WalkDir(dir, func(_ string, d os.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			if info, err := d.Info(); err == nil {
+				n += info.Size()
+			}
+		}
+		return nil
+	})
+	return n
+}
+
+func humanSize(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
