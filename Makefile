@@ -55,6 +55,24 @@ $(BIN)/vault: tools/vault/go.mod tools/vault/go.sum
 	cd tools/vault && $(GO) build -o $@ github.com/hashicorp/vault
 	@$@ version
 
+# Kubernetes, pinned in tools/kubernetes: one multi-call executable (kube;
+# kubelet, kube-apiserver, ... kubectl are names for it). The version and the
+# module's date are stamped, as upstream's release builds do.
+KUBE_VERSION := $(shell cd tools/kubernetes && $(GO) list -m -f '{{.Version}}' k8s.io/kubernetes)
+KUBE_DATE    := $(shell cd tools/kubernetes && $(GO) list -m -f '{{with .Time}}{{.UTC.Format "2006-01-02T15:04:05Z"}}{{end}}' k8s.io/kubernetes)
+KUBE_SEMVER  := $(subst ., ,$(patsubst v%,%,$(KUBE_VERSION)))
+KUBE_LDFLAGS := -s -w $(foreach kv,gitVersion=$(KUBE_VERSION) gitMajor=$(word 1,$(KUBE_SEMVER)) gitMinor=$(word 2,$(KUBE_SEMVER)) \
+	gitTreeState=clean buildDate=$(KUBE_DATE),-X k8s.io/component-base/version.$(kv))
+KUBE_COMPONENTS := kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl
+
+.PHONY: kube
+kube: $(BIN)/kube ## Build the pinned Kubernetes (one executable, ~10 min the first time; only when tools/kubernetes changes).
+
+$(BIN)/kube: tools/kubernetes/go.mod tools/kubernetes/go.sum tools/kubernetes/kube/main.go
+	cd tools/kubernetes && CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(KUBE_LDFLAGS)' -o $@ ./kube
+	for c in $(KUBE_COMPONENTS); do ln -sf kube $(BIN)/$$c; done
+	@$(BIN)/kubectl version --client | sed -n 1p
+
 # The registry's images (pkg/images, docs/kubernetes-artifacts.md): pause and
 # CoreDNS (pinned in tools/coredns) built here, agnhost from the pinned
 # Kubernetes, busybox from Debian's busybox-static; all static.
@@ -73,6 +91,9 @@ $(BIN)/coredns: tools/coredns/go.mod tools/coredns/go.sum tools/coredns/main.go
 	cd tools/coredns && CGO_ENABLED=0 $(GO) build -trimpath -tags grpcnotrace -o $@ \
 		-ldflags '-s -w $(foreach v,GitCommit gitTag,-X github.com/coredns/coredns/coremain.$(v)=$(COREDNS_VERSION))' .
 	@$@ -version | sed -n 1p
+
+.PHONY: agnhost
+agnhost: $(BIN)/agnhost ## Build the pinned Kubernetes' agnhost (conformance tests' image) into bin/.
 
 $(BIN)/agnhost: tools/kubernetes/go.mod tools/kubernetes/go.sum
 	cd tools/kubernetes && CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o ../../bin/agnhost k8s.io/kubernetes/test/images/agnhost
@@ -96,15 +117,15 @@ lint: ## gofmt, go vet, staticcheck and a go.mod tidiness check.
 		echo "go.mod/go.sum are not tidy: run go mod tidy"; git diff --no-index /tmp/go.mod.lint go.mod || true; exit 1; fi
 
 .PHONY: test
-test: setup etcd vault lint ## Lint, then every test (unit, integration, network namespaces) with -race.
+test: setup etcd vault images lint ## Lint, then every test (unit, integration, network namespaces) with -race.
 	PATH=$(BIN):$$PATH $(GO) test $(GOTESTFLAGS) ./...
 
 .PHONY: bench
-bench: setup etcd vault ## Run the benchmarks; see docs/benchmarks.md.
+bench: setup etcd vault images ## Run the benchmarks; see docs/benchmarks.md.
 	PATH=$(BIN):$$PATH $(GO) test -run '^$$' -bench . -benchmem -timeout 60m ./...
 
 .PHONY: dctest
-dctest: setup etcd vault ## Large tests on the virtual data center (root); SUITE=<go test -run pattern> picks suites; see docs/dctest.md.
+dctest: setup etcd vault kube images ## Large tests on the virtual data center (root); SUITE=<go test -run pattern> picks suites; see docs/dctest.md.
 	PATH=$(BIN):$$PATH $(GO) test -tags dctest -count=1 -timeout 60m -v -run '$(SUITE)' ./dctest/ 2>&1 \
 		| grep -vE '^\s+\S+_test.go:[0-9]+: (namespace|nspawn node|qemu node) '
 
@@ -113,7 +134,7 @@ under-load: setup etcd vault ## Run CMD COUNT times (10) beside stress-ng --cpu 
 	tools/underload -n $(or $(COUNT),10) -l $(or $(LOAD),16) -- $(CMD)
 
 .PHONY: demo
-demo: setup etcd vault ## Build the default virtual data center, bootstrap neco in it, show what runs (root; make demo-stop).
+demo: setup etcd vault kube images ## Build the default virtual data center, bootstrap neco in it, show what runs (root; make demo-stop).
 	$(GO) build -o $(BIN)/vdc ./cmd/vdc
 	$(GO) run ./demo/dc up
 
@@ -136,11 +157,12 @@ demo-sabakan-stop: ## Stop the sabakan demo and remove its data.
 DEB_BIN := $(CURDIR)/build/deb-bin
 
 .PHONY: deb
-deb: setup etcd vault ## Build neco_$(VERSION)_amd64.deb: every ./cmd/... binary (static), etcd, etcdctl, vault; see docs/cd.md.
+deb: setup etcd vault kube images ## Build neco_$(VERSION)_amd64.deb: every ./cmd/... binary (static), etcd, etcdctl, vault, Kubernetes, the images; see docs/cd.md.
 	rm -rf $(DEB_BIN) && mkdir -p $(DEB_BIN)
 	CGO_ENABLED=0 GOBIN=$(DEB_BIN) $(GO) install -trimpath -ldflags "$(LDFLAGS) -s -w" ./cmd/...
 	cp $(BIN)/etcd $(BIN)/etcdctl $(BIN)/vault $(DEB_BIN)/
-	./debian/build.sh $(VERSION) $(DEB_BIN) $(CURDIR)
+	ln -f $(BIN)/kube $(CURDIR)/build/kube-$(KUBE_VERSION)
+	./debian/build.sh $(VERSION) $(DEB_BIN) $(CURDIR) $(CURDIR)/build/kube-$(KUBE_VERSION) $(CURDIR)/build/images
 	lintian --fail-on error $(CURDIR)/neco_$(VERSION)_amd64.deb
 
 .PHONY: clean

@@ -1,23 +1,29 @@
 #!/bin/bash
 # Build the neco Debian package.
 #
-#   debian/build.sh VERSION BINDIR OUTDIR
+#   debian/build.sh VERSION BINDIR OUTDIR [KUBE IMAGES]
 #
 # VERSION  package version: a release YYYY.MM.DD-N or a development version
 # BINDIR   the programs to ship in /usr/bin (every file in it); systemd units
 #          are shipped for the daemons found there
 # OUTDIR   where neco_VERSION_amd64.deb is written
+# KUBE     the release's Kubernetes executable (make kube), named
+#          kube-<Kubernetes version>: shipped in /usr/lib/neco, served to
+#          the nodes as the sabakan asset of that name, and kubectl here
+# IMAGES   the release's container images, an OCI layout (make images):
+#          shipped in /usr/share/neco/registry, pushed into every boot
+#          server's registry by neco-worker
 #
 # Environment: DEB_COMPRESS (dpkg-deb -Z: gzip, xz or none; default gzip, fast for the
 # large pinned servers; Debian 12's lintian rejects zstd).
 # Run it through `make deb`, which builds every binary first.
 set -euo pipefail
 
-if [ $# -ne 3 ]; then
-	sed -n '2,14p' "$0" >&2
+if [ $# -ne 3 ] && [ $# -ne 5 ]; then
+	sed -n '2,20p' "$0" >&2
 	exit 2
 fi
-version=$1 bindir=$2 outdir=$3
+version=$1 bindir=$2 outdir=$3 kube=${4:-} images=${5:-}
 src=$(cd "$(dirname "$0")/.." && pwd)
 
 if ! [[ $version =~ ^[0-9][A-Za-z0-9.+~]*(-[A-Za-z0-9.+~]+)?$ ]]; then
@@ -26,6 +32,14 @@ if ! [[ $version =~ ^[0-9][A-Za-z0-9.+~]*(-[A-Za-z0-9.+~]+)?$ ]]; then
 fi
 if [ ! -d "$bindir" ]; then
 	echo "build.sh: $bindir is not a directory" >&2
+	exit 2
+fi
+if [ -n "$kube" ] && ! [[ -x $kube && $(basename "$kube") =~ ^kube-v[0-9]+\.[0-9]+\.[0-9]+$ ]]; then
+	echo "build.sh: $kube is not an executable named kube-vX.Y.Z" >&2
+	exit 2
+fi
+if [ -n "$images" ] && [ ! -f "$images/index.json" ]; then
+	echo "build.sh: $images is not an OCI image layout (no index.json)" >&2
 	exit 2
 fi
 
@@ -44,9 +58,23 @@ for f in "$bindir"/*; do
 	strip --strip-unneeded "$root/usr/bin/$(basename "$f")" 2>/dev/null || true
 done
 
+# Kubernetes: the executable in /usr/lib/neco, the sabakan asset of the
+# same name a link to it, kubectl for the operators.
+if [ -n "$kube" ]; then
+	k=$(basename "$kube")
+	install -d -m 755 "$root/usr/lib/neco" "$root/usr/share/neco/assets"
+	install -m 755 "$kube" "$root/usr/lib/neco/$k"
+	ln -s "../../../lib/neco/$k" "$root/usr/share/neco/assets/$k"
+	ln -s "../lib/neco/$k" "$root/usr/bin/kubectl"
+fi
+# Container images: the OCI layout as it is (blobs are content-addressed).
+if [ -n "$images" ]; then
+	cp -R "$images" "$root/usr/share/neco/registry"
+fi
+
 # systemd units of the daemons present.
 units=() restart=()
-for u in neco-updater neco-worker sabakan node-health-agent sabakan-state-setter; do
+for u in neco-updater neco-worker sabakan neco-registry node-health-agent sabakan-state-setter; do
 	if [ -x "$root/usr/bin/$u" ]; then
 		install -m 644 "$src/debian/$u.service" "$root/lib/systemd/system/"
 		units+=("$u.service")
@@ -86,7 +114,7 @@ install -m 644 "$src/debian/lintian-overrides" "$root/usr/share/lintian/override
 
 # Normalise permissions: what is not a program is 644, directories 755.
 find "$root" -type d -exec chmod 755 {} +
-find "$root" -type f ! -path "$root/usr/bin/*" ! -path "$root/DEBIAN/*" -exec chmod 644 {} +
+find "$root" -type f ! -path "$root/usr/bin/*" ! -path "$root/usr/lib/neco/*" ! -path "$root/DEBIAN/*" -exec chmod 644 {} +
 
 # Control files.
 for s in postinst prerm postrm; do

@@ -19,7 +19,7 @@ import (
 // package's share directory (/usr/share/neco):
 //
 //	images/<os>/<id>.tar      OS images (kernel and initrd in a tar)
-//	assets/<name>             assets served to machines
+//	assets/<name>             assets served to machines (files, or links to files)
 //	ignitions/roles/<role>/   Ignition template trees (site.yml, including
 //	                          ../../common/...), uploaded as <role>/<version>
 //	dhcp.json                 sabakan's DHCP configuration
@@ -73,7 +73,9 @@ func ScanContents(dir, version string) (Contents, error) {
 		return c, err
 	}
 	for _, a := range assets {
-		if a.Type().IsRegular() {
+		// An asset may be a link to a file shipped elsewhere (the
+		// Kubernetes executable in /usr/lib/neco).
+		if fi, err := os.Stat(filepath.Join(dir, "assets", a.Name())); err == nil && fi.Mode().IsRegular() {
 			c.Assets = append(c.Assets, File{Name: a.Name(), Path: filepath.Join(dir, "assets", a.Name())})
 		}
 	}

@@ -372,8 +372,10 @@ func rackNet(rack, tor int) string { return fmt.Sprintf("r%d-node%d", rack, tor)
 // MachinePackages are installed in the machines' root trees besides
 // spec.DefaultRootfsPackages: BIRD for the BGP node agent, busybox for
 // its DHCP client (udhcpc, used by network-booting workers) and iPXE,
-// whose ipxe.efi sabakan serves to UEFI machines from the boot servers.
-var MachinePackages = []string{"bird2", "busybox", "ipxe"}
+// whose ipxe.efi sabakan serves to UEFI machines from the boot servers,
+// and containerd (with runc), the nodes' container runtime, which pulls
+// from the boot servers' registries.
+var MachinePackages = []string{"bird2", "busybox", "ipxe", "containerd"}
 
 // RootfsPackages is the package list of the machines' root tree (without a
 // menu's extra packages): whoever builds the same list shares the cached

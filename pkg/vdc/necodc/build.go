@@ -2,6 +2,7 @@ package necodc
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -26,8 +27,9 @@ func (b *Build) Program(name string) string { return filepath.Join(b.BinDir, nam
 
 // BuildPackage builds release version from the tree at repo into dir the
 // way `make deb` does — every ./cmd/... program static with the version
-// stamped, the pinned etcd, etcdctl and Vault from repo/bin (make etcd
-// vault), debian/build.sh — but uncompressed and without lintian: the
+// stamped, the pinned etcd, etcdctl, Vault and Kubernetes from repo/bin
+// and the images from repo/build/images (make etcd vault kube images),
+// debian/build.sh — but uncompressed and without lintian: the
 // package only travels on this machine, and compressing Vault takes
 // minutes. Programs already compiled (the Go build cache) are only linked.
 func BuildPackage(ctx context.Context, repo, dir, version string, log io.Writer) (*Build, error) {
@@ -54,7 +56,15 @@ func BuildPackage(ctx context.Context, repo, dir, version string, log io.Writer)
 			return nil, err
 		}
 	}
-	pkg := exec.CommandContext(ctx, filepath.Join(repo, "debian", "build.sh"), version, b.BinDir, dir)
+	kube, err := kubeAsset(ctx, repo, dir)
+	if err != nil {
+		return nil, err
+	}
+	layout := filepath.Join(repo, "build", "images")
+	if _, err := os.Stat(filepath.Join(layout, "index.json")); err != nil {
+		return nil, fmt.Errorf("necodc: the release's images: %w: run make images first", err)
+	}
+	pkg := exec.CommandContext(ctx, filepath.Join(repo, "debian", "build.sh"), version, b.BinDir, dir, kube, layout)
 	pkg.Env = append(os.Environ(), "DEB_COMPRESS=none")
 	out, err := pkg.CombinedOutput()
 	if err != nil {
@@ -63,6 +73,24 @@ func BuildPackage(ctx context.Context, repo, dir, version string, log io.Writer)
 	b.Deb = strings.TrimSpace(string(out))
 	fmt.Fprintf(log, "built neco %s: %s (%s)\n", version, b.Deb, time.Since(start).Round(100*time.Millisecond))
 	return b, nil
+}
+
+// kubeAsset links repo/bin/kube into dir under the name the package ships
+// it by, kube-<its Kubernetes version>.
+func kubeAsset(ctx context.Context, repo, dir string) (string, error) {
+	bin := filepath.Join(repo, "bin", "kube")
+	out, err := exec.CommandContext(ctx, bin, "kubectl", "version", "--client", "-o", "json").Output()
+	if err != nil {
+		return "", fmt.Errorf("necodc: %s: %w: run make kube first", bin, err)
+	}
+	var v struct {
+		ClientVersion struct{ GitVersion string } `json:"clientVersion"`
+	}
+	if err := json.Unmarshal(out, &v); err != nil || v.ClientVersion.GitVersion == "" {
+		return "", fmt.Errorf("necodc: the version of %s: %v %s", bin, err, out)
+	}
+	asset := filepath.Join(dir, "kube-"+v.ClientVersion.GitVersion)
+	return asset, linkOrCopy(bin, asset)
 }
 
 // linkOrCopy hard-links src to dst (replacing dst), or copies it across
