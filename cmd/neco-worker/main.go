@@ -9,6 +9,7 @@ import (
 	"flag"
 	"log/slog"
 
+	"github.com/openneco/neco/pkg/bootserver"
 	"github.com/openneco/neco/pkg/daemon"
 	"github.com/openneco/neco/pkg/deb"
 	"github.com/openneco/neco/pkg/etcdutil"
@@ -25,6 +26,8 @@ func main() {
 	flag.StringVar(&bs.ShareDir, "share-dir", "/usr/share/neco", "the package's data: sabakan config template, Ignition templates, images, assets, dhcp.json")
 	flag.StringVar(&bs.SabakanConfig, "sabakan-config", "/etc/sabakan/config.yml", "sabakan configuration file the worker renders")
 	flag.StringVar(&bs.SabakanURL, "sabakan-url", "http://127.0.0.1:10080", "sabakan's REST API, where the sabakan-contents step uploads")
+	flag.StringVar(&bs.RegistryConfig, "registry-config", bootserver.RegistryConfigFile, "neco-registry configuration file the worker renders")
+	flag.StringVar(&bs.RegistryHealthURL, "registry-health-url", bootserver.RegistryHealthURL, "neco-registry's /health, which the registry-config step waits for")
 	flag.StringVar(&bs.ClusterFile, "cluster", "/etc/neco/cluster.yml", "cluster description (boot server addresses and ports; written by neco setup)")
 	flag.StringVar(&bs.Root, "root", "/", "directory this boot server's neco files (certificates, Vault credentials) live under, as neco --root")
 	flag.Parse()

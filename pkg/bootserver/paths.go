@@ -20,6 +20,7 @@ type Paths struct {
 	ClientCA, ClientCert, ClientKey      string // CA of ca/boot-etcd-client; CN=root client certificate
 	VaultEtcdCert, VaultEtcdKey          string // CN=vault client certificate Vault uses for its storage
 	BackupCert, BackupKey                string // CN=backup read-only client certificate
+	RegistryCert, RegistryKey            string // neco-registry's TLS server certificate (ca/server)
 	EtcdDataDir, VaultConfig, StateDir   string
 	StateFile, BootstrapDir, ServicesDir string
 	ServiceCertDir                       string
@@ -46,6 +47,7 @@ func NewPaths(root string) Paths {
 		ClientCA: n("ca-etcd-client.crt"), ClientCert: n("etcd-root.crt"), ClientKey: n("etcd-root.key"),
 		VaultEtcdCert: n("etcd-vault.crt"), VaultEtcdKey: n("etcd-vault.key"),
 		BackupCert: n("etcd-backup.crt"), BackupKey: n("etcd-backup.key"),
+		RegistryCert: n("registry.crt"), RegistryKey: n("registry.key"),
 
 		EtcdDataDir:    j("var", "lib", "etcd"),
 		VaultConfig:    j("etc", "vault", "config.json"),

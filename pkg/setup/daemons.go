@@ -52,7 +52,8 @@ func daemonArgs(name string, p bootserver.Paths, me bootserver.Server) []string 
 	case "neco-worker":
 		args = append(args, "-listen", net.JoinHostPort(me.Address, "10091"),
 			"-rack-file", p.Rack, "-cluster", p.ClusterDef,
-			"-sabakan-config", filepath.Join(p.Root, "etc", "sabakan", "config.yml"), "-root", p.Root)
+			"-sabakan-config", filepath.Join(p.Root, "etc", "sabakan", "config.yml"),
+			"-registry-config", filepath.Join(p.Root, "etc", "neco-registry", "config.yml"), "-root", p.Root)
 	case "node-health-agent":
 		// Its options are those of the package's unit (the defaults file).
 		return []string{"-bind", net.JoinHostPort(me.Address, strconv.Itoa(HealthAgentPort)),

@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"cmp"
 	"context"
 	"log/slog"
 	"path/filepath"
@@ -34,6 +35,13 @@ type BootServerConfig struct {
 	// SabakanURL is sabakan's REST API, where the sabakan-contents step
 	// uploads.
 	SabakanURL string
+	// RegistryConfig is the neco-registry configuration file the
+	// registry-config step renders (default
+	// bootserver.RegistryConfigFile).
+	RegistryConfig string
+	// RegistryHealthURL is neco-registry's /health, which the
+	// registry-config step waits for (default bootserver.RegistryHealthURL).
+	RegistryHealthURL string
 	// Services restarts and inspects units (default: systemd).
 	Services ServiceManager
 }
@@ -42,7 +50,9 @@ type BootServerConfig struct {
 // (membership and restart), vault (restart and unseal, after etcd's
 // restarts since Vault keeps its data in etcd), sabakan-config (with
 // sabakan's etcd user and this server's certificate for it made first,
-// and sabakan serving before the next step), sabakan-contents and the
+// and sabakan serving before the next step), registry-config (with the
+// registry's TLS certificate issued first when missing or expiring, and
+// the registry healthy before the next step), sabakan-contents and the
 // final barrier. client is etcd as root, scoped to /neco/.
 func BootServerSteps(client *clientv3.Client, cfg BootServerConfig) ([]Step, error) {
 	cluster, err := bootserver.LoadCluster(cfg.ClusterFile, true)
@@ -91,9 +101,33 @@ func BootServerSteps(client *clientv3.Client, cfg BootServerConfig) ([]Step, err
 				return err
 			},
 			WaitHealthy(strings.TrimSuffix(cfg.SabakanURL, "/")+"/health")),
+		// The registry serving, with its certificate, before the
+		// contents name it to the nodes.
+		RegistryConfigStep(cfg, cluster, me, svc),
 		SabakanContentsStep(cfg.ShareDir, SabakanUploader{Client: sc}, func(ctx context.Context, e *StepEnv) (map[string]any, error) {
 			return IgnitionMeta(ctx, e.Storage, cluster, paths.ServerCA, RegistryPort)
 		}),
 		FinalStep(),
 	}, nil
+}
+
+// RegistryConfigStep keeps neco-registry (docs/registry.md) at the
+// requested version: before the configuration, this server's registry
+// certificate (issued from Vault when missing, expiring within
+// bootserver.RegistryRenewBefore or naming another address); after a
+// restart, the registry healthy, so that a next step can push to it.
+func RegistryConfigStep(cfg BootServerConfig, cluster *bootserver.Cluster, me bootserver.Server, svc ServiceManager) Step {
+	path := cmp.Or(cfg.RegistryConfig, bootserver.RegistryConfigFile)
+	health := cmp.Or(cfg.RegistryHealthURL, bootserver.RegistryHealthURL)
+	paths := bootserver.NewPaths(cfg.Root)
+	return WithHooks(
+		ServiceConfigStep("registry-config", "neco-registry", path, TemplateFile(filepath.Join(cfg.ShareDir, "neco-registry.yml"), me.Address), svc),
+		func(ctx context.Context, _ *StepEnv) error {
+			issued, err := bootserver.EnsureRegistryCert(ctx, cluster, me, paths)
+			if issued {
+				slog.Info("issued the registry's TLS certificate for this boot server", "file", paths.RegistryCert)
+			}
+			return err
+		},
+		WaitHealthy(health))
 }
