@@ -78,7 +78,8 @@ for u in neco-updater neco-worker sabakan neco-registry node-health-agent sabaka
 	if [ -x "$root/usr/bin/$u" ]; then
 		install -m 644 "$src/debian/$u.service" "$root/lib/systemd/system/"
 		units+=("$u.service")
-		case $u in neco-* | node-health-agent | sabakan-state-setter) restart+=("$u.service") ;; esac
+		# sabakan and neco-registry are restarted by neco-worker's steps.
+		case $u in neco-registry) ;; neco-* | node-health-agent | sabakan-state-setter) restart+=("$u.service") ;; esac
 	fi
 done
 
