@@ -236,7 +236,7 @@ func TestRealImages(t *testing.T) {
 	}
 	for _, p := range []string{in.Pause, in.Agnhost, in.CoreDNS, in.Busybox} {
 		if _, err := os.Stat(p); err != nil {
-			testutil.Missing(t, "%v (make pause coredns bin/agnhost setup builds and installs them)", err)
+			testutil.Missing(t, "%v (make pause coredns agnhost setup builds and installs them)", err)
 		}
 	}
 	cmd := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "k8s.io/kubernetes")

@@ -106,8 +106,12 @@ func NewLayer(files []File) (*Layer, error) {
 	}
 	sort.Strings(paths)
 
+	// The default level: on CoreDNS's 53 MB binary 16.21 MB in 2.0 s,
+	// where the best one gives 16.14 MB in 6.4 s. The compressed bytes are
+	// those of Go's compress/flate: a Go release that changed them would
+	// change the layers' digests (testdata/golden.txt would show it).
 	var compressed bytes.Buffer
-	zw, err := gzip.NewWriterLevel(&compressed, gzip.BestCompression)
+	zw, err := gzip.NewWriterLevel(&compressed, gzip.DefaultCompression)
 	if err != nil {
 		return nil, err
 	}

@@ -24,7 +24,7 @@ func main() {
 		out        string
 	)
 	flag.StringVar(&in.Pause, "pause", "bin/pause", "static pause binary (make pause)")
-	flag.StringVar(&in.Agnhost, "agnhost", "bin/agnhost", "static agnhost binary (make bin/agnhost)")
+	flag.StringVar(&in.Agnhost, "agnhost", "bin/agnhost", "static agnhost binary (make agnhost)")
 	flag.StringVar(&agnhostSrc, "agnhost-src", "", "test/images/agnhost of the Kubernetes module (porter/localhost.crt and .key)")
 	flag.StringVar(&in.CoreDNS, "coredns", "bin/coredns", "static CoreDNS binary (make coredns)")
 	flag.StringVar(&in.Busybox, "busybox", "/bin/busybox", "static busybox (Debian's busybox-static)")
