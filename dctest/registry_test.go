@@ -14,9 +14,9 @@ import (
 	v3 "github.com/coreos/ignition/v2/config/v3_5/types"
 	"github.com/vincent-petithory/dataurl"
 
+	"github.com/openneco/neco/pkg/bootserver"
 	"github.com/openneco/neco/pkg/images"
 	"github.com/openneco/neco/pkg/vdc/necodc"
-	"github.com/openneco/neco/pkg/worker"
 )
 
 // TestRegistry checks the release's container images on the bootstrapped
@@ -39,7 +39,7 @@ func TestRegistry(t *testing.T) {
 	boots := d.BootServers()
 	node := d.Workers()[0]
 	addr := func(host string) string {
-		return net.JoinHostPort(d.Plan.Hosts[host].Node0.String(), strconv.Itoa(worker.RegistryPort))
+		return net.JoinHostPort(d.Plan.Hosts[host].Node0.String(), strconv.Itoa(bootserver.RegistryPort))
 	}
 
 	// The node trusts the registries with the CA of its Ignition.

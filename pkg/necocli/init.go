@@ -205,7 +205,7 @@ func ignitionMeta(ctx context.Context, b *bootOptions) (map[string]any, error) {
 		return nil, fmt.Errorf("the Ignition templates need the boot servers' registries: %w", err)
 	}
 	defer client.Close()
-	return worker.IgnitionMeta(ctx, storage.New(client), l.cluster, l.paths.ServerCA, worker.RegistryPort)
+	return worker.IgnitionMeta(ctx, storage.New(client), l.cluster, l.paths.ServerCA, bootserver.RegistryPort)
 }
 
 // uploadIPAM sets the IPAM configuration; an identical configuration

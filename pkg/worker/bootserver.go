@@ -52,7 +52,8 @@ type BootServerConfig struct {
 // sabakan's etcd user and this server's certificate for it made first,
 // and sabakan serving before the next step), registry-config (with the
 // registry's TLS certificate issued first when missing or expiring, and
-// the registry healthy before the next step), sabakan-contents and the
+// the registry healthy before the next step), registry-images (the
+// release's images pushed into this server's registry), sabakan-contents and the
 // final barrier. client is etcd as root, scoped to /neco/.
 func BootServerSteps(client *clientv3.Client, cfg BootServerConfig) ([]Step, error) {
 	cluster, err := bootserver.LoadCluster(cfg.ClusterFile, true)
@@ -104,8 +105,11 @@ func BootServerSteps(client *clientv3.Client, cfg BootServerConfig) ([]Step, err
 		// The registry serving, with its certificate, before the
 		// contents name it to the nodes.
 		RegistryConfigStep(cfg, cluster, me, svc),
+		// The release's images in this server's registry before the
+		// nodes are told of the release.
+		RegistryImagesStep(filepath.Join(cfg.ShareDir, "registry"), bootserver.RegistryWriteAddr),
 		SabakanContentsStep(cfg.ShareDir, SabakanUploader{Client: sc}, func(ctx context.Context, e *StepEnv) (map[string]any, error) {
-			return IgnitionMeta(ctx, e.Storage, cluster, paths.ServerCA, RegistryPort)
+			return IgnitionMeta(ctx, e.Storage, cluster, paths.ServerCA, bootserver.RegistryPort)
 		}),
 		FinalStep(),
 	}, nil

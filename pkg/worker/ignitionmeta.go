@@ -67,6 +67,3 @@ func IgnitionMeta(ctx context.Context, st *storage.Storage, cluster *bootserver.
 	}
 	return map[string]any{MetaRegistries: regs, MetaRegistryCA: string(ca)}, nil
 }
-
-// RegistryPort is the port of the boot servers' registries for the nodes.
-const RegistryPort = 5000

@@ -73,4 +73,3 @@ func names() []string {
 	sort.Strings(ns)
 	return ns
 }
-
