@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -15,53 +14,12 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/openneco/neco/pkg/images"
-	"github.com/openneco/neco/pkg/pki"
-	"github.com/openneco/neco/pkg/registry"
+	"github.com/openneco/neco/pkg/registry/registrytest"
 )
 
-// startRegistry runs neco-registry (pkg/registry) in this process on free
-// loopback ports and returns the address of its write listener.
-func startRegistry(t *testing.T) string {
-	t.Helper()
-	ca, err := pki.NewCA("images test", time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyPEM, err := ca.KeyPEM()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	cfg := registry.NewConfig()
-	cfg.Public, cfg.Write, cfg.Metrics = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
-	cfg.StorageDir = filepath.Join(dir, "storage")
-	// The public listener is not used: any certificate does.
-	cfg.TLSCert, cfg.TLSKey = filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
-	for f, data := range map[string][]byte{cfg.TLSCert: ca.CertPEM(), cfg.TLSKey: keyPEM} {
-		if err := os.WriteFile(f, data, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan registry.Addrs, 1)
-	done := make(chan error, 1)
-	go func() { done <- registry.Serve(ctx, cfg, func(a registry.Addrs) { ready <- a }) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("registry: %v", err)
-		}
-	})
-	select {
-	case a := <-ready:
-		return a.Write.String()
-	case err := <-done:
-		t.Fatalf("registry: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("registry not listening after 30 s")
-	}
-	return ""
-}
+// startRegistry runs neco-registry in this process and returns the
+// address of its write listener.
+func startRegistry(t *testing.T) string { return registrytest.Start(t).WriteHost() }
 
 // counter counts the requests that change the registry, and can redirect
 // manifest PUTs to another tag to make a push land elsewhere.
