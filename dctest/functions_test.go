@@ -147,6 +147,12 @@ systemctl daemon-reload`
 	if code != "200" && code != "429" {
 		t.Errorf("vault on the rejoined %s: %s", victim, code)
 	}
+	// Its registry caught up: the worker pushed the release's images.
+	if out, err := run(victim, "curl", "-sf", "--cacert", "/etc/neco/ca-server.crt", "-o", "/dev/null", "-w", "%{http_code}",
+		"https://"+d.Plan.Hosts[victim].Node0.String()+":5000/v2/pause/manifests/3.10.2",
+		"-H", "Accept: application/vnd.oci.image.manifest.v1+json"); err != nil || out != "200" {
+		t.Errorf("the rejoined %s's registry does not serve pause:3.10.2: %v %s", victim, err, out)
+	}
 	if err := d.WaitStates(ctx, sabakan.StateHealthy, 2*time.Minute, victim); err != nil {
 		t.Error(err)
 	}

@@ -25,6 +25,7 @@ import (
 //   - every boot server's registry serves every image of the package, with
 //     the digest it was built with (neco-worker pushed them);
 //   - the public listener refuses writes from a node;
+//   - (the time each worker took to push is logged);
 //   - a node's containerd, configured with nothing but the files of its
 //     Ignition (hosts.toml, the CA), pulls registry.k8s.io/... from the
 //     boot servers, and keeps pulling with the first boot server's registry
@@ -61,6 +62,18 @@ func TestRegistry(t *testing.T) {
 					t.Errorf("%s on %s: %v\n%s", e.Name, b, err, out)
 				}
 			}
+		}
+	})
+
+	t.Run("push time", func(t *testing.T) {
+		// What each worker's registry-images step logged.
+		for _, b := range boots {
+			out, err := h.run(b, "sh", "-c", "journalctl -u neco-worker -o cat --no-pager | grep -m1 \"images are in this boot server's registry\"")
+			if err != nil || !strings.Contains(out, "elapsed") {
+				t.Errorf("%s: no registry-images step in the worker's log: %v %s", b, err, out)
+				continue
+			}
+			t.Logf("%s: %s", b, strings.TrimSpace(out))
 		}
 	})
 
