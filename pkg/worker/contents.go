@@ -119,7 +119,7 @@ func SabakanContentsStep(shareDir string, up ContentsUploader, meta func(context
 		}
 		if meta != nil {
 			if c.Meta, err = meta(ctx, e); err != nil {
-				return fmt.Errorf("Ignition metadata: %w", err)
+				return fmt.Errorf("metadata of the Ignition templates: %w", err)
 			}
 		}
 		return up.Upload(ctx, c)
