@@ -66,14 +66,10 @@ func startFakeVault(t *testing.T, p Paths) *fakeVault {
 		}
 	}))
 	// Its own certificate, from the same CA, as Vault's is.
-	key, _ := pki.NewKey()
-	csrPEM, _ := pki.NewCSR(key, "vault")
-	csr, _ := pki.ParseCSR(csrPEM)
-	certPEM, err := ca.Sign(csr, "vault", []string{"127.0.0.1"}, pki.ServerAuth, time.Hour)
+	certPEM, keyPEM, err := ca.Issue("vault", []string{"127.0.0.1"}, pki.ServerAuth, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
-	keyPEM, _ := pki.EncodeKey(key)
 	pair, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
 		t.Fatal(err)

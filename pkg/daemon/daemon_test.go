@@ -119,14 +119,10 @@ func TestServerHTTP2(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	key, _ := pki.NewKey()
-	csrPEM, _ := pki.NewCSR(key, "localhost")
-	csr, _ := pki.ParseCSR(csrPEM)
-	certPEM, err := ca.Sign(csr, "localhost", []string{"127.0.0.1"}, pki.ServerAuth, time.Hour)
+	certPEM, keyPEM, err := ca.Issue("localhost", []string{"127.0.0.1"}, pki.ServerAuth, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
-	keyPEM, _ := pki.EncodeKey(key)
 	pair, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
 		t.Fatal(err)

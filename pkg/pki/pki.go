@@ -91,6 +91,31 @@ const (
 	ClientAuth
 )
 
+// Issue makes a new key and a certificate for it, signed by ca, as Sign
+// would for that key's CSR; both PEM-encoded. Where the key lives with the
+// CA (tests, a process's own server certificate) there is no CSR to send.
+func (ca *CA) Issue(cn string, sans []string, usage Usage, ttl time.Duration) (certPEM, keyPEM []byte, err error) {
+	key, err := NewKey()
+	if err != nil {
+		return nil, nil, err
+	}
+	csrPEM, err := NewCSR(key, cn)
+	if err != nil {
+		return nil, nil, err
+	}
+	csr, err := ParseCSR(csrPEM)
+	if err != nil {
+		return nil, nil, err
+	}
+	if certPEM, err = ca.Sign(csr, cn, sans, usage, ttl); err != nil {
+		return nil, nil, err
+	}
+	if keyPEM, err = EncodeKey(key); err != nil {
+		return nil, nil, err
+	}
+	return certPEM, keyPEM, nil
+}
+
 // Sign issues a certificate for the public key of csr with the common name
 // and subject alternative names given here (the CSR's own subject is
 // ignored: the CA decides what a requester gets).

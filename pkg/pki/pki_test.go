@@ -1,6 +1,8 @@
 package pki
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"os"
 	"path/filepath"
 	"strings"
@@ -90,4 +92,30 @@ func FuzzParseCSR(f *testing.F) {
 		ParseKey(data)  //nolint:errcheck
 		ParseCert(data) //nolint:errcheck
 	})
+}
+
+func TestIssue(t *testing.T) {
+	ca, err := NewCA("test CA", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM, keyPEM, err := ca.Issue("boot-0", []string{"127.0.0.1", "localhost"}, ServerAuth, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tls.X509KeyPair(certPEM, keyPEM); err != nil {
+		t.Fatalf("the key does not match the certificate: %v", err)
+	}
+	cert, err := ParseCert(certPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(ca.Cert)
+	if _, err := cert.Verify(x509.VerifyOptions{Roots: pool, DNSName: "localhost"}); err != nil {
+		t.Errorf("not a server certificate of the CA for localhost: %v", err)
+	}
+	if cert.Subject.CommonName != "boot-0" || len(cert.IPAddresses) != 1 {
+		t.Errorf("subject %q, IPs %v", cert.Subject.CommonName, cert.IPAddresses)
+	}
 }

@@ -7,7 +7,6 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"io"
 	"net/http"
@@ -28,8 +27,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/openneco/neco/pkg/daemon"
-	"github.com/openneco/neco/pkg/pki"
-	"github.com/openneco/neco/pkg/registry"
 )
 
 // BenchmarkRegistryPull compares, on loopback in one process, a pull of an
@@ -53,12 +50,9 @@ func BenchmarkRegistryPull(b *testing.B) {
 	threshold := logger.Threshold()
 	logger.SetThreshold(log.LvError)
 	b.Cleanup(func() { logger.SetThreshold(threshold) })
-	ca := newBenchCA(b)
-	cfg := registry.NewConfig()
-	cfg.Public, cfg.Write, cfg.Metrics = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
-	cfg.StorageDir = filepath.Join(b.TempDir(), "storage")
-	cfg.TLSCert, cfg.TLSKey = ca.cert, ca.key
-	addrs := startBenchRegistry(b, cfg)
+	ca := newTestCA(b)
+	reg := startRegistry(b, ca, testConfig(b, ca))
+	addrs := reg.Addrs
 
 	img, layer := bigImage(b, layerSize)
 	ref := "bench/big:1"
@@ -79,7 +73,7 @@ func BenchmarkRegistryPull(b *testing.B) {
 	}
 	// The filesystem driver's layout: the file the registry serves the
 	// layer from.
-	blobFile := filepath.Join(cfg.StorageDir, "docker/registry/v2/blobs", digest.Algorithm, digest.Hex[:2], digest.Hex, "data")
+	blobFile := filepath.Join(reg.cfg.StorageDir, "docker/registry/v2/blobs", digest.Algorithm, digest.Hex[:2], digest.Hex, "data")
 	if fi, err := os.Stat(blobFile); err != nil || fi.Size() != blobSize {
 		b.Fatalf("blob file %s: %v (want %d bytes)", blobFile, err, blobSize)
 	}
@@ -89,7 +83,7 @@ func BenchmarkRegistryPull(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	pullTr, getTr := ca.transport(), ca.transport()
+	pullTr, getTr := reg.publicTransport(), reg.publicTransport()
 	b.Cleanup(pullTr.CloseIdleConnections)
 	b.Cleanup(getTr.CloseIdleConnections)
 	pull := func(b *testing.B) time.Duration {
@@ -236,88 +230,12 @@ func bigImage(b *testing.B, size int) (v1.Image, v1.Layer) {
 	return img, layer
 }
 
-// benchCA is newTestCA for benchmarks: a CA, and a certificate for
-// 127.0.0.1 signed by it, in files.
-type benchCA struct {
-	pool      *x509.CertPool
-	cert, key string
-}
-
-func newBenchCA(b *testing.B) benchCA {
-	b.Helper()
-	ca, err := pki.NewCA("registry bench CA", time.Hour)
-	if err != nil {
-		b.Fatal(err)
-	}
-	key, err := pki.NewKey()
-	if err != nil {
-		b.Fatal(err)
-	}
-	csrPEM, err := pki.NewCSR(key, "boot-0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	csr, err := pki.ParseCSR(csrPEM)
-	if err != nil {
-		b.Fatal(err)
-	}
-	certPEM, err := ca.Sign(csr, "boot-0", []string{"127.0.0.1"}, pki.ServerAuth, time.Hour)
-	if err != nil {
-		b.Fatal(err)
-	}
-	keyPEM, err := pki.EncodeKey(key)
-	if err != nil {
-		b.Fatal(err)
-	}
-	dir := b.TempDir()
-	c := benchCA{pool: x509.NewCertPool(), cert: filepath.Join(dir, "registry.crt"), key: filepath.Join(dir, "registry.key")}
-	c.pool.AddCert(ca.Cert)
-	for f, data := range map[string][]byte{c.cert: certPEM, c.key: keyPEM} {
-		if err := os.WriteFile(f, data, 0o600); err != nil {
-			b.Fatal(err)
-		}
-	}
-	return c
-}
-
-// transport trusts the CA; it is http.DefaultTransport's otherwise
-// (HTTP/2 when the server offers it).
-func (c benchCA) transport() *http.Transport {
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.TLSClientConfig = &tls.Config{RootCAs: c.pool}
-	return tr
-}
-
-// startBenchRegistry runs registry.Serve with cfg until the benchmark ends.
-func startBenchRegistry(b *testing.B, cfg *registry.Config) registry.Addrs {
-	b.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan registry.Addrs, 1)
-	done := make(chan error, 1)
-	go func() { done <- registry.Serve(ctx, cfg, func(a registry.Addrs) { ready <- a }) }()
-	b.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			b.Errorf("registry stopped with %v", err)
-		}
-	})
-	select {
-	case a := <-ready:
-		return a
-	case err := <-done:
-		b.Fatalf("registry.Serve: %v", err)
-	case <-time.After(60 * time.Second):
-		b.Fatal("registry not listening after 60 s")
-	}
-	return registry.Addrs{}
-}
-
 // startFileServer serves file at /blob over TLS with ca's certificate, on
 // the server the registry's listeners use (daemon.Server: HTTP/2, well),
 // until the benchmark ends; it returns host:port.
-func startFileServer(b *testing.B, ca benchCA, file string) string {
+func startFileServer(b *testing.B, ca testCA, file string) string {
 	b.Helper()
-	cert, err := tls.LoadX509KeyPair(ca.cert, ca.key)
+	cert, err := tls.LoadX509KeyPair(ca.Cert, ca.Key)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -27,29 +27,13 @@ type testCA struct {
 	Cert, Key, CA string
 }
 
-func newTestCA(t *testing.T) testCA {
+func newTestCA(t testing.TB) testCA {
 	t.Helper()
 	ca, err := pki.NewCA("registry test CA", time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
-	key, err := pki.NewKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	csrPEM, err := pki.NewCSR(key, "boot-0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	csr, err := pki.ParseCSR(csrPEM)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certPEM, err := ca.Sign(csr, "boot-0", []string{"127.0.0.1", "localhost"}, pki.ServerAuth, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyPEM, err := pki.EncodeKey(key)
+	certPEM, keyPEM, err := ca.Issue("boot-0", []string{"127.0.0.1", "localhost"}, pki.ServerAuth, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +50,7 @@ func newTestCA(t *testing.T) testCA {
 
 // testConfig is a configuration on free loopback ports with its own
 // storage directory.
-func testConfig(t *testing.T, ca testCA) *registry.Config {
+func testConfig(t testing.TB, ca testCA) *registry.Config {
 	t.Helper()
 	cfg := registry.NewConfig()
 	cfg.Public, cfg.Write, cfg.Metrics = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
@@ -98,7 +82,7 @@ func (s *started) publicTransport() *http.Transport {
 }
 
 // startRegistry runs registry.Serve with cfg until the test ends.
-func startRegistry(t *testing.T, ca testCA, cfg *registry.Config) *started {
+func startRegistry(t testing.TB, ca testCA, cfg *registry.Config) *started {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan registry.Addrs, 1)
