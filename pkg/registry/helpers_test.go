@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"sync"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/openneco/neco/pkg/pki"
 	"github.com/openneco/neco/pkg/registry"
+	"github.com/openneco/neco/pkg/testutil"
 )
 
 // testCA is a self-signed CA and a server certificate for 127.0.0.1 and
@@ -141,32 +141,9 @@ func tree(t *testing.T, dir string) []string {
 	return out
 }
 
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
-
 // registryBinary builds cmd/neco-registry once per test binary.
 func registryBinary(t testing.TB) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "neco-registry-bin-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "neco-registry")
-		cmd := exec.Command("go", "build", "-o", binPath, "github.com/openneco/neco/cmd/neco-registry")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
+	return testutil.GoBinary(t, "github.com/openneco/neco/cmd/neco-registry")
 }
 
 func freeAddr(t testing.TB) string {

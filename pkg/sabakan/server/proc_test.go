@@ -12,7 +12,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -27,31 +26,9 @@ import (
 // the pinned one into bin/, and make test puts bin/ on PATH) and sabakan
 // built from this tree.
 
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
-
 // sabakanBinary builds cmd/sabakan once per test binary.
 func sabakanBinary(t testing.TB) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "sabakan-bin-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "sabakan")
-		out, err := exec.Command("go", "build", "-o", binPath, "github.com/openneco/neco/cmd/sabakan").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
+	return testutil.GoBinary(t, "github.com/openneco/neco/cmd/sabakan")
 }
 
 func freeAddr(t testing.TB) string {
