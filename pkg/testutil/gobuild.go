@@ -22,7 +22,7 @@ type goBinary struct {
 }
 
 // GoBinary builds the command importPath (e.g.
-// github.com/openneco/neco/cmd/sabakan) from this tree, static, once per
+// github.com/openneco/neco/cmd/sabakan) from this tree once per
 // test binary, and returns the executable's path. Tests that run a daemon
 // as a process, to kill and restart it, use it.
 func GoBinary(t testing.TB, importPath string) string {
@@ -42,9 +42,7 @@ func GoBinary(t testing.TB, importPath string) string {
 			return
 		}
 		b.path = filepath.Join(dir, name)
-		cmd := exec.Command("go", "build", "-o", b.path, importPath)
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
+		if out, err := exec.Command("go", "build", "-o", b.path, importPath).CombinedOutput(); err != nil {
 			b.err = fmt.Errorf("go build %s: %v\n%s", importPath, err, out)
 		}
 	})
