@@ -138,7 +138,7 @@ func TestDecideOps(t *testing.T) {
 		{name: "bootstrap etcd on every control plane", snap: empty(3, 1).runAll(cke.Rivers, "10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4"),
 			phase: PhaseEtcdBootstrap, ops: []string{"etcd-bootstrap on 10.0.0.1,10.0.0.2,10.0.0.3"}},
 		{name: "bootstrap waits for an unreachable control plane",
-			snap: empty(3, 0).runAll(cke.Rivers, "10.0.0.1", "10.0.0.2").down("10.0.0.3"),
+			snap:  empty(3, 0).runAll(cke.Rivers, "10.0.0.1", "10.0.0.2").down("10.0.0.3"),
 			phase: PhaseEtcdBootstrap, waiting: "unreachable: 10.0.0.3"},
 		{name: "an interrupted bootstrap resumes on the others", snap: func() *Snapshot {
 			s := empty(3, 0).runAll(cke.Rivers, "10.0.0.1", "10.0.0.2", "10.0.0.3").runAll(cke.Etcd, "10.0.0.1")
