@@ -19,13 +19,14 @@ const (
 	CAKubernetes  = "cke/ca-kubernetes"
 	CAAggregation = "cke/ca-kubernetes-aggregation"
 
-	// RoleSystem issues client and server certificates with no
-	// organization.
-	RoleSystem = "system"
-	// RoleAdmin issues client certificates in system:masters.
-	RoleAdmin = "admin"
-	// RoleNode issues kubelets' certificates in system:nodes.
-	RoleNode = "node"
+	// Roles (ckevault's): server and client certificates, etcd peers
+	// (both), administrators (system:masters) and kubelets (system:nodes,
+	// both).
+	RoleServer  = "server"
+	RoleClient  = "client"
+	RolePeer    = "peer"
+	RoleAdmin   = "admin"
+	RoleKubelet = "kubelet"
 )
 
 // ClusterDomain is the cluster's DNS domain.
@@ -87,9 +88,9 @@ func (r renderer) etcd() *Unit {
 		Command: withExtra(cmd, r.c.Options.Etcd), Env: r.c.Options.Etcd.ExtraEnv,
 		Files: []File{caFile(s, "client-ca.crt", CAEtcdClient), caFile(s, "peer-ca.crt", CAEtcdPeer)},
 		Certs: []CertSpec{
-			{File: path.Join(d, "server"), CA: CAServer, Role: RoleSystem, CommonName: a,
+			{File: path.Join(d, "server"), CA: CAServer, Role: RoleServer, CommonName: a,
 				IPSANs: []string{a, "127.0.0.1"}, DNSSANs: []string{"localhost"}},
-			{File: path.Join(d, "peer"), CA: CAEtcdPeer, Role: RoleSystem, CommonName: a, IPSANs: []string{a}},
+			{File: path.Join(d, "peer"), CA: CAEtcdPeer, Role: RolePeer, CommonName: a, IPSANs: []string{a}},
 		},
 		// The defaults for a new cluster; the engine replaces them when a
 		// member joins an existing one.
@@ -152,13 +153,13 @@ func (r renderer) apiserver() *Unit {
 			{Path: p("encryption.yaml"), Secret: SecretEncryptionConfig, Mode: 0o600},
 		},
 		Certs: []CertSpec{
-			{File: p("apiserver"), CA: CAKubernetes, Role: RoleSystem, CommonName: "kube-apiserver",
+			{File: p("apiserver"), CA: CAKubernetes, Role: RoleServer, CommonName: "kube-apiserver",
 				IPSANs: []string{a, "127.0.0.1", ServiceIP(r.c, 1)},
 				DNSSANs: []string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
 					"kubernetes.default.svc." + ClusterDomain}},
-			{File: p("etcd-client"), CA: CAEtcdClient, Role: RoleSystem, CommonName: "kube-apiserver"},
-			{File: p("kubelet-client"), CA: CAKubernetes, Role: RoleAdmin, CommonName: "kube-apiserver-kubelet-client"},
-			{File: p("proxy-client"), CA: CAAggregation, Role: RoleSystem, CommonName: "front-proxy-client"},
+			{File: p("etcd-client"), CA: CAEtcdClient, Role: RoleClient, CommonName: "kube-apiserver"},
+			{File: p("kubelet-client"), CA: CAKubernetes, Role: RoleClient, CommonName: "kube-apiserver-kubelet-client"},
+			{File: p("proxy-client"), CA: CAAggregation, Role: RoleClient, CommonName: "front-proxy-client"},
 		},
 		Secrets: r.in.SecretsFingerprint,
 	}
@@ -186,7 +187,7 @@ contexts:
 current-context: default
 `, RiversPort, path.Join(d, "ca.crt"), user, path.Join(d, "client.crt"), path.Join(d, "client.key"), user)
 	return File{Path: path.Join(d, "kubeconfig"), Content: kc, Mode: 0o644},
-		CertSpec{File: path.Join(d, "client"), CA: CAKubernetes, Role: RoleSystem, CommonName: user}
+		CertSpec{File: path.Join(d, "client"), CA: CAKubernetes, Role: RoleClient, CommonName: user}
 }
 
 func (r renderer) controllerManager() *Unit {
@@ -301,7 +302,7 @@ func (r renderer) kubelet() *Unit {
 		Files: []File{kc, config, caFile(s, "ca.crt", CAKubernetes)},
 		// One certificate for both sides: the API server's client and the
 		// kubelet's own server (logs, exec).
-		Certs: []CertSpec{{File: path.Join(d, "client"), CA: CAKubernetes, Role: RoleNode,
+		Certs: []CertSpec{{File: path.Join(d, "client"), CA: CAKubernetes, Role: RoleKubelet,
 			CommonName: "system:node:" + r.n.Nodename(), IPSANs: []string{r.n.Address}, DNSSANs: nodeDNS(r.n)}},
 		After: []string{cke.Containerd.Unit()},
 	}

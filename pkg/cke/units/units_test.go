@@ -136,7 +136,7 @@ func TestRender(t *testing.T) {
 		!strings.Contains(cfg, "enabled: false") {
 		t.Errorf("kubelet config:\n%s", cfg)
 	}
-	if kubelet.Certs[0].CommonName != "system:node:10.0.0.1" || kubelet.Certs[0].Role != RoleNode {
+	if kubelet.Certs[0].CommonName != "system:node:10.0.0.1" || kubelet.Certs[0].Role != RoleKubelet {
 		t.Errorf("kubelet cert = %+v", kubelet.Certs[0])
 	}
 	if u[cke.Containerd].SystemdUnit() != nil {
