@@ -9,6 +9,7 @@ import (
 
 	"github.com/openneco/neco/pkg/cke"
 	"github.com/openneco/neco/pkg/cke/decide"
+	"github.com/openneco/neco/pkg/cke/resources"
 	"github.com/openneco/neco/pkg/cke/units"
 )
 
@@ -25,7 +26,7 @@ func (e *Env) applySteps(keys []string) []Step {
 			applied = map[string]string{}
 		}
 		var firstErr error
-		for _, k := range keys {
+		for _, k := range resources.Sorted(keys) {
 			m, ok := e.Resources[k]
 			if !ok {
 				continue
