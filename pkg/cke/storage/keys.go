@@ -11,6 +11,9 @@ import (
 	"strings"
 )
 
+// DefaultPrefix is the engine's prefix in the boot servers' etcd.
+const DefaultPrefix = "/cke/"
+
 // Keys relative to the engine's prefix.
 const (
 	KeyCluster     = "cluster"

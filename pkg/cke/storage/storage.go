@@ -29,6 +29,14 @@ func New(client *clientv3.Client) *Storage { return &Storage{client: client} }
 // Client is the underlying client (elections, watches).
 func (s *Storage) Client() *clientv3.Client { return s.client }
 
+// Ping checks that etcd answers (the daemon's health).
+func (s *Storage) Ping(ctx context.Context) error {
+	if _, err := s.client.Get(ctx, KeyCluster, clientv3.WithCountOnly()); err != nil {
+		return fmt.Errorf("storage: etcd: %w", err)
+	}
+	return nil
+}
+
 // Leader is a won election: writes through Do commit only while it leads
 // (etcdutil.Leader).
 type Leader interface {
