@@ -244,11 +244,20 @@ func (d decider) etcdWait() ([]Op, string) {
 }
 
 // k8sStart starts or updates the Kubernetes components. API servers are
-// restarted one at a time so that the others keep serving.
+// restarted one at a time so that the others keep serving, and start only
+// on control planes whose etcd is a voting member: an API server talks to
+// the etcd of the control planes, and a new control plane's etcd joins in
+// etcdMaintain, after this phase.
 func (d decider) k8sStart() ([]Op, string) {
 	cps := d.Cluster.ControlPlanes()
+	var members []*cke.Node
+	for _, n := range cps {
+		if m := d.Etcd.Member(n.Address); m != nil && m.Voting() && m.Name != "" {
+			members = append(members, n)
+		}
+	}
 	var ops []Op
-	ops = append(ops, d.starts(cke.APIServer, cps, true)...)
+	ops = append(ops, d.starts(cke.APIServer, members, true)...)
 	ops = append(ops, d.starts(cke.ControllerManager, cps, false)...)
 	ops = append(ops, d.starts(cke.Scheduler, cps, false)...)
 	for _, s := range cke.NodeServices {

@@ -214,10 +214,27 @@ func TestDecideOps(t *testing.T) {
 			s := converged(1, 2)
 			s.Cluster.Nodes[1].ControlPlane = true
 			return s.want(cke.APIServer, "h1", "10.0.0.2").want(cke.ControllerManager, "h1", "10.0.0.2").want(cke.Scheduler, "h1", "10.0.0.2")
-		}(), phase: PhaseK8sStart, ops: []string{"start-service kube-apiserver on 10.0.0.2",
+		}(), phase: PhaseK8sStart, ops: []string{
 			"start-service kube-controller-manager on 10.0.0.2", "start-service kube-scheduler on 10.0.0.2"}},
-		{name: "then becomes an etcd member", snap: converged(1, 2).promote("10.0.0.2"),
-			phase: PhaseEtcdMaintain, ops: []string{"etcd-add-member on 10.0.0.2"}},
+		{name: "then becomes an etcd member", snap: func() *Snapshot {
+			s := converged(1, 2).promote("10.0.0.2")
+			s.Nodes["10.0.0.2"].Services[cke.APIServer] = cke.ServiceStatus{}
+			return s
+		}(), phase: PhaseEtcdMaintain, ops: []string{"etcd-add-member on 10.0.0.2"}},
+		{name: "and then runs an API server", snap: func() *Snapshot {
+			s := converged(1, 2).promote("10.0.0.2")
+			s.Nodes["10.0.0.2"].Services[cke.APIServer] = cke.ServiceStatus{}
+			s.Etcd.Members = append(s.Etcd.Members, cke.EtcdMember{ID: 9, Name: "10.0.0.2", Address: "10.0.0.2", Healthy: true})
+			return s
+		}(), phase: PhaseK8sStart, ops: []string{"start-service kube-apiserver on 10.0.0.2"}},
+		{name: "moving the only control plane", snap: func() *Snapshot {
+			s := converged(1, 2)
+			s.Cluster.Nodes[0].ControlPlane = false
+			s.Cluster.Nodes[1].ControlPlane = true
+			return s.want(cke.APIServer, "h1", "10.0.0.2").want(cke.ControllerManager, "h1", "10.0.0.2").
+				want(cke.Scheduler, "h1", "10.0.0.2").want(cke.Etcd, "h1", "10.0.0.2")
+		}(), phase: PhaseK8sStart, ops: []string{
+			"start-service kube-controller-manager on 10.0.0.2", "start-service kube-scheduler on 10.0.0.2"}},
 		{name: "an addition interrupted before etcd started is resumed", snap: func() *Snapshot {
 			s := converged(2, 0)
 			*s.member("10.0.0.2") = cke.EtcdMember{ID: 2, Address: "10.0.0.2", Learner: true}
@@ -428,6 +445,42 @@ func apply(s *Snapshot, op Op) {
 			s.Nodes[a].Services[cke.Etcd] = cke.ServiceStatus{Running: true, Hash: s.Want[a][cke.Etcd]}
 			s.Etcd.Members = append(s.Etcd.Members, cke.EtcdMember{ID: uint64(len(s.Etcd.Members) + 1), Name: a, Address: a, Healthy: true})
 		}
+	case EtcdAddMember:
+		a := op.Nodes[0]
+		if m := s.Etcd.Member(a); m != nil {
+			m.Name, m.Learner, m.Healthy = a, false, true
+		} else {
+			s.Etcd.Members = append(s.Etcd.Members, cke.EtcdMember{ID: uint64(100 + len(s.Etcd.Members)), Name: a, Address: a, Healthy: true})
+		}
+		s.Nodes[a].EtcdData = true
+		s.Nodes[a].Services[cke.Etcd] = cke.ServiceStatus{Running: true, Hash: s.Want[a][cke.Etcd]}
+	case EtcdRemoveMember:
+		s.Etcd.Members = slices.DeleteFunc(s.Etcd.Members, func(m cke.EtcdMember) bool { return m.ID == op.MemberID })
+	case EtcdDestroy:
+		for _, a := range op.Nodes {
+			s.Nodes[a].EtcdData = false
+			delete(s.Nodes[a].Services, cke.Etcd)
+		}
+	case StopService:
+		for _, a := range op.Nodes {
+			delete(s.Nodes[a].Services, op.Service)
+		}
+	case ForgetNodes:
+		for _, a := range op.Nodes {
+			delete(s.Nodes, a)
+		}
+		s.Former = slices.DeleteFunc(s.Former, func(a string) bool { return slices.Contains(op.Nodes, a) })
+	case RemoveNodes:
+		s.Kube.Nodes = slices.DeleteFunc(s.Kube.Nodes, func(k cke.KubeNode) bool { return slices.Contains(op.Names, k.Name) })
+	case UpdateNodes:
+		for i, k := range s.Kube.Nodes {
+			for _, n := range s.Cluster.Nodes {
+				if n.Nodename() == k.Name && slices.Contains(op.Names, k.Name) {
+					l, a, t := PatchNode(s.Cluster, n, &s.Kube.Nodes[i])
+					s.Kube.Nodes[i].Labels, s.Kube.Nodes[i].Annotations, s.Kube.Nodes[i].Taints = l, a, t
+				}
+			}
+		}
 	case ApplyResources:
 		if s.Kube.Resources == nil {
 			s.Kube.Resources = map[string]string{}
@@ -450,5 +503,101 @@ func apply(s *Snapshot, op Op) {
 			labels, annotations, taints := NodeMetadata(s.Cluster, n)
 			s.Kube.Nodes = append(s.Kube.Nodes, cke.KubeNode{Name: n.Nodename(), Labels: labels, Annotations: annotations, Taints: taints, Ready: true})
 		}
+	}
+}
+
+// TestDecideOpsConvergesAfterChanges changes cluster.yml of a converged
+// cluster and plays the decisions against the perfect executor: every
+// change converges, no operation ever waits, and the etcd cluster never
+// loses its healthy majority on the way.
+func TestDecideOpsConvergesAfterChanges(t *testing.T) {
+	tests := []struct {
+		name         string
+		cps, workers int
+		change       func(s *Snapshot)
+	}{
+		{"add a worker", 1, 2, func(s *Snapshot) {
+			s.Cluster.Nodes = append(s.Cluster.Nodes, &cke.Node{Address: "10.0.0.4", User: "cke"})
+			s.Nodes["10.0.0.4"] = &cke.NodeStatus{Reachable: true, Services: map[cke.Service]cke.ServiceStatus{}}
+		}},
+		{"move the only control plane", 1, 2, func(s *Snapshot) {
+			s.Cluster.Nodes[0].ControlPlane, s.Cluster.Nodes[1].ControlPlane = false, true
+		}},
+		{"grow to three control planes", 1, 3, func(s *Snapshot) {
+			s.Cluster.Nodes[1].ControlPlane, s.Cluster.Nodes[2].ControlPlane = true, true
+		}},
+		{"shrink to one control plane", 3, 1, func(s *Snapshot) {
+			s.Cluster.Nodes[0].ControlPlane, s.Cluster.Nodes[2].ControlPlane = false, false
+		}},
+		{"remove a control plane and a worker from cluster.yml", 3, 2, func(s *Snapshot) {
+			s.Cluster.Nodes = slices.Delete(s.Cluster.Nodes, 4, 5)
+			s.Cluster.Nodes = slices.Delete(s.Cluster.Nodes, 2, 3)
+			s.Former = []string{"10.0.0.3", "10.0.0.5"}
+		}},
+		{"a new API server flag and Kubernetes binary", 3, 2, func(s *Snapshot) {
+			for _, a := range all(s) {
+				for svc := range s.Want[a] {
+					if svc != cke.Etcd && svc != cke.Rivers {
+						s.Want[a][svc] = "h2"
+					}
+				}
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := converged(tt.cps, tt.workers)
+			tt.change(s)
+			// Services the new cluster.yml wants get hashes; what it no
+			// longer wants loses them (units.Hashes would do this).
+			for _, n := range s.Cluster.Nodes {
+				if s.Want[n.Address] == nil {
+					s.Want[n.Address] = map[cke.Service]string{}
+				}
+				svcs := append([]cke.Service{cke.Rivers}, cke.NodeServices...)
+				if n.ControlPlane {
+					svcs = append(append(svcs, cke.Etcd), cke.ControlPlaneServices...)
+				}
+				for _, svc := range svcs {
+					if s.Want[n.Address][svc] == "" {
+						s.Want[n.Address][svc] = "h1"
+					}
+				}
+				if !n.ControlPlane {
+					for _, svc := range append([]cke.Service{cke.Etcd}, cke.ControlPlaneServices...) {
+						delete(s.Want[n.Address], svc)
+					}
+				}
+			}
+			var trace []string
+			for round := 0; ; round++ {
+				if round > 30 {
+					t.Fatalf("no convergence:\n%s", strings.Join(trace, "\n"))
+				}
+				r := DecideOps(s)
+				if r.Phase == PhaseCompleted {
+					break
+				}
+				if r.Waiting != "" {
+					t.Fatalf("waiting: %s\n%s", r.Waiting, strings.Join(trace, "\n"))
+				}
+				for _, op := range r.Ops {
+					trace = append(trace, op.String())
+					apply(s, op)
+					if !s.Etcd.Healthy() {
+						t.Fatalf("etcd lost its quorum after %s:\n%s", op, strings.Join(trace, "\n"))
+					}
+				}
+			}
+			for _, a := range cpAddrs(s) {
+				if m := s.Etcd.Member(a); m == nil || !m.Voting() {
+					t.Errorf("control plane %s is not a voting member", a)
+				}
+			}
+			if v, _ := s.Etcd.Voters(); v != len(cpAddrs(s)) {
+				t.Errorf("%d voters for %d control planes", v, len(cpAddrs(s)))
+			}
+			t.Logf("%d operations:\n%s", len(trace), strings.Join(trace, "\n"))
+		})
 	}
 }
