@@ -97,7 +97,7 @@ type File struct {
 
 // Engine secrets (from Vault) that files may hold.
 const (
-	SecretEncryptionConfig = "encryption-config"
+	SecretEncryptionConfig  = "encryption-config"
 	SecretServiceAccountKey = "service-account-key"
 	SecretServiceAccountPub = "service-account-pub"
 )
