@@ -1,0 +1,65 @@
+package kubeapi_test
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/openneco/neco/pkg/cke/kubeapi"
+	"github.com/openneco/neco/pkg/cke/kubeapi/kubetest"
+	"github.com/openneco/neco/pkg/testutil"
+)
+
+func TestKubeconfig(t *testing.T) {
+	cfg := kubeapi.Kubeconfig("https://10.0.0.1:16443", []byte("CA"), []byte("CERT"), []byte("KEY"), "alice")
+	var got map[string]any
+	if err := yaml.Unmarshal(cfg, &got); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{
+		"apiVersion": "v1",
+		"kind":       "Config",
+		"clusters": []map[string]any{{
+			"name":    "kubernetes",
+			"cluster": map[string]string{"server": "https://10.0.0.1:16443", "certificate-authority-data": "Q0E="},
+		}},
+		"users": []map[string]any{{
+			"name": "alice",
+			"user": map[string]string{"client-certificate-data": "Q0VSVA==", "client-key-data": "S0VZ"},
+		}},
+		"contexts": []map[string]any{{
+			"name":    "alice@kubernetes",
+			"context": map[string]string{"cluster": "kubernetes", "user": "alice"},
+		}},
+		"current-context": "alice@kubernetes",
+		"preferences":     map[string]any{},
+	}
+	if !jsonEqual(t, got, want) {
+		t.Errorf("kubeconfig:\n%s", cfg)
+	}
+}
+
+// kubectl reaches the API server with a kubeconfig Kubeconfig wrote, as the
+// user of its certificate.
+func TestKubeconfigKubectl(t *testing.T) {
+	kubectl := testutil.RequireCommands(t, "kubectl")[0]
+	cluster := kubetest.Shared(t)
+	cert, key := cluster.IssueClient(t, "carol", "system:masters")
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(path, kubeapi.Kubeconfig(cluster.URL, cluster.CACert, cert, key, "carol"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.CommandContext(t.Context(), kubectl, "--kubeconfig="+path, "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}")
+	cmd.Env = []string{"HOME=" + t.TempDir(), "PATH=" + os.Getenv("PATH")}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("kubectl auth whoami: %v\n%s", err, out)
+	}
+	if got := strings.TrimSpace(string(out)); got != "carol" {
+		t.Errorf("kubectl is %q, want carol", got)
+	}
+}
