@@ -68,8 +68,8 @@ func uniqueSleep(t *testing.T) string {
 	return "600." + strconv.FormatInt(time.Now().UnixNano()%1e9, 10) + strconv.Itoa(len(t.Name()))
 }
 
-// waitDone waits for f in the background, failing the test if it takes a
-// minute.
+// waitErr waits for the error of a call running in the background, failing
+// the test if it takes a minute.
 func waitErr(t *testing.T, errc <-chan error) error {
 	t.Helper()
 	select {
