@@ -75,6 +75,9 @@ func (r renderer) etcd() *Unit {
 		flag("peer-key-file", path.Join(d, "peer.key")),
 		flag("peer-trusted-ca-file", path.Join(d, "peer-ca.crt")),
 		"--peer-client-cert-auth",
+		// etcd's gateway dials its own client URL and must authenticate.
+		flag("client-cert-file", path.Join(d, "self-client.crt")),
+		flag("client-key-file", path.Join(d, "self-client.key")),
 		flag("auto-compaction-mode", "periodic"),
 		flag("auto-compaction-retention", "1h"),
 		flag("snapshot-count", "50000"),
@@ -91,6 +94,7 @@ func (r renderer) etcd() *Unit {
 			{File: path.Join(d, "server"), CA: CAServer, Role: RoleServer, CommonName: a,
 				IPSANs: []string{a, "127.0.0.1"}, DNSSANs: []string{"localhost"}},
 			{File: path.Join(d, "peer"), CA: CAEtcdPeer, Role: RolePeer, CommonName: a, IPSANs: []string{a}},
+			{File: path.Join(d, "self-client"), CA: CAEtcdClient, Role: RoleClient, CommonName: "etcd-self"},
 		},
 		// The defaults for a new cluster; the engine replaces them when a
 		// member joins an existing one.
@@ -142,6 +146,9 @@ func (r renderer) apiserver() *Unit {
 		flag("proxy-client-cert-file", p("proxy-client.crt")),
 		flag("proxy-client-key-file", p("proxy-client.key")),
 		"--profiling=false",
+		// Watches held through the node-local balancers would otherwise
+		// hold a stop for the full 60 s shutdown timeout.
+		flag("shutdown-watch-termination-grace-period", "5s"),
 	}
 	return &Unit{
 		Service: s, Binary: &r.in.Artifacts.Kube,
@@ -243,6 +250,8 @@ version = 2
   sandbox_image = %q
   # No CAP_SYS_RESOURCE in the data center's machines.
   restrict_oom_score_adj = true
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    default_runtime_name = "runc"
   [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
     runtime_type = "io.containerd.runc.v2"
     [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
@@ -278,6 +287,7 @@ func (r renderer) kubelet() *Unit {
 		"clusterDNS":               []string{ServiceIP(r.c, 10)},
 		"cgroupDriver":             "cgroupfs",
 		"failCgroupV1":             false,
+		"failSwapOn":               false,
 		"containerRuntimeEndpoint": "unix:///run/containerd/containerd.sock",
 		"readOnlyPort":             0,
 		"healthzBindAddress":       "127.0.0.1",
@@ -332,6 +342,7 @@ func (r renderer) proxy() *Unit {
 		// nf_conntrack_max is not namespaced: leave the host's alone.
 		"conntrack":          map[string]any{"maxPerCore": 0},
 		"metricsBindAddress": "127.0.0.1:10249",
+		"nodePortAddresses":  []string{"primary"},
 		"healthzBindAddress": "127.0.0.1:10256",
 	}
 	data, err := yaml.Marshal(cfg)
