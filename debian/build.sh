@@ -92,7 +92,7 @@ if [ -d "$src/ignitions" ]; then
 fi
 
 # Shell completion from the cobra commands.
-for cmd in neco sabactl; do
+for cmd in neco sabactl ckecli; do
 	if [ -x "$root/usr/bin/$cmd" ]; then
 		"$root/usr/bin/$cmd" completion bash > "$root/usr/share/bash-completion/completions/$cmd"
 	fi

@@ -101,6 +101,9 @@ func (r *run) vault(ctx context.Context) error {
 		if err := configureVault(wctx, vc, r.cas); err != nil {
 			return err
 		}
+		if err := r.configureCKE(wctx, vc); err != nil {
+			return err
+		}
 		vc.ClearToken()
 	}
 	return r.ensureAppRole(wctx, vc)
