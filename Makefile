@@ -117,7 +117,7 @@ lint: ## gofmt, go vet, staticcheck and a go.mod tidiness check.
 		echo "go.mod/go.sum are not tidy: run go mod tidy"; git diff --no-index /tmp/go.mod.lint go.mod || true; exit 1; fi
 
 .PHONY: test
-test: setup etcd vault images lint ## Lint, then every test (unit, integration, network namespaces) with -race.
+test: setup etcd vault kube images lint ## Lint, then every test (unit, integration, network namespaces, the engine's nspawn cluster) with -race.
 	PATH=$(BIN):$$PATH $(GO) test $(GOTESTFLAGS) ./...
 
 .PHONY: bench
