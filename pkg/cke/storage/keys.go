@@ -5,11 +5,7 @@
 // leader key so that a deposed leader changes nothing.
 package storage
 
-import (
-	"fmt"
-	"strconv"
-	"strings"
-)
+import "fmt"
 
 // DefaultPrefix is the engine's prefix in the boot servers' etcd.
 const DefaultPrefix = "/cke/"
@@ -42,12 +38,3 @@ const (
 const MaxRecords = 1000
 
 func recordKey(id int64) string { return fmt.Sprintf("%s%020d", PrefixRecords, id) }
-
-func recordID(key string) (int64, bool) {
-	s, ok := strings.CutPrefix(key, PrefixRecords)
-	if !ok {
-		return 0, false
-	}
-	id, err := strconv.ParseInt(s, 10, 64)
-	return id, err == nil
-}

@@ -120,8 +120,10 @@ func (s *Storage) GetCluster(ctx context.Context) (*cke.Cluster, error) {
 	return &c, nil
 }
 
-// PutConstraints stores c when the current cluster.yml (if any) satisfies
-// it; otherwise nothing changes.
+// PutConstraints stores c. It is not checked against the stored
+// cluster.yml: changing the number of control planes takes both a new
+// constraint and a new cluster.yml, and the engine does nothing while the
+// two disagree (ckecli status says so).
 func (s *Storage) PutConstraints(ctx context.Context, c *cke.Constraints) error {
 	if err := c.Validate(); err != nil {
 		return err
@@ -130,25 +132,10 @@ func (s *Storage) PutConstraints(ctx context.Context, c *cke.Constraints) error 
 	if err != nil {
 		return err
 	}
-	return s.retry(ctx, func(ctx context.Context) error {
-		resp, err := s.client.Get(ctx, KeyCluster)
-		if err != nil {
-			return fmt.Errorf("storage: get %s: %w", KeyCluster, err)
-		}
-		rev := int64(0)
-		if len(resp.Kvs) > 0 {
-			var cluster cke.Cluster
-			if err := json.Unmarshal(resp.Kvs[0].Value, &cluster); err != nil {
-				return fmt.Errorf("storage: %s: %w", KeyCluster, err)
-			}
-			if err := c.Check(&cluster); err != nil {
-				return fmt.Errorf("the stored cluster.yml would break them: %w", err)
-			}
-			rev = resp.Kvs[0].ModRevision
-		}
-		_, err = etcdutil.Commit(s.client.Txn(ctx).If(etcdutil.Unchanged(KeyCluster, rev)).Then(clientv3.OpPut(KeyConstraints, string(data))))
-		return err
-	})
+	if _, err := s.client.Put(ctx, KeyConstraints, string(data)); err != nil {
+		return fmt.Errorf("storage: put %s: %w", KeyConstraints, err)
+	}
+	return nil
 }
 
 // GetConstraints returns the constraints in force (the defaults when none

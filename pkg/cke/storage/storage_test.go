@@ -50,18 +50,22 @@ func TestClusterAndConstraints(t *testing.T) {
 		t.Errorf("a refused cluster was stored: %+v", got)
 	}
 
-	// Constraints the stored cluster breaks are refused too.
-	if err := s.PutConstraints(ctx, &cke.Constraints{ControlPlaneCount: 3, MinimumWorkersRate: 80}); !errors.Is(err, cke.ErrInvalid) {
-		t.Errorf("constraints breaking the cluster: %v", err)
-	}
-	if err := s.PutConstraints(ctx, &cke.Constraints{ControlPlaneCount: 1, MinimumWorkersRate: 50}); err != nil {
+	// Three control planes: first the constraint (the stored cluster.yml
+	// now breaks it, which the engine reports), then the cluster.
+	if err := s.PutConstraints(ctx, &cke.Constraints{ControlPlaneCount: 3, MinimumWorkersRate: 50}); err != nil {
 		t.Fatal(err)
+	}
+	if err := s.PutCluster(ctx, cluster(3)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutConstraints(ctx, &cke.Constraints{MinimumWorkersRate: 50}); !errors.Is(err, cke.ErrInvalid) {
+		t.Errorf("invalid constraints: %v", err)
 	}
 	cfg, err := s.ReadConfig(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Cluster == nil || cfg.Constraints.MinimumWorkersRate != 50 || cfg.Revision == 0 {
+	if cfg.Cluster == nil || len(cfg.Cluster.Nodes) != 4 || cfg.Constraints.MinimumWorkersRate != 50 || cfg.Revision == 0 {
 		t.Errorf("config = %+v", cfg)
 	}
 }
