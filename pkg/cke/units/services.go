@@ -35,7 +35,8 @@ const ClusterDomain = "cluster.local"
 func (r renderer) rivers() *Unit {
 	var b strings.Builder
 	b.WriteString(`global
-    maxconn 20000
+    # Within a machine's open-file limit (2 descriptors a connection).
+    maxconn 4000
 defaults
     mode tcp
     timeout connect 3s
