@@ -12,19 +12,13 @@ import (
 	vault "github.com/hashicorp/vault/api"
 
 	"github.com/openneco/neco/pkg/bootserver"
+	"github.com/openneco/neco/pkg/cke/ckevault"
 	"github.com/openneco/neco/pkg/fileutil"
 	"github.com/openneco/neco/pkg/services"
 )
 
 // VaultEtcdPath is Vault's storage prefix in etcd.
 const VaultEtcdPath = "/vault/"
-
-// KubernetesCAs are the PKI mounts the Kubernetes engine (CKE) issues from;
-// setup creates them with generated root CAs so that the engine finds them.
-var KubernetesCAs = []string{
-	"cke/ca-server", "cke/ca-etcd-peer", "cke/ca-etcd-client",
-	"cke/ca-kubernetes", "cke/ca-kubernetes-aggregation", "cke/ca-kubernetes-webhook",
-}
 
 const bootServerPolicy = `# Boot servers: issue certificates of the boot server CAs and let new boot
 # servers in (neco vault issue-join-token).
@@ -79,24 +73,25 @@ func WriteVaultConfig(c *bootserver.Cluster, me bootserver.Server, servers []boo
 
 // configureVault creates, idempotently, the PKI mounts (importing the
 // temporary CAs so certificates already issued stay valid), roles, the
-// boot-server policy and AppRole, and the Kubernetes CAs. c has a root token.
+// boot-server policy and AppRole, and the Kubernetes engine's CAs. c has a
+// root token.
 func configureVault(ctx context.Context, c *vault.Client, cas *TempCAs) error {
 	mounts, err := c.Sys().ListMountsWithContext(ctx)
 	if err != nil {
 		return fmt.Errorf("vault: list mounts: %w", err)
 	}
-	mount := func(path, desc string) (bool, error) {
+	mount := func(path, desc string) error {
 		if _, ok := mounts[path+"/"]; ok {
-			return false, nil
+			return nil
 		}
 		err := c.Sys().MountWithContext(ctx, path, &vault.MountInput{
 			Type: "pki", Description: desc,
 			Config: vault.MountConfigInput{MaxLeaseTTL: "87600h", DefaultLeaseTTL: "43800h"},
 		})
 		if err != nil {
-			return false, fmt.Errorf("vault: mount %s: %w", path, err)
+			return fmt.Errorf("vault: mount %s: %w", path, err)
 		}
-		return true, nil
+		return nil
 	}
 	for _, m := range []struct {
 		path string
@@ -110,7 +105,7 @@ func configureVault(ctx context.Context, c *vault.Client, cas *TempCAs) error {
 		{bootserver.MountEtcdPeer, cas.Peer, true, true},
 		{bootserver.MountEtcdClient, cas.Client, false, true},
 	} {
-		if _, err := mount(m.path, "neco boot server CA "+m.path); err != nil {
+		if err := mount(m.path, "neco boot server CA "+m.path); err != nil {
 			return err
 		}
 		sec, err := c.Logical().ReadWithContext(ctx, m.path+"/cert/ca")
@@ -140,19 +135,10 @@ func configureVault(ctx context.Context, c *vault.Client, cas *TempCAs) error {
 			return fmt.Errorf("vault: role %s/roles/%s: %w", m.path, bootserver.PKIRole, err)
 		}
 	}
-	for _, path := range KubernetesCAs {
-		created, err := mount(path, "Kubernetes engine CA "+path)
-		if err != nil {
-			return err
-		}
-		sec, _ := c.Logical().ReadWithContext(ctx, path+"/cert/ca")
-		if created || sec == nil || sec.Data["certificate"] == "" {
-			if _, err := c.Logical().WriteWithContext(ctx, path+"/root/generate/internal", map[string]any{
-				"common_name": strings.ReplaceAll(path, "/", " ") + " CA", "ttl": "87600h", "key_type": "ec", "key_bits": 256,
-			}); err != nil {
-				return fmt.Errorf("vault: generate CA %s: %w", path, err)
-			}
-		}
+	// The Kubernetes engine's CAs (ckevault.CAs), with generated roots, so
+	// that the engine finds them.
+	if err := ckevault.EnsureCAs(ctx, c); err != nil {
+		return fmt.Errorf("vault: %w", err)
 	}
 	if err := c.Sys().PutPolicyWithContext(ctx, bootserver.BootServerRole, bootServerPolicy); err != nil {
 		return fmt.Errorf("vault: policy: %w", err)
