@@ -50,7 +50,8 @@ type creator struct {
 	Options
 	c       *spec.Cluster
 	l       *ledger
-	cg      proc.Group
+	cg      proc.Group        // the instance's group in the tracking hierarchies
+	all     proc.Hierarchies  // every hierarchy, for machines' groups
 	bridges map[string]string // Network name → bridge
 	veths   int
 	taps    int
@@ -91,8 +92,12 @@ func Create(ctx context.Context, c *spec.Cluster, opts Options) (*Timings, error
 	if err != nil {
 		return nil, err
 	}
+	all, err := proc.DetectAll()
+	if err != nil {
+		return nil, err
+	}
 	cr := &creator{Options: opts, c: c, bridges: map[string]string{}, roots: map[string]string{},
-		cg: proc.Group{H: hier, Path: opts.CgroupRoot()}}
+		cg: proc.Group{H: hier, Path: opts.CgroupRoot()}, all: all}
 	var t Timings
 
 	// Root trees first: the slow part, and nothing on the host to undo if
@@ -335,15 +340,28 @@ func (cr *creator) nspawnNode(ctx context.Context, n *spec.NspawnNode) error {
 	if err := nspawn.WriteIdentity(ov.Root, n, hex.EncodeToString(id[:16])); err != nil {
 		return err
 	}
+	if _, err := nspawn.WriteHostKeys(ov.Root, "root@"+n.Hostname); err != nil {
+		return err
+	}
+	if err := nspawn.WriteKubernetesNode(ov.Root); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(nspawn.ContainerdDir(dir), 0o711); err != nil {
+		return err
+	}
 	for _, s := range n.InitScripts {
 		cmd := exec.CommandContext(ctx, s, ov.Root)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			return fmt.Errorf("init script %s: %w: %s", s, err, strings.TrimSpace(string(out)))
 		}
 	}
+	g := proc.Group{H: cr.all, Path: cr.MachineCgroup(n.Name)}
+	if err := cr.record(Entry{Kind: EntryCgroup, Name: g.Path, Host: n.Name}); err != nil {
+		return err
+	}
 	logPath := filepath.Join(dir, "console.log")
 	if err := cr.start(Entry{Host: n.Name, App: "nspawn", Log: logPath, Console: logPath, Path: ov.Root}, proc.Spec{
-		Group: cr.cg.Sub(n.Name), Command: nspawn.Args(n, ov.Root, host.NetnsPath(ns)), Log: logPath, Dir: dir,
+		Group: g, Command: nspawn.Args(n, ov.Root, host.NetnsPath(ns), dir), Log: logPath, Dir: dir,
 		Env: nspawn.Env,
 	}); err != nil {
 		return err

@@ -34,11 +34,13 @@ func Destroy(ctx context.Context, n Names) error {
 	if lerr != nil {
 		errs = append(errs, lerr)
 	}
-	hier, err := proc.Detect()
+	// Every hierarchy: machines have their groups in all of them, and
+	// whatever ran in a machine (runc, a kubelet) left sub-groups there.
+	all, err := proc.DetectAll()
 	if err != nil {
 		return err
 	}
-	cg := proc.Group{H: hier, Path: n.CgroupRoot()}
+	cg := proc.Group{H: all, Path: n.CgroupRoot()}
 	if err := cg.Kill(ctx, StopGrace); err != nil {
 		errs = append(errs, err)
 	}
@@ -153,15 +155,15 @@ func releaseRuntimeDir(dir string) error {
 }
 
 // Leftovers lists what of the instance still exists on the host: processes,
-// cgroups, links, namespaces, mounts and the state directory. Empty after a
-// successful Destroy.
+// cgroups (in every hierarchy), links, namespaces, mounts and the state
+// directory. Empty after a successful Destroy.
 func Leftovers(n Names) ([]string, error) {
 	var out []string
-	hier, err := proc.Detect()
+	all, err := proc.DetectAll()
 	if err != nil {
 		return nil, err
 	}
-	cg := proc.Group{H: hier, Path: n.CgroupRoot()}
+	cg := proc.Group{H: all, Path: n.CgroupRoot()}
 	pids, err := cg.PIDs()
 	if err != nil {
 		return nil, err

@@ -12,7 +12,7 @@ import (
 
 // Entry kinds of the ledger, one per thing create makes on the host.
 const (
-	EntryCgroup  = "cgroup"  // Name: cgroup path under every hierarchy
+	EntryCgroup  = "cgroup"  // Name: cgroup path; Host: the machine whose group it is (in every hierarchy), if any
 	EntryBridge  = "bridge"  // Name: link name; Host: the Network
 	EntryLink    = "link"    // Name: veth (host end) or tap
 	EntryNetns   = "netns"   // Name: namespace; Host: its owner

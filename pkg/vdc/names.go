@@ -59,6 +59,11 @@ func (n Names) Netns(host string) string { return n.Prefix() + host }
 // CgroupRoot is the cgroup that holds every process of the instance.
 func (n Names) CgroupRoot() string { return "vdc-" + n.Instance }
 
+// MachineCgroup is the cgroup of an nspawn machine, under CgroupRoot. A
+// machine has it in every hierarchy (proc.DetectAll), routers and QEMU
+// nodes only in those that track processes (proc.Detect).
+func (n Names) MachineCgroup(machine string) string { return n.CgroupRoot() + "/" + machine }
+
 // Bridge names the bridge of the i-th Network: "<instance>-<network>" when
 // that fits in 15 bytes and cannot clash with a generated name, else
 // "<instance>-br<i>".

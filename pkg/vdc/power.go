@@ -3,6 +3,7 @@ package vdc
 import (
 	"context"
 	"fmt"
+	"os"
 	"slices"
 	"time"
 
@@ -27,11 +28,10 @@ func (in *Instance) Stop(ctx context.Context, name string, kill bool) error {
 	if n == nil {
 		return in.notNspawn(name)
 	}
-	hier, err := proc.Detect()
+	g, err := in.machineGroup(name)
 	if err != nil {
 		return err
 	}
-	g := proc.Group{H: hier, Path: in.CgroupRoot()}.Sub(name)
 	grace := StopGrace
 	if kill {
 		grace = 0
@@ -69,16 +69,16 @@ func (in *Instance) Start(ctx context.Context, name string) error {
 	if err := nspawn.PrepareRuntimeDir(mountTmpfs); err != nil {
 		return err
 	}
-	hier, err := proc.Detect()
+	g, err := in.machineGroup(name)
 	if err != nil {
 		return err
 	}
-	g := proc.Group{H: hier, Path: in.CgroupRoot()}.Sub(name)
-	// nspawn leaves its payload and supervisor groups behind.
+	// nspawn leaves its payload and supervisor groups behind, and what ran
+	// in the machine (runc, a kubelet) its own.
 	if err := g.Kill(ctx, 0); err != nil {
 		return err
 	}
-	g.Remove()
+	g.Remove() // best effort: Create below reuses what is left
 	if err := g.Create(); err != nil {
 		return err
 	}
@@ -87,7 +87,10 @@ func (in *Instance) Start(ctx context.Context, name string) error {
 		return err
 	}
 	defer l.close()
-	pid, err := proc.Start(proc.Spec{Group: g, Command: nspawn.Args(n, last.Path, host.NetnsPath(h.Netns)),
+	if err := os.MkdirAll(nspawn.ContainerdDir(in.HostDir(name)), 0o711); err != nil {
+		return err
+	}
+	pid, err := proc.Start(proc.Spec{Group: g, Command: nspawn.Args(n, last.Path, host.NetnsPath(h.Netns), in.HostDir(name)),
 		Log: last.Log, Dir: in.HostDir(name), Env: nspawn.Env})
 	if err != nil {
 		return err
@@ -103,6 +106,15 @@ func (in *Instance) Start(ctx context.Context, name string) error {
 // WaitBootedHost waits until the machine's systemd finished booting.
 func (in *Instance) WaitBootedHost(ctx context.Context, name string) error {
 	return proc.WaitFor(ctx, 200*time.Millisecond, func() bool { return Booted(in.SystemState(ctx, name)) })
+}
+
+// machineGroup is an nspawn machine's cgroup, in every hierarchy.
+func (in *Instance) machineGroup(name string) (proc.Group, error) {
+	all, err := proc.DetectAll()
+	if err != nil {
+		return proc.Group{}, err
+	}
+	return proc.Group{H: all, Path: in.MachineCgroup(name)}, nil
 }
 
 func (in *Instance) nspawnNode(name string) *spec.NspawnNode {

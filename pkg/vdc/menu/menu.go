@@ -373,9 +373,15 @@ func rackNet(rack, tor int) string { return fmt.Sprintf("r%d-node%d", rack, tor)
 // spec.DefaultRootfsPackages: BIRD for the BGP node agent, busybox for
 // its DHCP client (udhcpc, used by network-booting workers) and iPXE,
 // whose ipxe.efi sabakan serves to UEFI machines from the boot servers,
-// and containerd (with runc), the nodes' container runtime, which pulls
-// from the boot servers' registries.
-var MachinePackages = []string{"bird2", "busybox", "ipxe", "containerd"}
+// and what a Kubernetes node needs: containerd with runc (the container
+// runtime, which pulls from the boot servers' registries), the CNI
+// plugins, iptables and conntrack (kube-proxy in iptables mode), an SSH
+// server (the Kubernetes engine reaches nodes over SSH) and HAProxy (the
+// node-local balancer in front of the API servers). Debian enables
+// ssh.service and haproxy.service; HAProxy's packaged configuration binds
+// nothing.
+var MachinePackages = []string{"bird2", "busybox", "ipxe", "containerd", "runc", "containernetworking-plugins",
+	"iptables", "conntrack", "openssh-server", "haproxy"}
 
 // RootfsPackages is the package list of the machines' root tree (without a
 // menu's extra packages): whoever builds the same list shares the cached

@@ -3,7 +3,16 @@
 // network namespace prepared beforehand (its interfaces already on the
 // data center's bridges), is not registered with machined (the host's PID 1
 // need not be systemd), and keeps the cgroup it was started in, under which
-// nspawn nests its own "payload" and "supervisor" groups.
+// nspawn nests its own "payload" and "supervisor" groups. vdc starts it in
+// a cgroup of its own in every hierarchy (see package proc), so the root of
+// the machine's cgroup namespace is its own in every controller.
+//
+// Every machine can carry a Kubernetes node (kubelet, containerd, runc;
+// docs/dctest.md and the experiment in kubernetes-node.md): containerd's
+// store is a host directory (ContainerdDir) rather than the machine's
+// overlayfs root, the machine has SSH host keys of its own
+// (WriteHostKeys), and a unit at boot (WriteKubernetesNode) makes up for
+// what nspawn withholds.
 package nspawn
 
 import (
@@ -11,6 +20,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/openneco/neco/pkg/vdc/proc"
@@ -26,9 +36,22 @@ const RuntimeDir = "/run/systemd/nspawn"
 // and this host may have no DMI to bind over).
 const SerialPath = "/etc/vdc/serial"
 
+// ContainerdTarget is where containerd keeps its images, snapshots and
+// containers in a machine.
+const ContainerdTarget = "/var/lib/containerd"
+
+// ContainerdDir is the host directory bound on ContainerdTarget, under the
+// machine's state directory hostDir. containerd's overlayfs snapshotter
+// cannot use a directory on the machine's root, itself an overlayfs mount
+// ("filesystem on ... not supported as upperdir"): every container mount
+// would fail. It must exist before the machine starts.
+func ContainerdDir(hostDir string) string { return filepath.Join(hostDir, "containerd") }
+
 // Args returns the systemd-nspawn command line that boots node from root
-// inside the network namespace at netnsPath.
-func Args(node *spec.NspawnNode, root, netnsPath string) []string {
+// inside the network namespace at netnsPath; hostDir is the machine's state
+// directory on the host (ContainerdDir is in it). The node's own binds come
+// last: one of them may replace the one on ContainerdTarget.
+func Args(node *spec.NspawnNode, root, netnsPath, hostDir string) []string {
 	args := []string{
 		"systemd-nspawn",
 		"--quiet",
@@ -44,18 +67,20 @@ func Args(node *spec.NspawnNode, root, netnsPath string) []string {
 		"--system-call-filter=@keyring",
 		// The machine owns its network namespace like a server owns its
 		// NICs: the BGP agent makes node0 and addresses, a CNI plugin
-		// routes; BIRD asks for real-time scheduling. (nspawn grants
+		// routes; BIRD may ask for real-time scheduling (which a kernel
+		// with RT group scheduling refuses all the same: the machine's
+		// own cpu cgroup has no real-time budget). (nspawn grants
 		// CAP_NET_ADMIN only for networks it made itself.)
 		"--capability=CAP_NET_ADMIN,CAP_SYS_NICE",
 		"--resolv-conf=off",
 		"--timezone=off",
 		"--link-journal=no",
 	}
+	if !slices.ContainsFunc(node.Binds, func(b spec.Bind) bool { return filepath.Clean(bindTarget(b)) == ContainerdTarget }) {
+		args = append(args, "--bind="+ContainerdDir(hostDir)+":"+ContainerdTarget)
+	}
 	for _, b := range node.Binds {
-		target := b.Target
-		if target == "" {
-			target = b.Source
-		}
+		target := bindTarget(b)
 		opt := "--bind="
 		if b.ReadOnly {
 			opt = "--bind-ro="
@@ -63,6 +88,13 @@ func Args(node *spec.NspawnNode, root, netnsPath string) []string {
 		args = append(args, opt+b.Source+":"+target)
 	}
 	return args
+}
+
+func bindTarget(b spec.Bind) string {
+	if b.Target == "" {
+		return b.Source
+	}
+	return b.Target
 }
 
 // PrepareRuntimeDir mounts a tmpfs on RuntimeDir unless one is there.

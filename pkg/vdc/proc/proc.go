@@ -1,13 +1,24 @@
 // Package proc starts and stops the long-running processes of a virtual
 // data center (BIRD, dnsmasq, QEMU, systemd-nspawn) so that none can be
 // lost: each is started detached, in its own session, already inside a
-// cgroup named after the data center (in the pids and name=systemd v1
-// hierarchies and the unified one, or in the cgroup v2 tree), and optionally
-// inside a named network namespace. Stopping a data center kills whatever
-// is in its cgroups, children included, and removes the cgroups.
+// cgroup named after the data center, and optionally inside a named
+// network namespace. Stopping a data center kills whatever is in its
+// cgroups, children included, and removes the cgroups.
 //
-// Memory hierarchies are left alone on purpose: the processes keep the
-// memory cgroup (and limits) of whoever started them.
+// Two sets of hierarchies are used. Routers' and QEMU's processes are
+// tracked in the pids and name=systemd v1 hierarchies and the unified one
+// (Detect), or in the cgroup v2 tree: enough to find and kill them, and
+// they keep the other controllers' cgroups (memory, cpu, …) of whoever
+// started them. An nspawn machine gets its own cgroup in every hierarchy
+// (DetectAll): systemd-nspawn roots the machine's cgroup namespace where it
+// was started, and a kubelet (or runc) in the machine makes its cgroups
+// under that root in every controller. Machines sharing the host's cpu or
+// memory root would share one /kubepods, and each kubelet would destroy
+// the others' pod cgroups as orphans. A machine's memory and CPU are
+// therefore not counted in the cgroups of whoever started it (a limit for
+// a whole data center would go on its group, vdc-<instance>), and its cpu
+// cgroup has no real-time budget: where the kernel has RT group
+// scheduling, no process in a machine's cgroup gets a real-time policy.
 package proc
 
 import (
@@ -15,6 +26,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -31,46 +43,74 @@ import (
 // one is used to find processes.
 type Hierarchies []string
 
-// Detect finds the cgroup hierarchies of this machine from mountinfo: the
-// pids controller and the name=systemd hierarchy on v1 or hybrid hosts plus
-// the unified (v2) mount, or just the v2 root on a pure v2 host.
+// Detect finds the cgroup hierarchies that track processes on this
+// machine, from mountinfo: the pids controller and the name=systemd
+// hierarchy on v1 or hybrid hosts plus the unified (v2) mount, or just the
+// v2 root on a pure v2 host.
 func Detect() (Hierarchies, error) {
+	tracking, _, err := detect()
+	return tracking, err
+}
+
+// DetectAll finds every cgroup hierarchy of this machine: Detect's first
+// (so that the first one still finds processes), then every other v1
+// hierarchy (memory, cpu, cpuset, blkio, devices, freezer, …), each once.
+// On a pure v2 host it is Detect's.
+func DetectAll() (Hierarchies, error) {
+	tracking, others, err := detect()
+	return append(tracking, others...), err
+}
+
+func detect() (tracking, others Hierarchies, err error) {
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer f.Close()
+	tracking, others, err = parseMountinfo(f)
+	if err == nil && len(tracking) == 0 {
+		err = errors.New("proc: no cgroup hierarchy is mounted")
+	}
+	return tracking, others, err
+}
+
+// parseMountinfo sorts the cgroup mounts of a mountinfo file into the
+// tracking hierarchies (pids, name=systemd, unified, in that order) and the
+// others (by mount point). A hierarchy mounted twice (same device) counts
+// once, at its first mount.
+func parseMountinfo(r io.Reader) (tracking, others Hierarchies, err error) {
 	var pids, systemd, unified string
-	sc := bufio.NewScanner(f)
+	seen := map[string]bool{}
+	sc := bufio.NewScanner(r)
 	for sc.Scan() {
 		fields := strings.Fields(sc.Text())
 		sep := slices.Index(fields, "-")
 		if sep < 0 || sep+3 >= len(fields) || len(fields) < 5 {
 			continue
 		}
-		mnt, fstype, opts := fields[4], fields[sep+1], strings.Split(fields[sep+3], ",")
-		switch fstype {
-		case "cgroup2":
+		dev, mnt, fstype, opts := fields[2], fields[4], fields[sep+1], strings.Split(fields[sep+3], ",")
+		if fstype != "cgroup" && fstype != "cgroup2" || seen[dev] {
+			continue
+		}
+		seen[dev] = true
+		switch {
+		case fstype == "cgroup2":
 			unified = mnt
-		case "cgroup":
-			if slices.Contains(opts, "pids") {
-				pids = mnt
-			}
-			if slices.Contains(opts, "name=systemd") {
-				systemd = mnt
-			}
+		case slices.Contains(opts, "pids"):
+			pids = mnt
+		case slices.Contains(opts, "name=systemd"):
+			systemd = mnt
+		default:
+			others = append(others, mnt)
 		}
 	}
-	var h Hierarchies
 	for _, m := range []string{pids, systemd, unified} {
 		if m != "" {
-			h = append(h, m)
+			tracking = append(tracking, m)
 		}
 	}
-	if len(h) == 0 {
-		return nil, errors.New("proc: no cgroup hierarchy is mounted")
-	}
-	return h, nil
+	sort.Strings(others)
+	return tracking, others, sc.Err()
 }
 
 // Group is one cgroup path (like "vdc-dc/core/bird") in every hierarchy.
@@ -91,11 +131,54 @@ func (g Group) Dirs() []string {
 	return dirs
 }
 
-// Create makes the group's directories.
+// Create makes the group's directories. In a v1 cpuset hierarchy a new
+// cgroup has no CPUs and no memory nodes, and no process can join it: each
+// level it makes gets its parent's, parent first.
 func (g Group) Create() error {
-	for _, d := range g.Dirs() {
-		if err := os.MkdirAll(d, 0o755); err != nil {
+	for _, h := range g.H {
+		if err := mkdirCgroup(h, g.Path); err != nil {
 			return fmt.Errorf("proc: create cgroup: %w", err)
+		}
+	}
+	return nil
+}
+
+// mkdirCgroup makes path under the hierarchy mounted at h, one level at a
+// time.
+func mkdirCgroup(h, path string) error {
+	// The root of a v1 cpuset hierarchy has cpuset.cpus; a v2 root has not
+	// (and a v2 cgroup's empty cpuset.cpus means its parent's).
+	_, err := os.Stat(filepath.Join(h, "cpuset.cpus"))
+	cpuset := err == nil
+	dir := h
+	for _, part := range strings.Split(filepath.Clean(path), "/") {
+		parent := dir
+		dir = filepath.Join(dir, part)
+		if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+			return err
+		}
+		if cpuset {
+			if err := inheritCpuset(parent, dir); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// inheritCpuset gives dir its parent's CPUs and memory nodes unless it has
+// some.
+func inheritCpuset(parent, dir string) error {
+	for _, f := range []string{"cpuset.cpus", "cpuset.mems"} {
+		if cur, err := os.ReadFile(filepath.Join(dir, f)); err == nil && strings.TrimSpace(string(cur)) != "" {
+			continue
+		}
+		v, err := os.ReadFile(filepath.Join(parent, f))
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dir, f), v, 0o644); err != nil {
+			return fmt.Errorf("%s: %w", filepath.Join(dir, f), err)
 		}
 	}
 	return nil
@@ -225,8 +308,9 @@ func PPID(pid int) int {
 	return p
 }
 
-// Remove deletes the group's directories, deepest first (systemd-nspawn
-// and systemd inside it leave sub-groups behind). The group must be empty.
+// Remove deletes the group's directories in every hierarchy, deepest first
+// (systemd-nspawn, and systemd, runc or a kubelet in a machine, leave
+// sub-groups behind). The group must be empty.
 func (g Group) Remove() error {
 	var errs []error
 	for _, d := range g.Dirs() {
