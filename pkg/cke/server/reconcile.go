@@ -91,22 +91,24 @@ func (ld *leader) reconcile(ctx context.Context) (bool, error) {
 	env := &op.Env{Cluster: c, Inputs: inputs, Nodes: exec, Certs: issuer{ld.vault}, Secrets: ld.secrets.files,
 		Resources: wanted, CertTTL: ld.cfg.CertTTL, Log: slog.Default()}
 	cps := cke.Addresses(c.ControlPlanes())
+	// The client connects lazily: operations use it once they have
+	// started etcd; the status is asked only when some etcd runs.
+	ec, err := ld.etcdClient(ctx, cps)
+	if err != nil {
+		return false, err
+	}
+	defer ec.Close()
+	env.Etcd = ec
 	if anyRunning(snap.Nodes, cps, cke.Etcd) {
-		ec, err := ld.etcdClient(ctx, cps)
-		if err != nil {
-			return false, err
-		}
-		defer ec.Close()
-		env.Etcd = ec
 		snap.Etcd = status.Etcd(ctx, ec, 5*time.Second)
 	}
+	k, err := ld.kubeClient(ctx, cps)
+	if err != nil {
+		return false, err
+	}
+	defer k.Close()
+	env.Kube = k
 	if anyRunning(snap.Nodes, cps, cke.APIServer) {
-		k, err := ld.kubeClient(ctx, cps)
-		if err != nil {
-			return false, err
-		}
-		defer k.Close()
-		env.Kube = k
 		snap.Kube = kubeStatus(ctx, k)
 		env.Applied = snap.Kube.Resources
 	}
