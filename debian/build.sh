@@ -74,12 +74,12 @@ fi
 
 # systemd units of the daemons present.
 units=() restart=()
-for u in neco-updater neco-worker sabakan neco-registry node-health-agent sabakan-state-setter; do
+for u in neco-updater neco-worker sabakan neco-registry node-health-agent sabakan-state-setter cke; do
 	if [ -x "$root/usr/bin/$u" ]; then
 		install -m 644 "$src/debian/$u.service" "$root/lib/systemd/system/"
 		units+=("$u.service")
 		# sabakan and neco-registry are restarted by neco-worker's steps.
-		case $u in neco-registry) ;; neco-* | node-health-agent | sabakan-state-setter) restart+=("$u.service") ;; esac
+		case $u in neco-registry) ;; neco-* | node-health-agent | sabakan-state-setter | cke) restart+=("$u.service") ;; esac
 	fi
 done
 
