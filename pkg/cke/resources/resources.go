@@ -19,9 +19,11 @@ import (
 // (logs, exec, port-forward).
 const KubeletAPIUser = "kube-apiserver-kubelet-client"
 
-// Engine returns the engine's own resources by key.
+// Engine returns the engine's own resources by key: RBAC the components
+// need and the cluster DNS.
 func Engine(c *cke.Cluster) map[string][]byte {
-	return map[string][]byte{
+	out := clusterDNS(c)
+	maps.Copy(out, map[string][]byte{
 		"ClusterRoleBinding/system:cke:kube-apiserver-to-kubelet": []byte(`apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRoleBinding
 metadata:
@@ -36,7 +38,8 @@ subjects:
   kind: User
   name: ` + KubeletAPIUser + `
 `),
-	}
+	})
+	return out
 }
 
 // Key returns a resource's key, kind/namespace/name (kind/name when
@@ -70,7 +73,7 @@ func Key(manifest []byte) (string, error) {
 }
 
 // order ranks kinds: what others depend on first.
-var order = []string{"Namespace", "CustomResourceDefinition", "ServiceAccount", "ClusterRole", "Role",
+var order = []string{"Namespace", "CustomResourceDefinition", "PriorityClass", "ServiceAccount", "ClusterRole", "Role",
 	"ClusterRoleBinding", "RoleBinding", "ConfigMap", "Secret", "Service"}
 
 // Sorted returns keys in application order.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"slices"
 	"strconv"
@@ -90,25 +91,29 @@ func (ld *leader) reconcile(ctx context.Context) (bool, error) {
 
 	env := &op.Env{Cluster: c, Inputs: inputs, Nodes: exec, Certs: issuer{ld.vault}, Secrets: ld.secrets.files,
 		Resources: wanted, CertTTL: ld.cfg.CertTTL, Log: slog.Default()}
-	cps := cke.Addresses(c.ControlPlanes())
-	// The client connects lazily: operations use it once they have
-	// started etcd; the status is asked only when some etcd runs.
-	ec, err := ld.etcdClient(ctx, cps)
+	// The clients reach the control planes of cluster.yml and whichever
+	// other nodes still run etcd or an API server (a control plane that is
+	// being moved away); they connect lazily, so operations can use them
+	// once they have started etcd or an API server. Status is asked only
+	// when one runs.
+	etcdEps := serving(snap.Nodes, c, cke.Etcd)
+	ec, err := ld.etcdClient(ctx, etcdEps)
 	if err != nil {
 		return false, err
 	}
 	defer ec.Close()
 	env.Etcd = ec
-	if anyRunning(snap.Nodes, cps, cke.Etcd) {
+	if anyRunning(snap.Nodes, etcdEps, cke.Etcd) {
 		snap.Etcd = status.Etcd(ctx, ec, 5*time.Second)
 	}
-	k, err := ld.kubeClient(ctx, cps)
+	apiEps := serving(snap.Nodes, c, cke.APIServer)
+	k, err := ld.kubeClient(ctx, apiEps)
 	if err != nil {
 		return false, err
 	}
 	defer k.Close()
 	env.Kube = k
-	if anyRunning(snap.Nodes, cps, cke.APIServer) {
+	if anyRunning(snap.Nodes, apiEps, cke.APIServer) {
 		snap.Kube = kubeStatus(ctx, k)
 		env.Applied = snap.Kube.Resources
 	}
@@ -141,6 +146,18 @@ func (ld *leader) reconcile(ctx context.Context) (bool, error) {
 		}
 	}
 	return true, nil
+}
+
+// serving returns the control planes and, after them, the other nodes
+// where s runs.
+func serving(nodes map[string]*cke.NodeStatus, c *cke.Cluster, s cke.Service) []string {
+	out := cke.Addresses(c.ControlPlanes())
+	for _, a := range slices.Sorted(maps.Keys(nodes)) {
+		if st := nodes[a]; st.Reachable && st.Services[s].Running && !slices.Contains(out, a) {
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 func anyRunning(nodes map[string]*cke.NodeStatus, addrs []string, s cke.Service) bool {

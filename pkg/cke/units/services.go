@@ -39,6 +39,10 @@ func (r renderer) rivers() *Unit {
     maxconn 4000
 defaults
     mode tcp
+    # A connection refused by an API server that is stopping is tried
+    # again on another one.
+    retries 3
+    option redispatch
     timeout connect 3s
     timeout client 24h
     timeout server 24h
