@@ -244,9 +244,11 @@ func (d decider) etcdWait() ([]Op, string) {
 }
 
 // k8sStart starts or updates the Kubernetes components. API servers are
-// restarted one at a time so that the others keep serving, and start only
-// on control planes whose etcd is a voting member: an API server talks to
-// the etcd of the control planes, and a new control plane's etcd joins in
+// restarted one at a time so that the others keep serving. The
+// control-plane components start only on control planes whose etcd is a
+// voting member: an API server talks to the etcd of the control planes,
+// the controller-manager and scheduler to the API servers of the control
+// planes (through rivers), and a new control plane's etcd joins in
 // etcdMaintain, after this phase.
 func (d decider) k8sStart() ([]Op, string) {
 	cps := d.Cluster.ControlPlanes()
@@ -258,8 +260,8 @@ func (d decider) k8sStart() ([]Op, string) {
 	}
 	var ops []Op
 	ops = append(ops, d.starts(cke.APIServer, members, true)...)
-	ops = append(ops, d.starts(cke.ControllerManager, cps, false)...)
-	ops = append(ops, d.starts(cke.Scheduler, cps, false)...)
+	ops = append(ops, d.starts(cke.ControllerManager, members, false)...)
+	ops = append(ops, d.starts(cke.Scheduler, members, false)...)
 	for _, s := range cke.NodeServices {
 		ops = append(ops, d.starts(s, d.Cluster.Nodes, false)...)
 	}

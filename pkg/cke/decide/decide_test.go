@@ -210,31 +210,28 @@ func TestDecideOps(t *testing.T) {
 			phase: PhaseCompleted},
 
 		// etcd membership.
-		{name: "a promoted worker first gets the control-plane components", snap: func() *Snapshot {
+		{name: "a promoted worker first becomes an etcd member", snap: func() *Snapshot {
 			s := converged(1, 2)
 			s.Cluster.Nodes[1].ControlPlane = true
-			return s.want(cke.APIServer, "h1", "10.0.0.2").want(cke.ControllerManager, "h1", "10.0.0.2").want(cke.Scheduler, "h1", "10.0.0.2")
-		}(), phase: PhaseK8sStart, ops: []string{
-			"start-service kube-controller-manager on 10.0.0.2", "start-service kube-scheduler on 10.0.0.2"}},
-		{name: "then becomes an etcd member", snap: func() *Snapshot {
-			s := converged(1, 2).promote("10.0.0.2")
-			s.Nodes["10.0.0.2"].Services[cke.APIServer] = cke.ServiceStatus{}
-			return s
+			return s.want(cke.APIServer, "h1", "10.0.0.2").want(cke.ControllerManager, "h1", "10.0.0.2").
+				want(cke.Scheduler, "h1", "10.0.0.2").want(cke.Etcd, "h1", "10.0.0.2")
 		}(), phase: PhaseEtcdMaintain, ops: []string{"etcd-add-member on 10.0.0.2"}},
-		{name: "and then runs an API server", snap: func() *Snapshot {
+		{name: "then runs the control-plane components", snap: func() *Snapshot {
 			s := converged(1, 2).promote("10.0.0.2")
-			s.Nodes["10.0.0.2"].Services[cke.APIServer] = cke.ServiceStatus{}
+			for _, svc := range cke.ControlPlaneServices {
+				s.Nodes["10.0.0.2"].Services[svc] = cke.ServiceStatus{}
+			}
 			s.Etcd.Members = append(s.Etcd.Members, cke.EtcdMember{ID: 9, Name: "10.0.0.2", Address: "10.0.0.2", Healthy: true})
 			return s
-		}(), phase: PhaseK8sStart, ops: []string{"start-service kube-apiserver on 10.0.0.2"}},
-		{name: "moving the only control plane", snap: func() *Snapshot {
+		}(), phase: PhaseK8sStart, ops: []string{"start-service kube-apiserver on 10.0.0.2",
+			"start-service kube-controller-manager on 10.0.0.2", "start-service kube-scheduler on 10.0.0.2"}},
+		{name: "moving the only control plane starts with its etcd", snap: func() *Snapshot {
 			s := converged(1, 2)
 			s.Cluster.Nodes[0].ControlPlane = false
 			s.Cluster.Nodes[1].ControlPlane = true
 			return s.want(cke.APIServer, "h1", "10.0.0.2").want(cke.ControllerManager, "h1", "10.0.0.2").
 				want(cke.Scheduler, "h1", "10.0.0.2").want(cke.Etcd, "h1", "10.0.0.2")
-		}(), phase: PhaseK8sStart, ops: []string{
-			"start-service kube-controller-manager on 10.0.0.2", "start-service kube-scheduler on 10.0.0.2"}},
+		}(), phase: PhaseEtcdMaintain, ops: []string{"etcd-add-member on 10.0.0.2"}},
 		{name: "an addition interrupted before etcd started is resumed", snap: func() *Snapshot {
 			s := converged(2, 0)
 			*s.member("10.0.0.2") = cke.EtcdMember{ID: 2, Address: "10.0.0.2", Learner: true}
