@@ -9,15 +9,9 @@ import (
 	"github.com/openneco/neco/pkg/images"
 )
 
-// The cluster DNS: CoreDNS from the boot servers' registry behind the
-// Service kube-system/cluster-dns at the service subnet's 10th address
-// (the kubelets' clusterDNS).
-const (
-	dnsNamespace = "kube-system"
-	dnsName      = "cluster-dns"
-)
-
-// clusterDNS returns CoreDNS's objects by key.
+// clusterDNS returns the objects of the cluster DNS by key: CoreDNS from
+// the boot servers' registry behind the Service kube-system/cluster-dns at
+// the service subnet's 10th address (the kubelets' clusterDNS).
 func clusterDNS(c *cke.Cluster) map[string][]byte {
 	upstream := "/etc/resolv.conf"
 	if len(c.DNSServers) > 0 {
