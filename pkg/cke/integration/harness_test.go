@@ -32,7 +32,7 @@ func nodeAddr(i int) string { return fmt.Sprintf("%s%d", subnet, 10+i) }
 
 // dc is a running virtual data center with a boot server namespace.
 type dc struct {
-	t     *testing.T
+	t     testing.TB
 	in    *vdc.Instance
 	nodes int
 	dir   string
@@ -42,7 +42,7 @@ type dc struct {
 	procs map[string]*exec.Cmd
 }
 
-func requireHost(t *testing.T) {
+func requireHost(t testing.TB) {
 	t.Helper()
 	testutil.RequireRoot(t)
 	testutil.RequireCommands(t, "ip", "systemd-nspawn", "debootstrap", "nsenter", "kube", "kubectl", "etcd", "vault")
@@ -65,7 +65,7 @@ func clusterSpec(nodes int) *spec.Cluster {
 	return c
 }
 
-type testLog struct{ t *testing.T }
+type testLog struct{ t testing.TB }
 
 func (l testLog) Write(p []byte) (int, error) {
 	l.t.Log(strings.TrimRight(string(p), "\n"))
@@ -74,7 +74,7 @@ func (l testLog) Write(p []byte) (int, error) {
 
 // newDC creates the data center and starts etcd and Vault in the boot
 // namespace; everything is torn down when the test ends.
-func newDC(t *testing.T, nodes int) *dc {
+func newDC(t testing.TB, nodes int) *dc {
 	t.Helper()
 	requireHost(t)
 	b := make([]byte, 2)
@@ -289,7 +289,7 @@ func (d *dc) prepareNodes(images []byte) {
 }
 
 // imagesTar packs the OCI layout of `make images` for ctr import.
-func imagesTar(t *testing.T) []byte {
+func imagesTar(t testing.TB) []byte {
 	t.Helper()
 	dir := filepath.Join(repoRoot(t), "build", "images")
 	testutil.RequireFile(t, filepath.Join(dir, "index.json"))
@@ -300,7 +300,7 @@ func imagesTar(t *testing.T) []byte {
 	return out
 }
 
-func repoRoot(t *testing.T) string {
+func repoRoot(t testing.TB) string {
 	t.Helper()
 	out, err := exec.Command("go", "env", "GOMOD").Output()
 	if err != nil {

@@ -131,11 +131,17 @@ func (e *Env) writeUnitFiles(ctx context.Context, addr string, u *units.Unit) (t
 		if err != nil {
 			return time.Time{}, fmt.Errorf("issue %s: %w", path.Base(c.File), err)
 		}
-		if err := e.Nodes.WriteFile(ctx, addr, c.File+".key", key, 0o600); err != nil {
-			return time.Time{}, err
-		}
-		if err := e.Nodes.WriteFile(ctx, addr, c.File+".crt", cert, 0o644); err != nil {
-			return time.Time{}, err
+		if c.Bundle {
+			if err := e.Nodes.WriteFile(ctx, addr, c.File+".pem", append(append([]byte{}, cert...), key...), 0o600); err != nil {
+				return time.Time{}, err
+			}
+		} else {
+			if err := e.Nodes.WriteFile(ctx, addr, c.File+".key", key, 0o600); err != nil {
+				return time.Time{}, err
+			}
+			if err := e.Nodes.WriteFile(ctx, addr, c.File+".crt", cert, 0o644); err != nil {
+				return time.Time{}, err
+			}
 		}
 		if earliest.IsZero() || notAfter.Before(earliest) {
 			earliest = notAfter

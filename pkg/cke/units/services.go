@@ -32,11 +32,21 @@ const (
 // ClusterDomain is the cluster's DNS domain.
 const ClusterDomain = "cluster.local"
 
+// rivers is HAProxy in front of every API server. A server takes traffic
+// only while its /readyz answers 200 (checked every second over TLS with
+// rivers' own client certificate), so a restarting API server is left out
+// from the moment it begins to shut down (it keeps serving for its
+// shutdown delay meanwhile) until it is ready again.
 func (r renderer) rivers() *Unit {
+	s := cke.Rivers
+	d := Dir(s)
 	var b strings.Builder
 	b.WriteString(`global
     # Within a machine's open-file limit (2 descriptors a connection).
     maxconn 4000
+    # A reload hands the listening socket over to the new process, so no
+    # connection is refused meanwhile.
+    stats socket /run/cke-rivers.sock mode 600 expose-fd listeners level user
 defaults
     mode tcp
     # A connection refused by an API server that is stopping is tried
@@ -46,19 +56,24 @@ defaults
     timeout connect 3s
     timeout client 24h
     timeout server 24h
-    default-server inter 2s fall 2 rise 2
+    timeout check 2s
+    default-server inter 1s fall 1 rise 2 check check-ssl verify required ca-file ` + path.Join(d, "ca.crt") + ` crt ` + path.Join(d, "client.pem") + `
 frontend apiserver
     bind 127.0.0.1:` + fmt.Sprint(RiversPort) + `
     default_backend apiservers
 backend apiservers
     balance roundrobin
+    option httpchk GET /readyz
+    http-check expect status 200
 `)
 	for i, a := range r.controlPlaneAddrs() {
-		fmt.Fprintf(&b, "    server cp%d %s:%d check\n", i, a, APIServerPort)
+		fmt.Fprintf(&b, "    server cp%d %s:%d\n", i, a, APIServerPort)
 	}
-	cfg := r.file(cke.Rivers, "haproxy.cfg", b.String())
+	cfg := r.file(s, "haproxy.cfg", b.String())
 	cmd := withExtra([]string{r.in.Artifacts.HAProxy, "-Ws", "-f", cfg.Path}, r.c.Options.Rivers)
-	return &Unit{Service: cke.Rivers, Command: cmd, Env: r.c.Options.Rivers.ExtraEnv, Files: []File{cfg}}
+	return &Unit{Service: s, Command: cmd, Env: r.c.Options.Rivers.ExtraEnv,
+		Files: []File{cfg, caFile(s, "ca.crt", CAKubernetes)},
+		Certs: []CertSpec{{File: path.Join(d, "client"), CA: CAKubernetes, Role: RoleClient, CommonName: "system:cke:rivers", Bundle: true}}}
 }
 
 func (r renderer) etcd() *Unit {
@@ -151,8 +166,11 @@ func (r renderer) apiserver() *Unit {
 		flag("proxy-client-cert-file", p("proxy-client.crt")),
 		flag("proxy-client-key-file", p("proxy-client.key")),
 		"--profiling=false",
-		// Watches held through the node-local balancers would otherwise
-		// hold a stop for the full 60 s shutdown timeout.
+		// Stopping, it fails /readyz at once but serves 3 s more, so that
+		// the balancers (checking every second) send nothing new to it
+		// before it closes; watches held through the balancers then get
+		// 5 s instead of the 60 s default to end.
+		flag("shutdown-delay-duration", "3s"),
 		flag("shutdown-watch-termination-grace-period", "5s"),
 	}
 	return &Unit{

@@ -81,6 +81,9 @@ type CertSpec struct {
 	CommonName string   `json:"cn"`
 	IPSANs     []string `json:"ip_sans,omitempty"`
 	DNSSANs    []string `json:"dns_sans,omitempty"`
+	// Bundle writes certificate and key into one file, File.pem (HAProxy
+	// reads them so), instead of File.crt and File.key.
+	Bundle bool `json:"bundle,omitempty"`
 }
 
 // File is a file a unit reads.

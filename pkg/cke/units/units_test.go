@@ -128,7 +128,8 @@ func TestRender(t *testing.T) {
 	}
 
 	rivers := u[cke.Rivers].Files[0].Content
-	if strings.Count(rivers, " check\n") != 3 || !strings.Contains(rivers, "bind 127.0.0.1:16443") {
+	if strings.Count(rivers, "    server cp") != 3 || !strings.Contains(rivers, "bind 127.0.0.1:16443") ||
+		!strings.Contains(rivers, "option httpchk GET /readyz") {
 		t.Errorf("haproxy.cfg:\n%s", rivers)
 	}
 	kubelet := u[cke.Kubelet]
