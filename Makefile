@@ -19,6 +19,8 @@ SUITE       ?= .
 APT_PACKAGES := bird2 dnsmasq-base busybox-static iproute2 iputils-ping curl jq fakeroot lintian binutils systemd \
 	systemd-container debootstrap qemu-system-x86 qemu-utils ovmf ipxe linux-image-amd64 stress-ng zstd openssh-server
 
+INOTIFY_INSTANCES := 1024
+
 ETCD_VERSION := $(shell cd tools/etcd && $(GO) list -m -f '{{.Version}}' go.etcd.io/etcd/server/v3)
 
 .PHONY: help
@@ -33,6 +35,10 @@ setup: ## Install the Debian packages the tests need (only those missing).
 		export DEBIAN_FRONTEND=noninteractive; \
 		apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
+	@# The machines' systemd, containerd and kubelets share the host's per-user
+	@# inotify instances (128 by default: not enough for a few Kubernetes nodes).
+	@if [ "$$(cat /proc/sys/fs/inotify/max_user_instances)" -lt $(INOTIFY_INSTANCES) ]; then \
+		sysctl -qw fs.inotify.max_user_instances=$(INOTIFY_INSTANCES); fi
 
 .PHONY: build
 build: etcd ## Build every binary into bin/.
