@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -40,6 +41,19 @@ type dc struct {
 	kube  string            // kubeconfig path
 	env   []string          // environment of ckecli and kubectl
 	procs map[string]*exec.Cmd
+
+	closeOnce sync.Once
+	closers   []func() // run in reverse by close
+}
+
+// close stops what the data center runs and destroys it; the test's
+// clean-up calls it, a benchmark between its rounds.
+func (d *dc) close() {
+	d.closeOnce.Do(func() {
+		for i := len(d.closers) - 1; i >= 0; i-- {
+			d.closers[i]()
+		}
+	})
 }
 
 func requireHost(t testing.TB) {
@@ -80,13 +94,15 @@ func newDC(t testing.TB, nodes int) *dc {
 	b := make([]byte, 2)
 	rand.Read(b)
 	n := vdc.Names{Instance: "k" + hex.EncodeToString(b), StateRoot: t.TempDir()}
-	t.Cleanup(func() {
+	d := &dc{t: t, nodes: nodes, dir: t.TempDir(), bin: map[string]string{}, procs: map[string]*exec.Cmd{}}
+	d.closers = append(d.closers, func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
 		if err := vdc.Destroy(ctx, n); err != nil {
 			t.Errorf("destroy: %v", err)
 		}
 	})
+	t.Cleanup(d.close)
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	timings, err := vdc.Create(ctx, clusterSpec(nodes), vdc.Options{Names: n, Log: testLog{t}})
@@ -101,7 +117,7 @@ func newDC(t testing.TB, nodes int) *dc {
 	if _, err := in.WaitBooted(ctx); err != nil {
 		t.Fatal(err)
 	}
-	d := &dc{t: t, in: in, nodes: nodes, dir: t.TempDir(), bin: map[string]string{}, procs: map[string]*exec.Cmd{}}
+	d.in = in
 	for _, p := range []string{"etcd", "vault", "kube", "kubectl"} {
 		path, err := exec.LookPath(p)
 		if err != nil {
@@ -159,7 +175,7 @@ func (d *dc) start(name string, argv ...string) *exec.Cmd {
 	d.procs[name] = cmd
 	done := make(chan struct{})
 	go func() { cmd.Wait(); f.Close(); close(done) }()
-	d.t.Cleanup(func() {
+	d.closers = append(d.closers, func() {
 		cmd.Process.Signal(os.Interrupt)
 		select {
 		case <-done:

@@ -76,6 +76,8 @@ spec:
     metadata: {labels: {k8s-app: cluster-dns}}
     spec:
       serviceAccountName: cluster-dns
+      # The node's resolvers, not the cluster DNS itself (a forwarding loop).
+      dnsPolicy: Default
       priorityClassName: system-cluster-critical
       tolerations:
       - {key: CriticalAddonsOnly, operator: Exists}
