@@ -178,7 +178,9 @@ func (s *Server) lead(ctx context.Context, l *etcdutil.Leader) error {
 			wait = backoff
 			slog.Warn("cke: reconciliation failed", "error", err, "retry_in", wait)
 		case did:
-			backoff, wait = 0, 0
+			// Decide again soon; not at once, so that an operation that
+			// succeeds without changing what the nodes report cannot spin.
+			backoff, wait = 0, time.Second
 		default:
 			backoff = 0
 		}
