@@ -341,6 +341,66 @@ func TestDecideOps(t *testing.T) {
 			return s
 		}(), phase: PhaseK8sMaintain, ops: []string{"remove-nodes [10.0.0.3]"}},
 
+		// Precedence and corner cases.
+		{name: "rivers go before a stopped etcd", snap: converged(3, 1).set("10.0.0.4", cke.Rivers, cke.ServiceStatus{}).
+			set("10.0.0.2", cke.Etcd, cke.ServiceStatus{Hash: "h1"}),
+			phase: PhaseRivers, ops: []string{"start-service rivers on 10.0.0.4"}},
+		{name: "a stopped etcd goes before Kubernetes components", snap: converged(3, 1).set("10.0.0.2", cke.Etcd, cke.ServiceStatus{Hash: "h1"}).
+			set("10.0.0.4", cke.Kubelet, cke.ServiceStatus{}),
+			phase: PhaseEtcdStart, ops: []string{"start-service etcd on 10.0.0.2"}},
+		{name: "nothing is bootstrapped while a former member holds data", snap: func() *Snapshot {
+			s := empty(1, 1).runAll(cke.Rivers, "10.0.0.1", "10.0.0.2")
+			s.Former = []string{"10.0.0.9"}
+			s.Nodes["10.0.0.9"] = &cke.NodeStatus{Reachable: true, EtcdData: true, Services: map[cke.Service]cke.ServiceStatus{}}
+			return s
+		}(), phase: PhaseEtcdWait, ops: []string{"etcd-wait"}},
+		{name: "an unreachable worker does not hold back the control plane", snap: bootstrapped(1, 2).down("10.0.0.3"),
+			phase: PhaseK8sStart, ops: []string{
+				"start-service kube-apiserver on 10.0.0.1", "start-service kube-controller-manager on 10.0.0.1",
+				"start-service kube-scheduler on 10.0.0.1", "start-service containerd on 10.0.0.1,10.0.0.2",
+				"start-service kubelet on 10.0.0.1,10.0.0.2", "start-service kube-proxy on 10.0.0.1,10.0.0.2"}},
+		{name: "an outdated API server on an unreachable control plane waits for it", snap: converged(3, 0).
+			want(cke.APIServer, "h2", "10.0.0.1").down("10.0.0.1"),
+			phase: PhaseK8sMaintain, ops: []string{"update-endpoints on 10.0.0.2,10.0.0.3"}},
+		{name: "a certificate far from expiry is left alone", snap: converged(1, 0).
+			set("10.0.0.1", cke.APIServer, cke.ServiceStatus{Running: true, Hash: "h1", CertNotAfter: now.Add(25 * time.Hour)}),
+			phase: PhaseCompleted},
+		{name: "rivers' certificate is renewed too", snap: converged(1, 1).
+			set("10.0.0.2", cke.Rivers, cke.ServiceStatus{Running: true, Hash: "h1", CertNotAfter: now.Add(time.Hour)}),
+			phase: PhaseRivers, ops: []string{"start-service rivers on 10.0.0.2"}},
+		{name: "a taint removed from cluster.yml", snap: func() *Snapshot {
+			s := converged(1, 1)
+			n := s.Cluster.Nodes[1]
+			n.Taints = []cke.Taint{{Key: "dedicated", Value: "db", Effect: "NoSchedule"}}
+			k := &s.Kube.Nodes[1]
+			k.Labels, k.Annotations, k.Taints = NodeMetadata(s.Cluster, n)
+			n.Taints = nil
+			return s
+		}(), phase: PhaseK8sMaintain, ops: []string{"update-nodes [10.0.0.2]"}},
+		{name: "the kubelet's own labels and another's taint are no difference", snap: func() *Snapshot {
+			s := converged(1, 1)
+			s.Kube.Nodes[1].Labels["beta.kubernetes.io/os"] = "linux"
+			s.Kube.Nodes[1].Taints = append(s.Kube.Nodes[1].Taints, cke.Taint{Key: "node.kubernetes.io/unreachable", Effect: "NoExecute"})
+			return s
+		}(), phase: PhaseCompleted},
+		{name: "a node not registered yet is no reason to update", snap: func() *Snapshot {
+			s := converged(1, 1)
+			s.Kube.Nodes = s.Kube.Nodes[:1]
+			return s
+		}(), phase: PhaseCompleted},
+		{name: "a resource removed from the wanted set is not applied", snap: func() *Snapshot {
+			s := converged(1, 0)
+			delete(s.WantResources, "dns")
+			return s
+		}(), phase: PhaseCompleted},
+		{name: "an unreachable former node is forgotten all the same", snap: func() *Snapshot {
+			s := converged(1, 2)
+			s.Cluster.Nodes = s.Cluster.Nodes[:2]
+			s.Kube.Nodes = s.Kube.Nodes[:2]
+			s.Former = []string{"10.0.0.3"}
+			return s.down("10.0.0.3")
+		}(), phase: PhaseForget, ops: []string{"forget-nodes on 10.0.0.3"}},
+
 		// Clean-up.
 		{name: "a demoted node's control-plane components stop", snap: func() *Snapshot {
 			s := converged(2, 0)
