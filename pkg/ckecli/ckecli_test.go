@@ -178,7 +178,6 @@ func TestConstraints(t *testing.T) {
 		{"unknown name", []string{"workers", "1"}, `unknown constraint "workers"`},
 		{"not a number", []string{"maximum-workers", "x"}, "not an integer"},
 		{"out of range", []string{"minimum-workers-rate", "101"}, "a percentage"},
-		{"breaks the stored cluster", []string{"control-plane-count", "3"}, "the stored cluster.yml would break"},
 		{"one argument", []string{"maximum-workers"}, "takes 2 argument(s)"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -189,6 +188,15 @@ func TestConstraints(t *testing.T) {
 	}
 	// Nothing of the refused changes was stored.
 	if c, _ := e.st.GetConstraints(context.Background()); *c != (cke.Constraints{ControlPlaneCount: 1, MinimumWorkersRate: 90, MaximumWorkers: 1}) {
+		t.Errorf("constraints now %+v", c)
+	}
+	// A constraint the stored cluster.yml breaks is stored with a warning:
+	// the number of control planes changes constraint first.
+	r := e.run("", "constraints", "set", "control-plane-count", "3")
+	if r.code != ExitOK || !strings.Contains(r.stderr, "the stored cluster.yml breaks the new constraints") {
+		t.Errorf("constraints set control-plane-count 3: %+v", r)
+	}
+	if c, _ := e.st.GetConstraints(context.Background()); c.ControlPlaneCount != 3 {
 		t.Errorf("constraints now %+v", c)
 	}
 }

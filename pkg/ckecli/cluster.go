@@ -136,10 +136,12 @@ Constraints:
 	}
 	set := &cobra.Command{
 		Use:   "set NAME VALUE",
-		Short: "change one constraint (refused if the stored cluster.yml would break it)",
+		Short: "change one constraint",
 		Long: `set changes one constraint. It is refused (exit code 2, nothing stored) when
-the value is out of range or the stored cluster.yml would break the new
-constraints: change cluster.yml first.
+the value is out of range. When the stored cluster.yml breaks the new
+constraints, set says so: the engine then does nothing until a cluster.yml
+that satisfies them is set. That is how the number of control planes
+changes: first control-plane-count, then cluster.yml.
 
 Constraints:
 ` + constraintsHelp(),
@@ -175,11 +177,19 @@ Constraints:
 				if err := cur.Validate(); err != nil {
 					return &invalidError{what: "constraint " + c.name + " " + args[1] + " is invalid", err: err}
 				}
-				err = st.PutConstraints(ctx, cur)
-				if errors.Is(err, cke.ErrInvalid) {
-					return &invalidError{what: "the stored cluster.yml would break " + c.name + " " + args[1], err: err}
+				if err := st.PutConstraints(ctx, cur); err != nil {
+					return err
 				}
-				return err
+				cluster, err := st.GetCluster(ctx)
+				if errors.Is(err, cke.ErrNotFound) {
+					return nil
+				} else if err != nil {
+					return err
+				}
+				if err := cur.Check(cluster); err != nil {
+					fmt.Fprintf(cmd.ErrOrStderr(), "ckecli: the stored cluster.yml breaks the new constraints: the engine waits for a cluster.yml that satisfies them\n%v\n", err)
+				}
+				return nil
 			})
 		},
 	}
