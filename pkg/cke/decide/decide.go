@@ -236,6 +236,19 @@ func (d decider) etcdWait() ([]Op, string) {
 	if d.Etcd.Healthy() {
 		return nil, ""
 	}
+	// Without a quorum nothing is lost by restarting the members whose
+	// parameters or certificates are outdated: certificates that expired
+	// while no engine ran would otherwise keep the cluster down for good.
+	var stale []*cke.Node
+	for _, n := range d.Cluster.ControlPlanes() {
+		if st := d.Nodes[n.Address]; st != nil && st.EtcdData && st.Services[cke.Etcd].Running {
+			stale = append(stale, n)
+		}
+	}
+	if ops := d.starts(cke.Etcd, stale, false); len(ops) > 0 {
+		ops[0].Reason = "no etcd quorum; " + ops[0].Reason
+		return ops, ""
+	}
 	reason := "no etcd member answers"
 	if d.Etcd.Reachable {
 		reason = "no healthy majority of etcd members"
@@ -382,12 +395,39 @@ func (d decider) membershipChanges(isCP func(string) bool) bool {
 
 // etcdRestarts restarts one outdated etcd member while all are healthy.
 func (d decider) etcdRestarts(cps []*cke.Node) []Op {
-	for _, m := range d.Etcd.Members {
-		if !m.Healthy {
-			return nil
+	voters, healthy := d.Etcd.Voters()
+	var pick string
+	reasons := map[string][]string{}
+	for _, n := range cps {
+		m := d.Etcd.Member(n.Address)
+		why := d.why(n.Address, cke.Etcd)
+		if m == nil || !d.reachable(n.Address) || why == "" {
+			continue
+		}
+		// An unhealthy member (a certificate that expired while nobody
+		// renewed it, say) goes first: restarting it costs nothing. A
+		// healthy one is restarted while a majority stays, or while every
+		// other member is healthy (one or two members: the restart is
+		// unavoidable and brief).
+		left := healthy
+		if m.Healthy {
+			left--
+		}
+		if left <= voters/2 && !(m.Healthy && healthy == voters) {
+			continue
+		}
+		if pick == "" || !m.Healthy {
+			pick = n.Address
+			reasons = map[string][]string{why: {n.Address}}
+			if !m.Healthy {
+				break
+			}
 		}
 	}
-	return d.starts(cke.Etcd, cps, true)
+	if pick == "" {
+		return nil
+	}
+	return []Op{{Kind: StartService, Service: cke.Etcd, Nodes: []string{pick}, Reason: reasonOf(reasons, []string{pick})}}
 }
 
 // k8sMaintain brings the objects in Kubernetes in line: the engine's

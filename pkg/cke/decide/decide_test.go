@@ -294,11 +294,29 @@ func TestDecideOps(t *testing.T) {
 		}(), phase: PhaseEtcdMaintain, ops: []string{"etcd-destroy on 10.0.0.2"}},
 		{name: "outdated etcd restarts one member at a time", snap: converged(3, 0).want(cke.Etcd, "h2", "10.0.0.1", "10.0.0.2", "10.0.0.3"),
 			phase: PhaseEtcdMaintain, ops: []string{"start-service etcd on 10.0.0.1"}},
-		{name: "no etcd restart while a member is unhealthy", snap: func() *Snapshot {
+		{name: "no restart of a healthy member that would lose the majority", snap: func() *Snapshot {
 			s := converged(3, 0).want(cke.Etcd, "h2", "10.0.0.1")
 			s.member("10.0.0.3").Healthy = false
 			return s
 		}(), phase: PhaseCompleted},
+		{name: "an unhealthy outdated member is restarted first", snap: func() *Snapshot {
+			s := converged(3, 0).want(cke.Etcd, "h2", "10.0.0.1", "10.0.0.3")
+			s.member("10.0.0.3").Healthy = false
+			return s
+		}(), phase: PhaseEtcdMaintain, ops: []string{"start-service etcd on 10.0.0.3"}},
+		{name: "a member whose certificate expired is restarted", snap: func() *Snapshot {
+			s := converged(3, 0).set("10.0.0.2", cke.Etcd, cke.ServiceStatus{Running: true, Hash: "h1", CertNotAfter: now.Add(-time.Hour)})
+			s.member("10.0.0.2").Healthy = false
+			return s
+		}(), phase: PhaseEtcdMaintain, ops: []string{"start-service etcd on 10.0.0.2"}},
+		{name: "every certificate expired and no quorum: restart them all", snap: func() *Snapshot {
+			s := converged(3, 0)
+			for _, a := range cpAddrs(s) {
+				s.set(a, cke.Etcd, cke.ServiceStatus{Running: true, Hash: "h1", CertNotAfter: now.Add(-time.Hour)})
+				s.member(a).Healthy = false
+			}
+			return s
+		}(), phase: PhaseEtcdWait, ops: []string{"start-service etcd on 10.0.0.1,10.0.0.2,10.0.0.3"}},
 		{name: "etcd restart for an expiring certificate", snap: converged(1, 0).
 			set("10.0.0.1", cke.Etcd, cke.ServiceStatus{Running: true, Hash: "h1", CertNotAfter: now.Add(time.Minute)}),
 			phase: PhaseEtcdMaintain, ops: []string{"start-service etcd on 10.0.0.1"}},

@@ -105,7 +105,7 @@ func TestHighAvailability(t *testing.T) {
 	// while.
 	wait := time.Until(issued.Add(4*time.Minute - 4*time.Minute/3))
 	probe = d.probe(3, int((wait + 100*time.Second).Seconds()))
-	d.eventually(wait+3*time.Minute, "certificates renewed", func() error {
+	d.eventually(wait+6*time.Minute, "certificates renewed", func() error {
 		// One API server and one etcd member at a time; the kubelets together.
 		api, etcd, kubelet := d.restarts("kube-apiserver", "certificate expires"), d.restarts("etcd", "certificate expires"),
 			d.restarts("kubelet", "certificate expires")
