@@ -96,8 +96,13 @@ func eachNode(ctx context.Context, addrs []string, f func(ctx context.Context, a
 	return errors.Join(errs...)
 }
 
-// poll calls f every interval until it succeeds or timeout passes; the
-// last error is returned.
+// stopPolling is an error that ends poll at once.
+type stopPolling struct{ error }
+
+func (s stopPolling) Unwrap() error { return s.error }
+
+// poll calls f every interval until it succeeds, returns a stopPolling
+// error, or timeout passes; the last error is returned.
 func poll(ctx context.Context, timeout, interval time.Duration, f func(ctx context.Context) error) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -105,6 +110,10 @@ func poll(ctx context.Context, timeout, interval time.Duration, f func(ctx conte
 		err := f(ctx)
 		if err == nil {
 			return nil
+		}
+		var stop stopPolling
+		if errors.As(err, &stop) {
+			return stop.error
 		}
 		select {
 		case <-ctx.Done():

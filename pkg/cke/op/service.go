@@ -200,7 +200,13 @@ func (st *start) wait(ctx context.Context) error {
 				if err != nil {
 					return err
 				}
-				if s := strings.TrimSpace(string(out)); s != "active" {
+				switch s := strings.TrimSpace(string(out)); s {
+				case "active":
+				case "inactive":
+					// Stopped after the restart (by someone else): fail now,
+					// the next decision starts it again.
+					return stopPolling{fmt.Errorf("%s was stopped", unit)}
+				default:
 					return fmt.Errorf("%s is %s", unit, s)
 				}
 				if i == 0 {
