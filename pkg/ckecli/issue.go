@@ -246,7 +246,7 @@ func issueCert(ctx context.Context, vc *vault.Client, ca string, role ckevault.R
 		return nil, fmt.Errorf("read role %s: %w", rolePath, err)
 	}
 	if sec == nil {
-		if _, err := vc.Logical().WriteWithContext(ctx, rolePath, roleData(role)); err != nil {
+		if _, err := vc.Logical().WriteWithContext(ctx, rolePath, ckevault.RoleData(role)); err != nil {
 			return nil, fmt.Errorf("write role %s: %w", rolePath, err)
 		}
 	}
@@ -280,30 +280,4 @@ func issueCert(ctx context.Context, vc *vault.Client, ca string, role ckevault.R
 		certPEM: []byte(cert + "\n"), keyPEM: []byte(key + "\n"), caPEM: []byte(caCert + "\n"),
 		notAfter: parsed.NotAfter,
 	}, nil
-}
-
-// roleData are the parameters of role as ckevault writes them
-// (Session.Issue); keep the two in step.
-func roleData(role ckevault.RoleSpec) map[string]any {
-	secs := func(d time.Duration) string { return fmt.Sprintf("%ds", int64(d/time.Second)) }
-	return map[string]any{
-		"allow_any_name":              true,
-		"allow_ip_sans":               true,
-		"allow_localhost":             true,
-		"allow_wildcard_certificates": false,
-		"enforce_hostnames":           false,
-		"require_cn":                  true,
-		"server_flag":                 role.Server,
-		"client_flag":                 role.Client,
-		"code_signing_flag":           false,
-		"email_protection_flag":       false,
-		"key_type":                    "ec",
-		"key_bits":                    256,
-		"key_usage":                   []string{"DigitalSignature"},
-		"ext_key_usage":               []string{},
-		"organization":                role.Organization,
-		"max_ttl":                     secs(role.MaxTTL),
-		"ttl":                         secs(min(role.MaxTTL, time.Hour)),
-		"no_store":                    true,
-	}
 }

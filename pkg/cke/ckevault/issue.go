@@ -149,7 +149,21 @@ func (s *Session) ensureRole(ctx context.Context, ca string, role RoleSpec) erro
 		}
 		return nil
 	}
-	data := map[string]any{
+	data := RoleData(role)
+	if _, err := s.client.Logical().WriteWithContext(ctx, ca+"/roles/"+role.Name, data); err != nil {
+		return fmt.Errorf("ckevault: write role %s of %s: %w", role.Name, ca, err)
+	}
+	if s.roles[ca] == nil {
+		s.roles[ca] = map[string]RoleSpec{}
+	}
+	s.roles[ca][role.Name] = role
+	return nil
+}
+
+// RoleData are the parameters of the Vault PKI role that issues role's
+// certificates (for whoever writes the role: the engine's session, ckecli).
+func RoleData(role RoleSpec) map[string]any {
+	return map[string]any{
 		"allow_any_name":              true,
 		"allow_ip_sans":               true,
 		"allow_localhost":             true,
@@ -171,14 +185,6 @@ func (s *Session) ensureRole(ctx context.Context, ca string, role RoleSpec) erro
 		// issues many short-lived ones and revokes none.
 		"no_store": true,
 	}
-	if _, err := s.client.Logical().WriteWithContext(ctx, ca+"/roles/"+role.Name, data); err != nil {
-		return fmt.Errorf("ckevault: write role %s of %s: %w", role.Name, ca, err)
-	}
-	if s.roles[ca] == nil {
-		s.roles[ca] = map[string]RoleSpec{}
-	}
-	s.roles[ca][role.Name] = role
-	return nil
 }
 
 func (s *Session) forgetRole(ca, name string) {
