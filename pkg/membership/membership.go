@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log"
 	"log/slog"
 	"net"
@@ -117,13 +116,12 @@ func Start(ctx context.Context, cfg Config, health Health) (*Agent, error) {
 		}
 		ml.AdvertiseAddr, ml.AdvertisePort = ah, ap
 	}
-	logger := log.New(io.Discard, "", 0)
-	ml.Logger = logger
+	ml.Logger = log.New(logWriter{"memberlist"}, "", 0)
 
 	sc := serf.DefaultConfig()
 	sc.NodeName = cfg.NodeName
 	sc.MemberlistConfig = ml
-	sc.Logger = logger
+	sc.Logger = log.New(logWriter{"serf"}, "", 0)
 	if cfg.Profile == "local" {
 		sc.ReapInterval = time.Second
 		sc.ReconnectInterval = time.Second

@@ -50,13 +50,22 @@ func startAgent(t *testing.T, name string, join []string, h Health) (*Agent, con
 	return a, stop
 }
 
-// waitFor polls cond until it holds or 20 s pass.
-func waitFor(t *testing.T, what string, cond func() bool) {
+// detectionTimeout bounds how long the failure detector may take to settle a
+// member's fate. A lost gossip packet (a busy machine) leaves it to the
+// prober: with three members and one already dead nobody can confirm a
+// suspicion, so lifeguard waits its longest suspicion timeout, 6 × 3 s in
+// the local profile, before it declares the member dead (or left, when its
+// leave intent arrived).
+const detectionTimeout = 60 * time.Second
+
+// waitFor polls cond until it holds or detectionTimeout passes; on a
+// timeout it reports what the observer a sees.
+func waitFor(t *testing.T, a *Agent, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(detectionTimeout)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+			t.Fatalf("timed out waiting for %s; members: %+v", what, a.Members())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -78,7 +87,7 @@ func TestMembership(t *testing.T) {
 	_, stopN1 := startAgent(t, "node-1", []string{boot0.Addr()}, n1Health)
 	n2, _ := startAgent(t, "node-2", []string{boot0.Addr()}, &unitList{})
 
-	waitFor(t, "three alive members with health tags", func() bool {
+	waitFor(t, boot0, "three alive members with health tags", func() bool {
 		alive := 0
 		for _, m := range boot0.Members() {
 			if _, ok := m.Tags[TagFailedUnits]; m.Status == "alive" && ok {
@@ -92,24 +101,24 @@ func TestMembership(t *testing.T) {
 	}
 
 	n1Health.set([]string{"kubelet.service", "bird.service"}, nil)
-	waitFor(t, "failed units to reach the boot server", func() bool {
+	waitFor(t, boot0, "failed units to reach the boot server", func() bool {
 		m, _ := member(boot0, "node-1")
 		return m.Tags[TagFailedUnits] == "bird.service,kubelet.service"
 	})
 	n1Health.set(nil, errors.New("systemctl: not found"))
-	waitFor(t, "a failed health check to be published", func() bool {
+	waitFor(t, boot0, "a failed health check to be published", func() bool {
 		m, _ := member(boot0, "node-1")
 		return m.Tags[TagFailedUnits] == CheckFailed
 	})
 
 	n2.Close() // crash: no leave message
-	waitFor(t, "node-2 to be detected as failed", func() bool {
+	waitFor(t, boot0, "node-2 to be detected as failed", func() bool {
 		m, _ := member(boot0, "node-2")
 		return m.Status == "failed"
 	})
 
 	stopN1() // graceful: leaves
-	waitFor(t, "node-1 to have left", func() bool {
+	waitFor(t, boot0, "node-1 to have left", func() bool {
 		m, _ := member(boot0, "node-1")
 		return m.Status == "left"
 	})
