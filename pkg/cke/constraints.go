@@ -19,11 +19,19 @@ type Constraints struct {
 	MinimumWorkersRate int `json:"minimum-workers-rate"`
 	// MaximumWorkers caps the workers; 0 is no cap.
 	MaximumWorkers int `json:"maximum-workers,omitempty"`
+	// WaitSecondsToReplaceControlPlane is how long the sabakan integration
+	// lets a control plane be unreachable or unhealthy (a reboot, a
+	// flapping link) before it replaces it with a healthy machine.
+	WaitSecondsToReplaceControlPlane int `json:"wait-seconds-to-replace-control-plane"`
+	// WaitSecondsToRemoveRetired is how long a worker stays in the cluster
+	// after its machine was retired.
+	WaitSecondsToRemoveRetired int `json:"wait-seconds-to-remove-retired"`
 }
 
 // DefaultConstraints are used until an operator sets others.
 func DefaultConstraints() *Constraints {
-	return &Constraints{ControlPlaneCount: 1, MinimumWorkersRate: 80}
+	return &Constraints{ControlPlaneCount: 1, MinimumWorkersRate: 80,
+		WaitSecondsToReplaceControlPlane: 300, WaitSecondsToRemoveRetired: 300}
 }
 
 // ParseConstraints reads constraints (YAML or JSON, unknown fields refused)
@@ -47,6 +55,12 @@ func (c *Constraints) Validate() error {
 	}
 	if c.MaximumWorkers < 0 {
 		errs = append(errs, fmt.Errorf("maximum-workers %d: not negative", c.MaximumWorkers))
+	}
+	if c.WaitSecondsToReplaceControlPlane < 0 {
+		errs = append(errs, fmt.Errorf("wait-seconds-to-replace-control-plane %d: not negative", c.WaitSecondsToReplaceControlPlane))
+	}
+	if c.WaitSecondsToRemoveRetired < 0 {
+		errs = append(errs, fmt.Errorf("wait-seconds-to-remove-retired %d: not negative", c.WaitSecondsToRemoveRetired))
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("%w constraints: %w", ErrInvalid, errors.Join(errs...))

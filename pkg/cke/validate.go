@@ -73,7 +73,7 @@ func (c *Cluster) Validate() error {
 			controlPlanes++
 		}
 		for k, v := range n.Labels {
-			if err := validateLabel(k, v); err != nil {
+			if err := ValidateLabel(k, v); err != nil {
 				bad("%s.labels: %v", where, err)
 			}
 		}
@@ -140,7 +140,8 @@ func (t Taint) validate() error {
 	return fmt.Errorf("effect %q: must be NoSchedule, PreferNoSchedule or NoExecute", t.Effect)
 }
 
-func validateLabel(k, v string) error {
+// ValidateLabel checks a Kubernetes label: a qualified key and a value.
+func ValidateLabel(k, v string) error {
 	if !qualifiedName(k) {
 		return fmt.Errorf("key %q: not a qualified name", k)
 	}

@@ -154,15 +154,23 @@ func TestCluster(t *testing.T) {
 
 func TestConstraints(t *testing.T) {
 	e := newEnv(t)
-	want := "control-plane-count   1\nminimum-workers-rate  80\nmaximum-workers       0\n"
+	want := `control-plane-count                    1
+minimum-workers-rate                   80
+maximum-workers                        0
+wait-seconds-to-replace-control-plane  300
+wait-seconds-to-remove-retired         300
+`
 	if out := e.ok("", "constraints", "show"); out != want {
 		t.Errorf("defaults:\n%s\nwant\n%s", out, want)
 	}
 	e.ok("", "constraints", "set", "maximum-workers", "1")
 	e.ok("", "constraints", "set", "minimum-workers-rate", "90")
+	e.ok("", "constraints", "set", "wait-seconds-to-replace-control-plane", "60")
+	want2 := cke.Constraints{ControlPlaneCount: 1, MinimumWorkersRate: 90, MaximumWorkers: 1,
+		WaitSecondsToReplaceControlPlane: 60, WaitSecondsToRemoveRetired: 300}
 	var c cke.Constraints
 	if err := json.Unmarshal([]byte(e.ok("", "constraints", "show", "-o", "json")), &c); err != nil ||
-		c != (cke.Constraints{ControlPlaneCount: 1, MinimumWorkersRate: 90, MaximumWorkers: 1}) {
+		c != want2 {
 		t.Errorf("show -o json: %+v, %v", c, err)
 	}
 	if out := e.ok("", "constraints", "show", "-o", "yaml"); !strings.Contains(out, "maximum-workers: 1\n") {
@@ -187,7 +195,7 @@ func TestConstraints(t *testing.T) {
 		})
 	}
 	// Nothing of the refused changes was stored.
-	if c, _ := e.st.GetConstraints(context.Background()); *c != (cke.Constraints{ControlPlaneCount: 1, MinimumWorkersRate: 90, MaximumWorkers: 1}) {
+	if c, _ := e.st.GetConstraints(context.Background()); *c != want2 {
 		t.Errorf("constraints now %+v", c)
 	}
 	// A constraint the stored cluster.yml breaks is stored with a warning:

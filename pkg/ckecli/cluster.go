@@ -101,16 +101,20 @@ type constraint struct {
 var constraints = []constraint{
 	{"control-plane-count", "the number of control planes cluster.yml must have (default 1)",
 		func(c *cke.Constraints) *int { return &c.ControlPlaneCount }},
-	{"minimum-workers-rate", "percentage of the workers the sabakan integration keeps when it retires nodes (default 80)",
+	{"minimum-workers-rate", "the sabakan integration removes a retired worker only while the workers stay at least this percentage of the machines (default 80)",
 		func(c *cke.Constraints) *int { return &c.MinimumWorkersRate }},
 	{"maximum-workers", "the most workers cluster.yml may have; 0 for no limit (default 0)",
 		func(c *cke.Constraints) *int { return &c.MaximumWorkers }},
+	{"wait-seconds-to-replace-control-plane", "how long the sabakan integration lets a control plane be unreachable or unhealthy before it replaces it (default 300)",
+		func(c *cke.Constraints) *int { return &c.WaitSecondsToReplaceControlPlane }},
+	{"wait-seconds-to-remove-retired", "how long the sabakan integration keeps a retired worker in the cluster (default 300)",
+		func(c *cke.Constraints) *int { return &c.WaitSecondsToRemoveRetired }},
 }
 
 func constraintsHelp() string {
 	var b strings.Builder
 	for _, c := range constraints {
-		fmt.Fprintf(&b, "  %-22s %s\n", c.name, c.help)
+		fmt.Fprintf(&b, "  %s\n      %s\n", c.name, c.help)
 	}
 	return b.String()
 }
