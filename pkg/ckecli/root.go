@@ -15,7 +15,8 @@
 // resources; state.go leader, status and history; vault.go vault init
 // and ssh-pubkey, ca get, InitVault (also run by neco setup) and the
 // operator's Vault client; issue.go kubernetes issue and etcd issue;
-// misc.go ssh forget and images. cmd/ckecli only calls NewRootCommand.
+// misc.go ssh forget and images; sabakan.go the sabakan integration's
+// settings. cmd/ckecli only calls NewRootCommand.
 package ckecli
 
 import (
@@ -110,6 +111,7 @@ token: VAULT_TOKEN, or the file ~/.vault-token that vault login writes.
 		newKubernetesCommand(o),
 		newEtcdCommand(o),
 		newSSHCommand(o),
+		newSabakanCommand(o),
 		newImagesCommand(),
 	)
 	root.SilenceUsage = true

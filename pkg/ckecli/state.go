@@ -154,6 +154,22 @@ func printStatus(w io.Writer, r *statusReport, now time.Time) error {
 		}
 		fmt.Fprintln(w)
 	}
+	if sr := r.Sabakan; sr != nil {
+		switch {
+		case sr.Error != "":
+			fmt.Fprintf(w, "sabakan integration: failed: %s\n", sr.Error)
+		case len(sr.Changes) > 0:
+			fmt.Fprintf(w, "sabakan integration: %d machines; updated cluster.yml:\n", sr.Machines)
+			for _, c := range sr.Changes {
+				fmt.Fprintf(w, "  %s\n", c)
+			}
+		default:
+			fmt.Fprintf(w, "sabakan integration: %d machines; cluster.yml is up to date\n", sr.Machines)
+		}
+		for _, wn := range sr.Warnings {
+			fmt.Fprintf(w, "  warning: %s\n", wn)
+		}
+	}
 	return nil
 }
 

@@ -41,6 +41,9 @@ const (
 	// ForgetNodes stops every service on Nodes, which left cluster.yml,
 	// and forgets them.
 	ForgetNodes Kind = "forget-nodes"
+	// UpdateCluster is the sabakan integration storing a new cluster.yml
+	// (Nodes, for Reason); DecideOps never returns it.
+	UpdateCluster Kind = "update-cluster"
 )
 
 // Op is one operation: what to do, where, and why.
@@ -93,4 +96,7 @@ const (
 	PhaseStopCP        Phase = "stop-control-plane"
 	PhaseForget        Phase = "forget-nodes"
 	PhaseCompleted     Phase = "completed"
+	// PhaseSabakan is the sabakan integration's, which runs when the
+	// cluster is complete (or has no valid cluster.yml).
+	PhaseSabakan Phase = "sabakan-integration"
 )

@@ -16,6 +16,7 @@ type metrics struct {
 	duration      prometheus.Histogram
 	phase         *prometheus.GaugeVec
 	nodes         *prometheus.GaugeVec
+	sabakan       *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -34,13 +35,15 @@ func newMetrics() *metrics {
 			Help: "1 for the phase of the last decision."}, []string{"phase"}),
 		nodes: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "cke", Name: "nodes",
 			Help: "Nodes of the cluster by reachability."}, []string{"reachable"}),
+		sabakan: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "cke", Name: "sabakan_integrations_total",
+			Help: "Runs of the sabakan integration, by result (updated, unchanged, error)."}, []string{"result"}),
 	}
 }
 
 // Register adds the engine's metrics to reg.
 func (s *Server) Register(reg prometheus.Registerer) {
 	m := s.metrics
-	reg.MustRegister(m.leader, m.operations, m.reconciles, m.lastReconcile, m.duration, m.phase, m.nodes)
+	reg.MustRegister(m.leader, m.operations, m.reconciles, m.lastReconcile, m.duration, m.phase, m.nodes, m.sabakan)
 }
 
 func (m *metrics) reconciled(started time.Time, err error) {

@@ -51,13 +51,16 @@ func (ld *leader) reconcile(ctx context.Context) (bool, error) {
 	}
 	c := cfg.Cluster
 	if c == nil {
-		ld.putStatus(ctx, ld.l, &storage.Status{Waiting: "no cluster.yml: set one with ckecli cluster set"})
-		return false, nil
+		did, report, err := ld.integrateSabakan(ctx, cfg)
+		ld.putStatus(ctx, ld.l, &storage.Status{Waiting: "no cluster.yml: set one with ckecli cluster set or enable the sabakan integration", Sabakan: report})
+		return did, err
 	}
 	if err := errors.Join(c.Validate(), cfg.Constraints.Check(c)); err != nil {
-		// Stored before a constraint changed, or by hand: refuse to act.
-		ld.putStatus(ctx, ld.l, &storage.Status{Error: err.Error()})
-		return false, nil
+		// Stored before a constraint changed, or by hand: refuse to act
+		// on it; the sabakan integration may generate a good one.
+		did, report, ierr := ld.integrateSabakan(ctx, cfg)
+		ld.putStatus(ctx, ld.l, &storage.Status{Error: err.Error(), Sabakan: report})
+		return did, ierr
 	}
 
 	// Remember every node before touching it, so that a node that leaves
@@ -130,10 +133,15 @@ func (ld *leader) reconcile(ctx context.Context) (bool, error) {
 	}
 	ld.metrics.nodes.WithLabelValues("true").Set(float64(reach))
 	ld.metrics.nodes.WithLabelValues("false").Set(float64(len(snap.Nodes) - reach))
-	ld.putStatus(ctx, ld.l, &storage.Status{Phase: res.Phase, Ops: res.Ops, Waiting: res.Waiting, Nodes: reachable})
 	if len(res.Ops) == 0 {
-		return false, nil
+		// Nothing to do: the cluster is as declared (or waits for
+		// something only time or an operator mends). Now the sabakan
+		// integration may change the declaration.
+		did, report, err := ld.integrateSabakan(ctx, cfg)
+		ld.putStatus(ctx, ld.l, &storage.Status{Phase: res.Phase, Waiting: res.Waiting, Nodes: reachable, Sabakan: report})
+		return did, err
 	}
+	ld.putStatus(ctx, ld.l, &storage.Status{Phase: res.Phase, Ops: res.Ops, Waiting: res.Waiting, Nodes: reachable})
 	for _, o := range res.Ops {
 		if err := ld.run(ctx, env, res.Phase, o); err != nil {
 			return true, err

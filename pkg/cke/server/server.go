@@ -202,6 +202,7 @@ func (s *Server) watch(ctx context.Context) <-chan struct{} {
 		s.storage.Client().Watch(ctx, storage.KeyCluster),
 		s.storage.Client().Watch(ctx, storage.KeyConstraints),
 		s.storage.Client().Watch(ctx, storage.PrefixResources, clientv3.WithPrefix()),
+		s.storage.Client().Watch(ctx, storage.PrefixSabakan, clientv3.WithPrefix()),
 	} {
 		go func() {
 			for range w {

@@ -30,6 +30,15 @@ const (
 	PrefixHostKeys = "ssh-host-keys/"
 	// PrefixCA + name holds a CA certificate (PEM) copied from Vault.
 	PrefixCA = "ca/"
+	// PrefixSabakan holds the sabakan integration's settings.
+	PrefixSabakan = "sabakan/"
+	// KeySabakanURL is sabakan's base URL for the sabakan integration.
+	KeySabakanURL = "sabakan/url"
+	// KeySabakanTemplate is the cluster.yml template the integration
+	// generates cluster.yml from.
+	KeySabakanTemplate = "sabakan/template"
+	// KeySabakanDisabled exists while the integration is disabled.
+	KeySabakanDisabled = "sabakan/disabled"
 	// LeaderElection is the engine's election prefix.
 	LeaderElection = "leader"
 )

@@ -50,9 +50,25 @@ type Config struct {
 	// Resources are the users' resources by key (kind/namespace/name).
 	Resources map[string][]byte
 	// Managed are the addresses the engine has run services on.
-	Managed  []string
-	Revision int64
+	Managed []string
+	// Sabakan are the sabakan integration's settings.
+	Sabakan SabakanSettings
+	// ClusterRevision and ConstraintsRevision are the keys' modification
+	// revisions (0 when unset), for guarded writes.
+	ClusterRevision, ConstraintsRevision int64
+	Revision                             int64
 }
+
+// SabakanSettings configure the sabakan integration.
+type SabakanSettings struct {
+	URL      string       `json:"url,omitempty"`
+	Template *cke.Cluster `json:"template,omitempty"`
+	Disabled bool         `json:"disabled"`
+}
+
+// Enabled reports whether the integration runs: a URL and a template set,
+// and not disabled.
+func (s SabakanSettings) Enabled() bool { return s.URL != "" && s.Template != nil && !s.Disabled }
 
 // ReadConfig reads cluster.yml, constraints, resources and the managed
 // nodes in one transaction.
@@ -60,6 +76,7 @@ func (s *Storage) ReadConfig(ctx context.Context) (*Config, error) {
 	resp, err := s.client.Txn(ctx).Then(
 		clientv3.OpGet(KeyCluster), clientv3.OpGet(KeyConstraints),
 		clientv3.OpGet(PrefixResources, clientv3.WithPrefix()), clientv3.OpGet(KeyManaged),
+		clientv3.OpGet(KeySabakanURL), clientv3.OpGet(KeySabakanTemplate), clientv3.OpGet(KeySabakanDisabled),
 	).Commit()
 	if err != nil {
 		return nil, fmt.Errorf("storage: read config: %w", err)
@@ -70,11 +87,13 @@ func (s *Storage) ReadConfig(ctx context.Context) (*Config, error) {
 		if err := json.Unmarshal(kvs[0].Value, cfg.Cluster); err != nil {
 			return nil, fmt.Errorf("storage: %s: %w", KeyCluster, err)
 		}
+		cfg.ClusterRevision = kvs[0].ModRevision
 	}
 	if kvs := resp.Responses[1].GetResponseRange().Kvs; len(kvs) > 0 {
 		if err := json.Unmarshal(kvs[0].Value, cfg.Constraints); err != nil {
 			return nil, fmt.Errorf("storage: %s: %w", KeyConstraints, err)
 		}
+		cfg.ConstraintsRevision = kvs[0].ModRevision
 	}
 	for _, kv := range resp.Responses[2].GetResponseRange().Kvs {
 		cfg.Resources[string(kv.Key[len(PrefixResources):])] = kv.Value
@@ -84,6 +103,16 @@ func (s *Storage) ReadConfig(ctx context.Context) (*Config, error) {
 			return nil, fmt.Errorf("storage: %s: %w", KeyManaged, err)
 		}
 	}
+	if kvs := resp.Responses[4].GetResponseRange().Kvs; len(kvs) > 0 {
+		cfg.Sabakan.URL = string(kvs[0].Value)
+	}
+	if kvs := resp.Responses[5].GetResponseRange().Kvs; len(kvs) > 0 {
+		cfg.Sabakan.Template = new(cke.Cluster)
+		if err := json.Unmarshal(kvs[0].Value, cfg.Sabakan.Template); err != nil {
+			return nil, fmt.Errorf("storage: %s: %w", KeySabakanTemplate, err)
+		}
+	}
+	cfg.Sabakan.Disabled = len(resp.Responses[6].GetResponseRange().Kvs) > 0
 	return cfg, nil
 }
 
@@ -315,7 +344,19 @@ type Status struct {
 	Waiting string          `json:"waiting,omitempty"`
 	Nodes   map[string]bool `json:"nodes_reachable,omitempty"`
 	Error   string          `json:"error,omitempty"`
+	// Sabakan is the sabakan integration's last run, when it is enabled.
+	Sabakan *SabakanReport `json:"sabakan,omitempty"`
 	Time    time.Time       `json:"time"`
+}
+
+// SabakanReport is what one run of the sabakan integration did.
+type SabakanReport struct {
+	// Machines is how many machines sabakan listed.
+	Machines int      `json:"machines"`
+	Changes  []string `json:"changes,omitempty"`
+	Warnings []string `json:"warnings,omitempty"`
+	// Error says why no cluster.yml could be generated.
+	Error string `json:"error,omitempty"`
 }
 
 // PutStatus records the leader's decision.
