@@ -346,7 +346,7 @@ type Status struct {
 	Error   string          `json:"error,omitempty"`
 	// Sabakan is the sabakan integration's last run, when it is enabled.
 	Sabakan *SabakanReport `json:"sabakan,omitempty"`
-	Time    time.Time       `json:"time"`
+	Time    time.Time      `json:"time"`
 }
 
 // SabakanReport is what one run of the sabakan integration did.
