@@ -10,6 +10,7 @@ import (
 	"log/slog"
 
 	"github.com/openneco/neco/pkg/bootserver"
+	ckestorage "github.com/openneco/neco/pkg/cke/storage"
 	"github.com/openneco/neco/pkg/daemon"
 	"github.com/openneco/neco/pkg/deb"
 	"github.com/openneco/neco/pkg/etcdutil"
@@ -48,6 +49,14 @@ func main() {
 		}
 		defer client.Close()
 		st := storage.New(client)
+		ckeCfg := *cfg
+		ckeCfg.Prefix = ckestorage.DefaultPrefix
+		ckeClient, err := etcdutil.New(&ckeCfg)
+		if err != nil {
+			return err
+		}
+		defer ckeClient.Close()
+		bs.CKE = ckestorage.New(ckeClient)
 
 		reg := daemon.NewRegistry()
 		health := func(ctx context.Context) error { _, err := st.Snapshot(ctx); return err }

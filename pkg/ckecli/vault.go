@@ -207,7 +207,13 @@ func InitVault(ctx context.Context, root *vault.Client, st *storage.Storage, o V
 			return err
 		}
 	}
-	return nil
+	// The nodes' set-up (their Ignition, made by neco-worker) takes the
+	// public key from etcd.
+	key, err := sshAuthorizedKey(ctx, root)
+	if err != nil {
+		return err
+	}
+	return st.PutSSHPublicKey(ctx, key)
 }
 
 func loginConfig(c *storage.VaultConfig) ckevault.LoginConfig {

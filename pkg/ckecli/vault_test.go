@@ -102,8 +102,13 @@ func TestVault(t *testing.T) {
 	})
 
 	t.Run("ssh-pubkey", func(t *testing.T) {
-		if out := e.ok("", "vault", "ssh-pubkey"); !strings.HasPrefix(out, "ssh-ed25519 ") || !strings.HasSuffix(out, " cke\n") {
+		out := e.ok("", "vault", "ssh-pubkey")
+		if !strings.HasPrefix(out, "ssh-ed25519 ") || !strings.HasSuffix(out, " cke\n") {
 			t.Errorf("ssh-pubkey: %q", out)
+		}
+		// vault init copied it to etcd for the nodes' set-up.
+		if key, err := e.st.GetSSHPublicKey(context.Background()); err != nil || key+"\n" != out {
+			t.Errorf("the key in etcd: %q, %v", key, err)
 		}
 	})
 

@@ -13,6 +13,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/openneco/neco/pkg/bootserver"
+	ckestorage "github.com/openneco/neco/pkg/cke/storage"
 	"github.com/openneco/neco/pkg/etcdutil"
 	"github.com/openneco/neco/pkg/neco/storage"
 	"github.com/openneco/neco/pkg/services"
@@ -112,6 +113,11 @@ func (b *bootOptions) loadLocal() (*local, error) {
 // etcd connects as root with this server's certificate, scoped to /neco/.
 func (l *local) etcd() (*clientv3.Client, error) {
 	return etcdutil.New(bootserver.EtcdConfig(l.cluster, l.servers, l.paths, storage.DefaultPrefix))
+}
+
+// ckeEtcd connects to the Kubernetes engine's keys (/cke/).
+func (l *local) ckeEtcd() (*clientv3.Client, error) {
+	return etcdutil.New(bootserver.EtcdConfig(l.cluster, l.servers, l.paths, ckestorage.DefaultPrefix))
 }
 
 // connect loads this boot server's setup and connects to etcd with it.

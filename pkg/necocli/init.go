@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/openneco/neco/pkg/bootserver"
+	ckestorage "github.com/openneco/neco/pkg/cke/storage"
 	"github.com/openneco/neco/pkg/cli"
 	"github.com/openneco/neco/pkg/neco/storage"
 	"github.com/openneco/neco/pkg/sabakan"
@@ -174,11 +175,12 @@ configuration cannot change once machines are registered.`,
 			}
 			if len(c.Ignitions) > 0 {
 				// The same metadata as the worker's uploads: the nodes'
-				// registries are this data center's boot servers. Off a
+				// registries are this data center's boot servers, the engine's
+				// SSH key from its etcd keys. Off a
 				// boot server, templates that need it are refused by
 				// sabakan with the missing key's name.
 				if c.Meta, err = ignitionMeta(ctx, b); err != nil {
-					fmt.Fprintf(cmd.ErrOrStderr(), "Ignition templates uploaded without the registries' metadata: %v\n", err)
+					fmt.Fprintf(cmd.ErrOrStderr(), "Ignition templates uploaded without the boot servers' metadata (registries, the Kubernetes engine's SSH key): %v\n", err)
 				}
 			}
 			if err := (worker.SabakanUploader{Client: sc}).Upload(ctx, c); err != nil {
@@ -205,7 +207,12 @@ func ignitionMeta(ctx context.Context, b *bootOptions) (map[string]any, error) {
 		return nil, fmt.Errorf("the Ignition templates need the boot servers' registries: %w", err)
 	}
 	defer client.Close()
-	return worker.IgnitionMeta(ctx, storage.New(client), l.cluster, l.paths.ServerCA, bootserver.RegistryPort)
+	ckeClient, err := l.ckeEtcd()
+	if err != nil {
+		return nil, err
+	}
+	defer ckeClient.Close()
+	return worker.IgnitionMeta(ctx, storage.New(client), ckestorage.New(ckeClient), l.cluster, l.paths.ServerCA, bootserver.RegistryPort)
 }
 
 // uploadIPAM sets the IPAM configuration; an identical configuration

@@ -10,6 +10,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/openneco/neco/pkg/bootserver"
+	ckestorage "github.com/openneco/neco/pkg/cke/storage"
 	sabakanclient "github.com/openneco/neco/pkg/sabakan/client"
 	"github.com/openneco/neco/pkg/services"
 )
@@ -44,6 +45,9 @@ type BootServerConfig struct {
 	RegistryHealthURL string
 	// Services restarts and inspects units (default: systemd).
 	Services ServiceManager
+	// CKE is the Kubernetes engine's storage (/cke/), which has the
+	// engine's SSH key for the nodes' Ignition.
+	CKE *ckestorage.Storage
 }
 
 // BootServerSteps are the update steps of a boot server, in order: etcd
@@ -109,7 +113,7 @@ func BootServerSteps(client *clientv3.Client, cfg BootServerConfig) ([]Step, err
 		// nodes are told of the release.
 		RegistryImagesStep(filepath.Join(cfg.ShareDir, "registry"), bootserver.RegistryWriteAddr),
 		SabakanContentsStep(cfg.ShareDir, SabakanUploader{Client: sc}, func(ctx context.Context, e *StepEnv) (map[string]any, error) {
-			return IgnitionMeta(ctx, e.Storage, cluster, paths.ServerCA, bootserver.RegistryPort)
+			return IgnitionMeta(ctx, e.Storage, cfg.CKE, cluster, paths.ServerCA, bootserver.RegistryPort)
 		}),
 		FinalStep(),
 	}, nil

@@ -9,6 +9,7 @@ import (
 	"strconv"
 
 	"github.com/openneco/neco/pkg/bootserver"
+	ckestorage "github.com/openneco/neco/pkg/cke/storage"
 	"github.com/openneco/neco/pkg/neco/storage"
 )
 
@@ -20,6 +21,9 @@ const (
 	// MetaRegistryCA is the PEM of the CA that signs the registries'
 	// certificates (the boot servers' server CA).
 	MetaRegistryCA = "registry_ca"
+	// MetaCKESSHKey is the Kubernetes engine's SSH public key (an
+	// authorized_keys line): the engine reaches the nodes as root with it.
+	MetaCKESSHKey = "cke_ssh_key"
 )
 
 // RegistryMirrors is host:port of the registry of each of lrns (sorted),
@@ -39,9 +43,10 @@ func RegistryMirrors(cluster *bootserver.Cluster, lrns []int, port int) ([]strin
 
 // IgnitionMeta is the metadata a release's Ignition templates are uploaded
 // with: the registries of every registered boot server and their CA
-// (caFile). A boot server registered later is in the next release's
-// templates; until then nodes pull from the others.
-func IgnitionMeta(ctx context.Context, st *storage.Storage, cluster *bootserver.Cluster, caFile string, port int) (map[string]any, error) {
+// (caFile), and the Kubernetes engine's SSH public key (from cke, which
+// neco setup's ckecli vault init fills). A boot server registered later is
+// in the next release's templates; until then nodes pull from the others.
+func IgnitionMeta(ctx context.Context, st *storage.Storage, cke *ckestorage.Storage, cluster *bootserver.Cluster, caFile string, port int) (map[string]any, error) {
 	servers, err := st.BootServerValues(ctx)
 	if err != nil {
 		return nil, err
@@ -61,9 +66,13 @@ func IgnitionMeta(ctx context.Context, st *storage.Storage, cluster *bootserver.
 	if err != nil {
 		return nil, fmt.Errorf("the registries' CA: %w", err)
 	}
+	key, err := cke.GetSSHPublicKey(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("the Kubernetes engine's SSH key for the nodes: %w", err)
+	}
 	regs := make([]any, len(mirrors))
 	for i, m := range mirrors {
 		regs[i] = m
 	}
-	return map[string]any{MetaRegistries: regs, MetaRegistryCA: string(ca)}, nil
+	return map[string]any{MetaRegistries: regs, MetaRegistryCA: string(ca), MetaCKESSHKey: key}, nil
 }

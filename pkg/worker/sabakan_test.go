@@ -82,7 +82,7 @@ func TestSabakanUploader(t *testing.T) {
 	if len(c.Images) != 1 || len(c.Assets) != 1 || len(c.Ignitions) == 0 || c.DHCP == "" {
 		t.Fatalf("scanned %+v", c)
 	}
-	c.Meta = map[string]any{worker.MetaRegistries: []any{"10.0.0.1:5000"}, worker.MetaRegistryCA: "ca"}
+	c.Meta = map[string]any{worker.MetaRegistries: []any{"10.0.0.1:5000"}, worker.MetaRegistryCA: "ca", worker.MetaCKESSHKey: "ssh-ed25519 AAAA cke"}
 	up := worker.SabakanUploader{Client: sc}
 	for i := range 2 { // the second run finds everything there
 		if err := up.Upload(ctx, c); err != nil {

@@ -30,6 +30,9 @@ const (
 	PrefixHostKeys = "ssh-host-keys/"
 	// PrefixCA + name holds a CA certificate (PEM) copied from Vault.
 	PrefixCA = "ca/"
+	// KeySSHPublicKey is the engine's SSH public key (an authorized_keys
+	// line), copied from Vault by ckecli vault init for the nodes' set-up.
+	KeySSHPublicKey = "ssh-public-key"
 	// PrefixSabakan holds the sabakan integration's settings.
 	PrefixSabakan = "sabakan/"
 	// KeySabakanURL is sabakan's base URL for the sabakan integration.

@@ -244,6 +244,27 @@ func (s *Storage) GetVaultConfig(ctx context.Context) (*VaultConfig, error) {
 	return &c, nil
 }
 
+// PutSSHPublicKey stores the engine's SSH public key.
+func (s *Storage) PutSSHPublicKey(ctx context.Context, key string) error {
+	if _, err := s.client.Put(ctx, KeySSHPublicKey, key); err != nil {
+		return fmt.Errorf("storage: put %s: %w", KeySSHPublicKey, err)
+	}
+	return nil
+}
+
+// GetSSHPublicKey returns the engine's SSH public key, or cke.ErrNotFound
+// before ckecli vault init.
+func (s *Storage) GetSSHPublicKey(ctx context.Context) (string, error) {
+	resp, err := s.client.Get(ctx, KeySSHPublicKey)
+	if err != nil {
+		return "", fmt.Errorf("storage: get %s: %w", KeySSHPublicKey, err)
+	}
+	if len(resp.Kvs) == 0 {
+		return "", fmt.Errorf("storage: %s: %w (run ckecli vault init)", KeySSHPublicKey, cke.ErrNotFound)
+	}
+	return string(resp.Kvs[0].Value), nil
+}
+
 // PutCA stores a CA certificate under name.
 func (s *Storage) PutCA(ctx context.Context, name string, pem []byte) error {
 	if _, err := s.client.Put(ctx, PrefixCA+name, string(pem)); err != nil {

@@ -29,6 +29,7 @@ func TestShippedTemplates(t *testing.T) {
 			tmpl, err := Build(site, map[string]any{
 				"registries":  []any{"10.72.48.0:5000", "10.72.48.1:5000"},
 				"registry_ca": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+				"cke_ssh_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKeyKeyKeyKeyKeyKeyKeyKeyKeyKeyKeyKeyKeyKeyK cke",
 			})
 			if err != nil {
 				t.Fatal(err)
@@ -56,6 +57,18 @@ func TestShippedTemplates(t *testing.T) {
 			}
 			if files["/opt/neco/bin/bgp-node-agent"] != urls.HTTP+"/api/v1/assets/bgp-node-agent" {
 				t.Errorf("agent binary from %q", files["/opt/neco/bin/bgp-node-agent"])
+			}
+			// The engine reaches the node as root with its key.
+			var rootKeys []string
+			for _, u := range cfg.Passwd.Users {
+				if u.Name == "root" {
+					for _, k := range u.SSHAuthorizedKeys {
+						rootKeys = append(rootKeys, string(k))
+					}
+				}
+			}
+			if len(rootKeys) != 1 || !strings.HasSuffix(rootKeys[0], " cke") {
+				t.Errorf("root's SSH keys: %q", rootKeys)
 			}
 			if files["/etc/hostname"] != m.Spec.Serial+"\n" || files["/etc/neco/role"] != role+"\n" {
 				t.Errorf("hostname %q role %q", files["/etc/hostname"], files["/etc/neco/role"])
