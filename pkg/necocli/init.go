@@ -116,7 +116,8 @@ once first.`,
 }
 
 func newInitDataCommand(g *globalOptions) *cobra.Command {
-	var sabakanURL, ipam, dhcp, contents, ver string
+	var sabakanURL, ipam, dhcp, contents, ver, ckeTemplate string
+	var controlPlanes int
 	b := &bootOptions{g: g}
 	cmd := &cobra.Command{
 		Use:   "init-data",
@@ -130,6 +131,11 @@ boot contents in --contents, laid out as in the package's /usr/share/neco:
   ignitions/roles/<role>/  Ignition template trees, uploaded as <role>/<version>
   dhcp.json                DHCP configuration (when --dhcp is not given)
 
+With --cke-template, the Kubernetes engine builds its cluster from sabakan:
+init-data stores the cluster.yml template, the constraint control-plane-count
+(--control-planes), --sabakan-url as the engine's sabakan, and enables the
+integration (docs/cke.md). neco-worker stores each release's template after.
+
 The Ignition templates are uploaded with the metadata the worker gives
 them: the registries of every registered boot server (containerd's mirrors
 on the nodes) and their CA, read through this boot server's setup.
@@ -138,11 +144,15 @@ Run it once, on any boot server, after neco init-local sabakan. It is
 idempotent: contents already there and an identical IPAM configuration are
 left as they are, so it can be re-run after a failure. The IPAM
 configuration cannot change once machines are registered.`,
-		Example: `  neco init-data --ipam /usr/share/neco/ipam.json --contents /usr/share/neco`,
+		Example: `  neco init-data --ipam /usr/share/neco/ipam.json --contents /usr/share/neco
+  neco init-data --cke-template /usr/share/neco/cke-template.yml --control-planes 3`,
 		Args:    cli.ExactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if ipam == "" && dhcp == "" && contents == "" {
-				return cli.UsageError("nothing to upload: give --ipam, --dhcp or --contents")
+			if ipam == "" && dhcp == "" && contents == "" && ckeTemplate == "" {
+				return cli.UsageError("nothing to upload: give --ipam, --dhcp, --contents or --cke-template")
+			}
+			if controlPlanes < 1 {
+				return cli.UsageError("--control-planes %d: at least 1", controlPlanes)
 			}
 			sc, err := client.New(sabakanURL, client.WithUser("neco-init-data"))
 			if err != nil {
@@ -162,6 +172,12 @@ configuration cannot change once machines are registered.`,
 				if err := sc.SetDHCP(ctx, &cfg); err != nil {
 					return fmt.Errorf("set DHCP configuration: %w", err)
 				}
+			}
+			if ckeTemplate != "" {
+				if err := initCKE(ctx, b, ckeTemplate, sabakanURL, controlPlanes); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "the Kubernetes engine builds its cluster from sabakan: template %s, %d control planes\n", ckeTemplate, controlPlanes)
 			}
 			if contents == "" {
 				return nil
@@ -195,8 +211,44 @@ configuration cannot change once machines are registered.`,
 	cmd.Flags().StringVar(&dhcp, "dhcp", "", "sabakan DHCP configuration (JSON)")
 	cmd.Flags().StringVar(&contents, "contents", "", "directory of boot contents (images, assets, ignitions)")
 	cmd.Flags().StringVar(&ver, "version", version.Version, "id under which the Ignition templates are uploaded")
+	cmd.Flags().StringVar(&ckeTemplate, "cke-template", "", "cluster.yml template of the Kubernetes engine's sabakan integration (YAML)")
+	cmd.Flags().IntVar(&controlPlanes, "control-planes", 3, "with --cke-template: the cluster's control planes (constraint control-plane-count)")
 	b.addFlags(cmd)
 	return cmd
+}
+
+// initCKE sets the Kubernetes engine's sabakan integration up: template,
+// control-plane-count, sabakan's URL, enabled.
+func initCKE(ctx context.Context, b *bootOptions, file, sabakanURL string, controlPlanes int) error {
+	t, err := worker.ReadCKETemplate(file)
+	if err != nil {
+		return cli.WithCode(cli.ExitUsage, err)
+	}
+	l, err := b.loadLocal()
+	if err != nil {
+		return err
+	}
+	client, err := l.ckeEtcd()
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	st := ckestorage.New(client)
+	cons, err := st.GetConstraints(ctx)
+	if err != nil {
+		return err
+	}
+	cons.ControlPlaneCount = controlPlanes
+	if err := st.PutConstraints(ctx, cons); err != nil {
+		return err
+	}
+	if err := st.PutSabakanURL(ctx, sabakanURL); err != nil {
+		return err
+	}
+	if err := st.PutSabakanTemplate(ctx, t); err != nil {
+		return err
+	}
+	return st.SetSabakanDisabled(ctx, false)
 }
 
 // ignitionMeta is the Ignition templates' metadata for this boot server's

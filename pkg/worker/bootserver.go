@@ -57,8 +57,9 @@ type BootServerConfig struct {
 // and sabakan serving before the next step), registry-config (with the
 // registry's TLS certificate issued first when missing or expiring, and
 // the registry healthy before the next step), registry-images (the
-// release's images pushed into this server's registry), sabakan-contents and the
-// final barrier. client is etcd as root, scoped to /neco/.
+// release's images pushed into this server's registry), sabakan-contents,
+// cke-template (the release's cluster.yml template for the Kubernetes
+// engine) and the final barrier. client is etcd as root, scoped to /neco/.
 func BootServerSteps(client *clientv3.Client, cfg BootServerConfig) ([]Step, error) {
 	cluster, err := bootserver.LoadCluster(cfg.ClusterFile, true)
 	if err != nil {
@@ -115,6 +116,7 @@ func BootServerSteps(client *clientv3.Client, cfg BootServerConfig) ([]Step, err
 		SabakanContentsStep(cfg.ShareDir, SabakanUploader{Client: sc}, func(ctx context.Context, e *StepEnv) (map[string]any, error) {
 			return IgnitionMeta(ctx, e.Storage, cfg.CKE, cluster, paths.ServerCA, bootserver.RegistryPort)
 		}),
+		CKETemplateStep(filepath.Join(cfg.ShareDir, CKETemplateFile), cfg.CKE),
 		FinalStep(),
 	}, nil
 }

@@ -41,7 +41,7 @@ func TestBootServerSteps(t *testing.T) {
 	for _, s := range steps {
 		names = append(names, s.Name)
 	}
-	if want := []string{"etcd", "vault", "sabakan-config", "registry-config", "registry-images", "sabakan-contents", "final-barrier"}; !slices.Equal(names, want) {
+	if want := []string{"etcd", "vault", "sabakan-config", "registry-config", "registry-images", "sabakan-contents", "cke-template", "final-barrier"}; !slices.Equal(names, want) {
 		t.Errorf("steps %v, want %v", names, want)
 	}
 	cfg.LRN = 2
