@@ -146,7 +146,7 @@ left as they are, so it can be re-run after a failure. The IPAM
 configuration cannot change once machines are registered.`,
 		Example: `  neco init-data --ipam /usr/share/neco/ipam.json --contents /usr/share/neco
   neco init-data --cke-template /usr/share/neco/cke-template.yml --control-planes 3`,
-		Args:    cli.ExactArgs(0),
+		Args: cli.ExactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if ipam == "" && dhcp == "" && contents == "" && ckeTemplate == "" {
 				return cli.UsageError("nothing to upload: give --ipam, --dhcp, --contents or --cke-template")
