@@ -18,8 +18,41 @@ func newVaultCommand(g *globalOptions) *cobra.Command {
 		Use:   "vault",
 		Short: "operate the boot servers' Vault",
 	}
-	cmd.AddCommand(newVaultUnsealCommand(g), newVaultShowUnsealKeyCommand(g), newVaultJoinTokenCommand(g))
+	cmd.AddCommand(newVaultUnsealCommand(g), newVaultShowUnsealKeyCommand(g), newVaultJoinTokenCommand(g), newVaultLoginCommand(g))
 	return cmd
+}
+
+func newVaultLoginCommand(g *globalOptions) *cobra.Command {
+	b := &bootOptions{g: g}
+	return &cobra.Command{
+		Use:   "login",
+		Short: "print a Vault token of this boot server (for ckecli kubernetes issue)",
+		Long: `login logs in to Vault with this boot server's AppRole credentials (readable
+only by root) and prints the token: what a boot server may do, which includes
+issuing the Kubernetes cluster's admin certificates (ckecli kubernetes issue).
+The token lives as long as the AppRole's tokens (docs/bootstrap.md); keep it
+in the environment, not in files.`,
+		Example: `  export VAULT_TOKEN=$(neco vault login)
+  ckecli kubernetes issue > ~/.kube/config`,
+		Args: cli.ExactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			l, err := b.loadLocal()
+			if err != nil {
+				return err
+			}
+			ctx, cancel := withTimeout(cmd.Context(), time.Minute)
+			defer cancel()
+			vc, err := bootserver.NewVaultClient(l.cluster.VaultURL(l.me), l.paths)
+			if err != nil {
+				return err
+			}
+			if err := bootserver.Login(ctx, vc, l.paths); err != nil {
+				return err
+			}
+			_, err = fmt.Fprintln(cmd.OutOrStdout(), vc.Token())
+			return err
+		},
+	}
 }
 
 func newVaultUnsealCommand(g *globalOptions) *cobra.Command {

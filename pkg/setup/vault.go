@@ -21,13 +21,17 @@ import (
 const VaultEtcdPath = "/vault/"
 
 const bootServerPolicy = `# Boot servers: issue certificates of the boot server CAs and let new boot
-# servers in (neco vault issue-join-token).
+# servers in (neco vault issue-join-token); issue the Kubernetes cluster's
+# admin certificates (ckecli kubernetes issue with neco vault login's token:
+# a boot server's root already commands the cluster through etcd).
 path "ca/+/sign/system" { capabilities = ["create", "update"] }
 path "ca/+/issue/system" { capabilities = ["create", "update"] }
 path "ca/+/cert/ca" { capabilities = ["read"] }
 path "auth/approle/role/boot-server/secret-id" { capabilities = ["create", "update"] }
 path "auth/token/lookup-self" { capabilities = ["read"] }
 path "sys/seal-status" { capabilities = ["read"] }
+path "cke/ca-kubernetes/issue/admin" { capabilities = ["create", "update"] }
+path "cke/ca-kubernetes/roles/admin" { capabilities = ["read"] }
 `
 
 // VaultUnit is the Vault service of a boot server.
