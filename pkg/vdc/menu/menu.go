@@ -161,6 +161,10 @@ type MachineEntry struct {
 const (
 	RoleBoot   = sabakan.RoleBoot
 	RoleWorker = "cs"
+	// RoleQEMU is the QEMU machines': their stand-in OS runs no container
+	// runtime, so the data center's cluster template (role cs) leaves
+	// them out of Kubernetes.
+	RoleQEMU = "ss"
 )
 
 // Plan is a generated data center.
@@ -261,7 +265,7 @@ func Generate(m Menu, o Options) (*Plan, error) {
 	}
 	for q := range m.QEMUNodes {
 		r := q % m.Racks
-		machines = append(machines, machine{fmt.Sprintf("rack%d-vm%d", r, q/m.Racks+1), uint(r), next[r], RoleWorker, "qemu"})
+		machines = append(machines, machine{fmt.Sprintf("rack%d-vm%d", r, q/m.Racks+1), uint(r), next[r], RoleQEMU, "qemu"})
 		next[r]++
 	}
 	for _, mc := range machines {

@@ -74,7 +74,7 @@ func TestGenerateDefault(t *testing.T) {
 		{"boot-0", HostPlan{Rack: 0, Role: RoleBoot, IndexInRack: 3, Node0: ip("10.69.0.3"), Eth0: ip("10.69.0.67"), Eth1: ip("10.69.0.131")}},
 		{"rack0-cs1", HostPlan{Rack: 0, Role: RoleWorker, IndexInRack: 4, Node0: ip("10.69.0.4"), Eth0: ip("10.69.0.68"), Eth1: ip("10.69.0.132")}},
 		{"rack1-cs2", HostPlan{Rack: 1, Role: RoleWorker, IndexInRack: 5, Node0: ip("10.69.0.197"), Eth0: ip("10.69.1.5"), Eth1: ip("10.69.1.69")}},
-		{"rack0-vm1", HostPlan{Rack: 0, Role: RoleWorker, IndexInRack: 6, Node0: ip("10.69.0.6"), Eth0: ip("10.69.0.70"), Eth1: ip("10.69.0.134")}},
+		{"rack0-vm1", HostPlan{Rack: 0, Role: RoleQEMU, IndexInRack: 6, Node0: ip("10.69.0.6"), Eth0: ip("10.69.0.70"), Eth1: ip("10.69.0.134")}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.host, func(t *testing.T) {

@@ -70,6 +70,9 @@ type DC struct {
 	Phases []Phase
 	// QEMUReset is when Bootstrap reset the QEMU machines.
 	QEMUReset time.Time
+	// apiServer is the API server Kubectl last reached.
+	apiMu     sync.Mutex
+	apiServer string
 }
 
 // Phase is one timed step of building or bootstrapping.
