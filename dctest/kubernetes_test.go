@@ -61,11 +61,6 @@ func TestKubernetes(t *testing.T) {
 	if len(want) < 4 {
 		t.Fatalf("%d healthy compute servers (%v): the suite needs 4", len(want), want)
 	}
-	// The test's patience: a control plane is replaced 20 s after it became
-	// unreachable, a retired machine leaves 10 s after.
-	h.must(boot0, "ckecli", "constraints", "set", "wait-seconds-to-replace-control-plane", "20")
-	h.must(boot0, "ckecli", "constraints", "set", "wait-seconds-to-remove-retired", "10")
-
 	start := time.Now()
 	if err := d.EnableKubernetes(ctx, 3); err != nil {
 		t.Fatal(err)
@@ -102,6 +97,12 @@ func TestKubernetes(t *testing.T) {
 			t.Errorf("no update-cluster operation of the sabakan integration in the history:\n%s", out)
 		}
 	})
+
+	// The test's patience, once the cluster is built (the defaults ride
+	// out a reboot): a control plane is replaced 20 s after it became
+	// unreachable, a retired machine leaves 10 s after.
+	h.must(boot0, "ckecli", "constraints", "set", "wait-seconds-to-replace-control-plane", "20")
+	h.must(boot0, "ckecli", "constraints", "set", "wait-seconds-to-remove-retired", "10")
 
 	t.Run("a Deployment across racks serves", func(t *testing.T) { deploymentServes(t, d) })
 	t.Run("a control plane loses its power", func(t *testing.T) { replaceControlPlane(t, d, byAddr) })
