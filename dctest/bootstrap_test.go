@@ -56,7 +56,7 @@ func TestBootstrap(t *testing.T) {
 			if got := run(b, "dpkg-query", "-W", "-f", "${Status} ${Version}", "neco"); got != "install ok installed "+necoV1 {
 				t.Errorf("%s: neco package %q", b, got)
 			}
-			units := []string{"etcd", "vault", "sabakan", "neco-updater", "neco-worker", "node-health-agent", "sabakan-state-setter", "bgp-node-agent"}
+			units := []string{"etcd", "vault", "sabakan", "neco-updater", "neco-worker", "node-health-agent", "sabakan-state-setter", "cke", "bgp-node-agent"}
 			out, _ := d.In.Run(ctx, b, append([]string{"systemctl", "is-active"}, units...)...)
 			if got := strings.Fields(out); !slices.Equal(got, slices.Repeat([]string{"active"}, len(units))) {
 				t.Errorf("%s: %v are %v", b, units, got)

@@ -101,7 +101,7 @@ func replaceBootServer(t *testing.T, d *necodc.DC) {
 	if err := d.In.WaitBootedHost(bctx, victim); err != nil {
 		t.Fatal(err)
 	}
-	wipe := `systemctl disable --now etcd vault sabakan neco-updater neco-worker node-health-agent sabakan-state-setter 2>/dev/null
+	wipe := `systemctl disable --now etcd vault sabakan neco-updater neco-worker node-health-agent sabakan-state-setter cke 2>/dev/null
 dpkg --purge neco
 rm -rf /etc/neco /var/lib/neco /var/lib/etcd /etc/vault /etc/sabakan /var/lib/sabakan /etc/default/node-health-agent \
 	/etc/systemd/system/etcd.service /etc/systemd/system/vault.service

@@ -43,21 +43,14 @@ func TestKubernetes(t *testing.T) {
 	h := hosts{t, d.In, 2 * time.Minute}
 	boot0 := d.BootServers()[0]
 
-	machines, err := d.Machines(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
 	byAddr := map[string]string{} // node address → vdc name
-	var want []string             // the nodes to be: healthy cs machines
 	for name, hp := range d.Plan.Hosts {
 		byAddr[hp.Node0.String()] = name
 	}
-	for _, m := range machines {
-		if m.Spec.Role == "cs" && m.Status.State == sabakan.StateHealthy {
-			want = append(want, m.Spec.IPv4[0])
-		}
+	want, err := d.KubernetesMachines(ctx)
+	if err != nil {
+		t.Fatal(err)
 	}
-	slices.Sort(want)
 	if len(want) < 4 {
 		t.Fatalf("%d healthy compute servers (%v): the suite needs 4", len(want), want)
 	}
@@ -110,34 +103,6 @@ func TestKubernetes(t *testing.T) {
 	t.Run("a retiring machine is drained and removed", func(t *testing.T) { retireNode(t, d, byAddr) })
 	report(t, map[string]any{"cluster_ready_s": built.Seconds(), "nodes": len(want)})
 }
-
-// serveManifest is a Deployment of agnhost netexec on the nodes' network
-// (the pods' own network reaches only their node yet), one pod per rack,
-// that leaves an unreachable node after 10 s.
-const serveManifest = `apiVersion: apps/v1
-kind: Deployment
-metadata: {name: serve, namespace: default}
-spec:
-  replicas: 3
-  selector: {matchLabels: {app: serve}}
-  template:
-    metadata: {labels: {app: serve}}
-    spec:
-      hostNetwork: true
-      topologySpreadConstraints:
-      - {maxSkew: 1, topologyKey: topology.kubernetes.io/zone, whenUnsatisfiable: DoNotSchedule, labelSelector: {matchLabels: {app: serve}}}
-      affinity:
-        podAntiAffinity:
-          requiredDuringSchedulingIgnoredDuringExecution:
-          - {topologyKey: kubernetes.io/hostname, labelSelector: {matchLabels: {app: serve}}}
-      tolerations:
-      - {key: node.kubernetes.io/unreachable, operator: Exists, effect: NoExecute, tolerationSeconds: 10}
-      - {key: node.kubernetes.io/not-ready, operator: Exists, effect: NoExecute, tolerationSeconds: 10}
-      containers:
-      - name: netexec
-        image: registry.k8s.io/e2e-test-images/agnhost:2.66.1
-        args: [netexec, --http-port=18080, --udp-port=-1]
-`
 
 type podInfo struct {
 	Name, Node, Phase string
@@ -214,8 +179,7 @@ func deploymentServes(t *testing.T, d *necodc.DC) {
 	ctx := context.Background()
 	h := hosts{t, d.In, 2 * time.Minute}
 	boot0 := d.BootServers()[0]
-	h.must(boot0, "sh", "-c", "cat > /root/serve.yaml <<'EOF'\n"+serveManifest+"EOF")
-	if out, err := d.Kubectl(ctx, "apply", "-f", "/root/serve.yaml"); err != nil {
+	if out, err := d.Apply(ctx, "serve", necodc.ServeManifest); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
 	start := time.Now()
@@ -225,7 +189,7 @@ func deploymentServes(t *testing.T, d *necodc.DC) {
 	for _, p := range pods {
 		racks[d.Plan.Hosts[nodeName(d, p.Node)].Rack] = true
 		// Each answers from its node, across the fabric from boot-0.
-		got := strings.TrimSpace(h.must(boot0, "curl", "-sf", "--max-time", "5", "http://"+p.Node+":18080/hostname"))
+		got := strings.TrimSpace(h.must(boot0, "curl", "-sf", "--max-time", "5", "http://"+p.Node+":"+strconv.Itoa(necodc.ServePort)+"/hostname"))
 		if got != nodeName(d, p.Node) {
 			t.Errorf("pod %s on %s answered hostname %q", p.Name, p.Node, got)
 		}
@@ -239,7 +203,7 @@ func deploymentServes(t *testing.T, d *necodc.DC) {
 		t.Errorf("kubectl exec: %v\n%s", err, out)
 	}
 	out, err = d.Kubectl(ctx, "logs", pods[0].Name)
-	if err != nil || !strings.Contains(out, "18080") {
+	if err != nil || !strings.Contains(out, strconv.Itoa(necodc.ServePort)) {
 		t.Errorf("kubectl logs: %v\n%s", err, out)
 	}
 }

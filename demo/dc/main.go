@@ -91,6 +91,24 @@ func up(ctx context.Context) error {
 		return fmt.Errorf("%w (make demo-stop removes what was made)", err)
 	}
 	fmt.Printf("\nThe data center is up: neco bootstrapped and every machine healthy %s after the start.\n", time.Since(start).Round(time.Second))
+	nodes, err := d.KubernetesMachines(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Println("\n==> Kubernetes: the boot servers' engine (cke) builds the cluster from the machines in sabakan")
+	if err := d.EnableKubernetes(ctx, 3); err != nil {
+		return fmt.Errorf("%w (make demo-stop removes what was made)", err)
+	}
+	if err := d.WaitKubernetes(ctx, len(nodes), 15*time.Minute); err != nil {
+		return fmt.Errorf("%w (make demo-stop removes what was made)", err)
+	}
+	fmt.Printf("==> %d nodes Ready %s after the start; a Deployment across the racks:\n", len(nodes), time.Since(start).Round(time.Second))
+	if out, err := d.Apply(ctx, "serve", necodc.ServeManifest); err != nil {
+		return fmt.Errorf("%w: %s", err, out)
+	}
+	if _, err := d.Kubectl(ctx, "rollout", "status", "deployment/serve", "--timeout", "5m"); err != nil {
+		return err
+	}
 	return status(ctx)
 }
 
@@ -163,12 +181,35 @@ func status(ctx context.Context) error {
 	}
 	show("A ToR's default route: ECMP over the spines", "rack0-tor1", "ip", "route", "show", "default")
 
+	kube := func(title string, args ...string) {
+		fmt.Printf("\n== %s   (vdc exec %s -- kubectl %s)\n", title, boot0, strings.Join(args, " "))
+		cctx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		out, err := d.Kubectl(cctx, args...)
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		fmt.Print(out)
+	}
+	show("The Kubernetes engine", boot0, "ckecli", "status")
+	kube("Kubernetes nodes: three control planes in three racks", "get", "nodes", "-o", "wide", "-L", "topology.kubernetes.io/zone")
+	kube("The Deployment's pods, one per rack", "get", "pods", "-l", "app=serve", "-o", "wide")
+	if out, err := d.Kubectl(ctx, "get", "pods", "-l", "app=serve", "-o", "jsonpath={.items[*].status.hostIP}"); err == nil {
+		for _, ip := range strings.Fields(out) {
+			show("A pod answers (its node's name)", boot0, "curl", "-s", "--max-time", "5", fmt.Sprintf("http://%s:%d/hostname", ip, necodc.ServePort))
+		}
+	}
+
 	fmt.Print(`
 == Look inside (bin/vdc; every command needs root)
   bin/vdc list                                  hosts, addresses, processes
   bin/vdc bgp                                   every router's BGP sessions
   bin/vdc exec boot-0 -- neco status            any command in a machine or router
   bin/vdc exec boot-0 -- sabactl machines get   the inventory and states
+  bin/vdc exec boot-0 -- ckecli status          the Kubernetes engine (ckecli history, cluster get)
+  bin/vdc exec boot-0 -- sh -c 'VAULT_TOKEN=$(neco vault login) ckecli kubernetes issue > /root/.kube/config'
+  bin/vdc exec boot-0 -- kubectl get nodes      a kubeconfig, then kubectl (make demo made one already)
   bin/vdc exec rack1-cs1 -- journalctl -u vdc-netboot -u bgp-node-agent
                                                 how a worker network-booted
   bin/vdc exec rack0-tor1 -- ip route           a router's view

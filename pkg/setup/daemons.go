@@ -2,6 +2,7 @@ package setup
 
 import (
 	"context"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -13,8 +14,15 @@ import (
 )
 
 // DefaultDaemons are the daemons setup and join start at the end: the CD
-// daemons, the serf member of the boot server and the state setter.
-const DefaultDaemons = "neco-updater,neco-worker,node-health-agent,sabakan-state-setter"
+// daemons, the serf member of the boot server, the state setter and the
+// Kubernetes engine (which waits for cluster.yml or the sabakan
+// integration before it does anything).
+const DefaultDaemons = "neco-updater,neco-worker,node-health-agent,sabakan-state-setter,cke"
+
+// systemdOnly are daemons started only as the package's units: the
+// Kubernetes engine needs the package's Kubernetes executables, which the
+// process runner's simulated boot servers do not have.
+var systemdOnly = map[string]bool{"cke": true}
 
 // StartDaemons starts the CD daemons. Under systemd the units the neco
 // package ships are enabled as they are; the process runner (tests, hosts
@@ -30,6 +38,10 @@ func StartDaemons(ctx context.Context, svc services.Manager, names []string, p b
 				}
 				continue
 			}
+		}
+		if systemdOnly[n] {
+			slog.Info("not started outside systemd", "daemon", n)
+			continue
 		}
 		cmd, err := services.Command(n, daemonArgs(n, p, me)...)
 		if err != nil {

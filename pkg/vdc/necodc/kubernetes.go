@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -13,6 +14,8 @@ import (
 	v3 "github.com/coreos/ignition/v2/config/v3_5/types"
 	"github.com/vincent-petithory/dataurl"
 
+	"github.com/openneco/neco/pkg/sabakan"
+	"github.com/openneco/neco/pkg/vdc/menu"
 	"github.com/openneco/neco/pkg/vdc/proc"
 )
 
@@ -303,4 +306,63 @@ func (d *DC) WaitKubernetes(ctx context.Context, want int, limit time.Duration) 
 		return fmt.Errorf("the Kubernetes cluster: %s after %s\n%s", last, limit, status)
 	}
 	return nil
+}
+
+// ServePort is where ServeManifest's pods answer on their node.
+const ServePort = 18080
+
+// ServeManifest is a Deployment of agnhost netexec (GET /hostname answers
+// the node's name) on the nodes' network, as the pods' own network reaches
+// only their node yet: three pods, one per rack and node, that leave an
+// unreachable node after 10 s.
+const ServeManifest = `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: serve, namespace: default}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: serve}}
+  template:
+    metadata: {labels: {app: serve}}
+    spec:
+      hostNetwork: true
+      topologySpreadConstraints:
+      - {maxSkew: 1, topologyKey: topology.kubernetes.io/zone, whenUnsatisfiable: DoNotSchedule, labelSelector: {matchLabels: {app: serve}}}
+      affinity:
+        podAntiAffinity:
+          requiredDuringSchedulingIgnoredDuringExecution:
+          - {topologyKey: kubernetes.io/hostname, labelSelector: {matchLabels: {app: serve}}}
+      tolerations:
+      - {key: node.kubernetes.io/unreachable, operator: Exists, effect: NoExecute, tolerationSeconds: 10}
+      - {key: node.kubernetes.io/not-ready, operator: Exists, effect: NoExecute, tolerationSeconds: 10}
+      containers:
+      - name: netexec
+        image: registry.k8s.io/e2e-test-images/agnhost:2.66.1
+        args: [netexec, --http-port=18080, --udp-port=-1]
+`
+
+// Apply writes manifest to boot-0 as /root/NAME.yaml and applies it with
+// kubectl.
+func (d *DC) Apply(ctx context.Context, name, manifest string) (string, error) {
+	file := "/root/" + name + ".yaml"
+	if _, err := d.quiet(ctx, d.BootServers()[0], "sh", "-c", `printf %s "$1" > "$2"`, "sh", manifest, file); err != nil {
+		return "", err
+	}
+	return d.Kubectl(ctx, "apply", "-f", file)
+}
+
+// KubernetesMachines are the node addresses of the machines the cluster
+// template makes nodes: healthy compute servers.
+func (d *DC) KubernetesMachines(ctx context.Context) ([]string, error) {
+	ms, err := d.Machines(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, m := range ms {
+		if m.Spec.Role == menu.RoleWorker && m.Status.State == sabakan.StateHealthy && len(m.Spec.IPv4) > 0 {
+			out = append(out, m.Spec.IPv4[0])
+		}
+	}
+	slices.Sort(out)
+	return out, nil
 }
