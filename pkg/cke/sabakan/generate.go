@@ -64,11 +64,15 @@ type Result struct {
 //  5. Every healthy unused machine becomes a worker (up to maximum-workers).
 //  6. Workers retired for wait-seconds-to-remove-retired are removed while
 //     the workers stay at least minimum-workers-rate percent of the
-//     machines that are not retired.
+//     machines that could be workers (not retired, of a role with a worker
+//     template, not control planes): a cluster short of workers keeps
+//     them.
 //
 // Every node is then rendered from its template and its machine (labels,
 // annotations, the state taint: unreachable → NoSchedule, retiring and
 // retired → NoExecute); a template change therefore reaches every node.
+// The engine itself labels control planes (node-role.kubernetes.io/
+// control-plane).
 func Generate(in Input) (*Result, error) {
 	g := newGenerator(in)
 	res := &Result{}
@@ -325,10 +329,11 @@ func (g *generator) addWorkers() error {
 
 func (g *generator) removeRetired() error {
 	wait := time.Duration(g.in.Constraints.WaitSecondsToRemoveRetired) * time.Second
-	// The machines that count: the ones not retired.
+	// The machines that count: those that could be workers (not retired,
+	// of a role with a worker template, not control planes).
 	machines := 0
 	for _, m := range g.machines {
-		if m.Status.State != StateRetired {
+		if m.Status.State != StateRetired && g.workerTemplate(m) != nil && !slices.Contains(g.cps, m) {
 			machines++
 		}
 	}
@@ -337,7 +342,7 @@ func (g *generator) removeRetired() error {
 			continue
 		}
 		if (len(g.workers)-1)*100 < g.in.Constraints.MinimumWorkersRate*machines {
-			g.warn("retired worker %s kept: removing it would leave fewer workers than minimum-workers-rate %d%% of the %d machines not retired",
+			g.warn("retired worker %s kept: removing it would leave fewer workers than minimum-workers-rate %d%% of the %d machines that could be workers",
 				m.Address(), g.in.Constraints.MinimumWorkersRate, machines)
 			continue
 		}
@@ -394,9 +399,6 @@ func (g *generator) node(m *Machine, t *cke.Node, cp bool) *cke.Node {
 	n.Labels[zoneLabel] = "rack" + strconv.Itoa(m.Spec.Rack)
 	if m.Spec.Role != "" {
 		n.Labels[roleLabelPrefix+m.Spec.Role] = "true"
-	}
-	if cp {
-		n.Labels[roleLabelPrefix+"control-plane"] = "true"
 	}
 	maps.Copy(n.Annotations, t.Annotations)
 	n.Annotations[annotationPrefix+"serial"] = m.Spec.Serial

@@ -223,16 +223,26 @@ func TestGenerate(t *testing.T) {
 			cons:    func(c *cke.Constraints) { c.MinimumWorkersRate = 50 },
 			want:    "10.0.0.1 | 10.0.1.1,10.0.1.2,10.0.2.1,10.0.2.2",
 			changes: []string{"remove worker 10.0.0.2: retired for 5m0s"}},
-		{name: "retired workers: removed only while the minimum worker rate holds", cps: 1, cur: []string{"10.0.0.1"},
+		{name: "retired workers: all removed while the cluster has its workers", cps: 1, cur: []string{"10.0.0.1"},
 			ms: with(six, func(ms []mach) {
 				for i := 1; i < 3; i++ {
 					ms[i].state, ms[i].since = StateRetired, time.Hour
 				}
 			}),
-			// 4 machines not retired, 5 workers: 80% of 4 is 3.2, so one
-			// may go, not two.
-			cons: func(c *cke.Constraints) { c.MinimumWorkersRate = 80 },
-			want: "10.0.0.1 | 10.0.1.1!retired,10.0.1.2,10.0.2.1,10.0.2.2"},
+			// 3 machines could be workers, and 3 stay.
+			want: "10.0.0.1 | 10.0.1.2,10.0.2.1,10.0.2.2"},
+		{name: "retired workers: kept while the cluster is short of workers", cps: 1, cur: []string{"10.0.0.1"},
+			curNodes: []string{"10.0.0.2", "10.0.1.1", "10.0.1.2"},
+			ms: with(six, func(ms []mach) {
+				ms[1].state, ms[1].since = StateRetired, time.Hour
+				ms[2].state, ms[2].since = StateRetired, time.Hour
+				ms[4].state, ms[5].state = StateUnhealthy, StateUnhealthy
+			}),
+			// 3 machines could be workers (10.0.1.2 and the two unhealthy
+			// ones): 60% is 1.8, so one retired worker may go (2 left),
+			// not both.
+			cons: func(c *cke.Constraints) { c.MinimumWorkersRate = 60 },
+			want: "10.0.0.1 | 10.0.1.1!retired,10.0.1.2"},
 		{name: "maximum-workers", cps: 1, ms: six, cons: func(c *cke.Constraints) { c.MaximumWorkers = 2 },
 			want: "10.0.0.1 | 10.0.0.2,10.0.1.1"},
 		{name: "a worker gone from sabakan is removed", cps: 1, cur: []string{"10.0.0.1"}, ms: six[:5],
@@ -342,7 +352,7 @@ func TestNodeRendering(t *testing.T) {
 		"tmpl": "cp", "sabakan.cke.cybozu.com/product": "r640", "cke.cybozu.com/rack": "0", "cke.cybozu.com/index-in-rack": "4",
 		"cke.cybozu.com/role": "cs", "cke.cybozu.com/retire-month": "2028-01", "cke.cybozu.com/retire-year": "2028",
 		"cke.cybozu.com/register-month": "2025-12", "topology.kubernetes.io/zone": "rack0",
-		"node-role.kubernetes.io/cs": "true", "node-role.kubernetes.io/control-plane": "true",
+		"node-role.kubernetes.io/cs": "true",
 	}
 	if fmt.Sprint(cp.Labels) != fmt.Sprint(wantLabels) {
 		t.Errorf("labels\n got %v\nwant %v", cp.Labels, wantLabels)

@@ -253,7 +253,8 @@ func (d *DC) KubeNodes(ctx context.Context) ([]KubeNode, error) {
 	}
 	nodes := make([]KubeNode, 0, len(list.Items))
 	for _, it := range list.Items {
-		n := KubeNode{Name: it.Metadata.Name, ControlPlane: it.Metadata.Labels["node-role.kubernetes.io/control-plane"] == "true"}
+		_, cp := it.Metadata.Labels["node-role.kubernetes.io/control-plane"]
+		n := KubeNode{Name: it.Metadata.Name, ControlPlane: cp}
 		for _, c := range it.Status.Conditions {
 			if c.Type == "Ready" {
 				n.Ready = c.Status == "True"
