@@ -89,16 +89,58 @@ func Generate(in Input) (*Result, error) {
 	if err := in.Constraints.Check(c); err != nil {
 		return nil, fmt.Errorf("sabakan: generated cluster.yml: %w", err)
 	}
-	res.Changes, res.Warnings = g.changes, g.warnings
+	res.Warnings = g.warnings
 	if in.Current != nil && sameCluster(in.Current, c) {
-		res.Changes = nil
 		return res, nil
 	}
+	res.Changes = g.changes
+	if in.Current != nil {
+		res.Changes = append(res.Changes, differences(in.Current, c)...)
+	}
 	if len(res.Changes) == 0 {
-		res.Changes = []string{"nodes re-rendered (template, labels or machine states changed)"}
+		res.Changes = []string{"cluster settings from the template"}
 	}
 	res.Cluster = c
 	return res, nil
+}
+
+// differences describes how the nodes that both cur and next have differ.
+func differences(cur, next *cke.Cluster) []string {
+	var out []string
+	for _, n := range next.Nodes {
+		c := cur.Node(n.Address)
+		if c == nil || c.ControlPlane != n.ControlPlane {
+			continue // a change of membership, described by its rule
+		}
+		if sameNode(c, n) {
+			continue
+		}
+		switch was, now := stateTaint(c), stateTaint(n); {
+		case was != now && now != "":
+			out = append(out, fmt.Sprintf("taint %s %s", n.Address, now))
+		case was != now:
+			out = append(out, fmt.Sprintf("untaint %s (was %s)", n.Address, was))
+		default:
+			out = append(out, fmt.Sprintf("labels, annotations or taints of %s from its machine and template", n.Address))
+		}
+	}
+	return out
+}
+
+func sameNode(a, b *cke.Node) bool {
+	ja, errA := json.Marshal(a)
+	jb, errB := json.Marshal(b)
+	return errA == nil && errB == nil && bytes.Equal(ja, jb)
+}
+
+// stateTaint is n's machine-state taint as key=value:effect, or "".
+func stateTaint(n *cke.Node) string {
+	for _, t := range n.Taints {
+		if t.Key == TaintState {
+			return t.Key + "=" + t.Value + ":" + t.Effect
+		}
+	}
+	return ""
 }
 
 type generator struct {

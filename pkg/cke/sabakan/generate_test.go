@@ -160,8 +160,9 @@ func TestGenerate(t *testing.T) {
 			curNodes: []string{"10.0.0.2", "10.0.1.2"}, ms: with(six, func(ms []mach) { ms[5].state = StateUnhealthy }),
 			want: "(unchanged)"},
 		{name: "unreachable control plane: tainted, kept while it may come back", cps: 3, cur: []string{"10.0.0.1", "10.0.1.1", "10.0.2.1"},
-			ms:   with(six, func(ms []mach) { ms[0].state, ms[0].since = StateUnreachable, 299*time.Second }),
-			want: "10.0.0.1!unreachable,10.0.1.1,10.0.2.1 | 10.0.0.2,10.0.1.2,10.0.2.2"},
+			ms:      with(six, func(ms []mach) { ms[0].state, ms[0].since = StateUnreachable, 299*time.Second }),
+			want:    "10.0.0.1!unreachable,10.0.1.1,10.0.2.1 | 10.0.0.2,10.0.1.2,10.0.2.2",
+			changes: []string{"taint 10.0.0.1 cke.cybozu.com/state=unreachable:NoSchedule"}},
 		{name: "unreachable control plane: replaced after the wait, by a healthy worker of the emptiest rack", cps: 3,
 			cur: []string{"10.0.0.1", "10.0.1.1", "10.0.2.1"},
 			ms:  with(six, func(ms []mach) { ms[2].state, ms[2].since = StateUnreachable, 300*time.Second }),
@@ -425,5 +426,39 @@ func TestGenerateWarnsAboutMachines(t *testing.T) {
 	}
 	if len(res.Warnings) != 2 || !strings.Contains(res.Warnings[0], "also machine") || !strings.Contains(res.Warnings[1], "no IPv4") {
 		t.Errorf("warnings = %q", res.Warnings)
+	}
+}
+
+func TestTemplateChangeReachesEveryNode(t *testing.T) {
+	ms := machines(mach{addr: "10.0.0.1", rack: 0}, mach{addr: "10.0.1.1", rack: 1})
+	in := Input{Template: template(), Machines: ms, Constraints: constraints(1), Now: now}
+	first, err := Generate(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in.Current = first.Cluster
+	in.Template = template()
+	in.Template.Nodes[1].Labels["example.com/pool"] = "blue"
+	in.Template.Options.Kubelet.ExtraArgs = []string{"--v=2"}
+	res, err := Generate(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"labels, annotations or taints of 10.0.1.1 from its machine and template"}; !slices.Equal(res.Changes, want) {
+		t.Errorf("changes = %q, want %q", res.Changes, want)
+	}
+	if w := res.Cluster.Node("10.0.1.1"); w.Labels["example.com/pool"] != "blue" || res.Cluster.Node("10.0.0.1").Labels["example.com/pool"] != "" {
+		t.Errorf("the worker template's label: %v", res.Cluster.Nodes)
+	}
+	if !slices.Equal(res.Cluster.Options.Kubelet.ExtraArgs, []string{"--v=2"}) {
+		t.Errorf("options = %+v", res.Cluster.Options)
+	}
+
+	// Only the settings change.
+	in.Current = res.Cluster
+	in.Template.Options.Kubelet.ExtraArgs = []string{"--v=3"}
+	res, err = Generate(in)
+	if err != nil || !slices.Equal(res.Changes, []string{"cluster settings from the template"}) {
+		t.Errorf("changes = %q, %v", res.Changes, err)
 	}
 }

@@ -25,7 +25,7 @@ const CKETemplate = "/usr/share/neco/cke-template.yml"
 // CKEOptions are the Kubernetes engine's flags in the virtual data center
 // (/etc/default/cke): it reconciles, and asks sabakan, every 15 s rather
 // than every minute, as the fabric's timers are short here too.
-const CKEOptions = "CKE_OPTS=--interval=15s\n"
+const CKEOptions = "CKE_OPTS=--interval=15s"
 
 // kubeconfig is where Kubectl keeps boot-0's kubeconfig.
 const kubeconfig = "/root/.kube/config"
@@ -117,7 +117,7 @@ func hasAnyPrefix(s string, prefixes []string) bool {
 
 // ApplyIgnitions runs ApplyIgnition on every worker at once.
 func (d *DC) ApplyIgnitions(ctx context.Context) error {
-	return d.phase("the workers take their Ignition (SSH keys, containerd's mirrors)", func() error {
+	return d.phase("the workers take their Ignition (SSH keys, containerd's mirrors, the pods' network)", func() error {
 		var wg sync.WaitGroup
 		workers := d.Workers()
 		errs := make([]error, len(workers))
@@ -143,7 +143,7 @@ func (d *DC) EnableKubernetes(ctx context.Context, controlPlanes int) error {
 	}
 	return d.phase("the Kubernetes engine builds the cluster from sabakan", func() error {
 		for _, b := range d.BootServers() {
-			if _, err := d.Exec(ctx, b, "sh", "-c", "printf '"+CKEOptions+"' > /etc/default/cke && systemctl restart cke"); err != nil {
+			if _, err := d.Exec(ctx, b, "sh", "-c", "echo "+CKEOptions+" > /etc/default/cke && systemctl restart cke"); err != nil {
 				return err
 			}
 		}
