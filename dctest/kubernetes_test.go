@@ -101,7 +101,8 @@ func TestKubernetes(t *testing.T) {
 	t.Run("a control plane loses its power", func(t *testing.T) { replaceControlPlane(t, d, byAddr) })
 	t.Run("a worker loses its power", func(t *testing.T) { workerPowerCycle(t, d, byAddr) })
 	t.Run("a retiring machine is drained and removed", func(t *testing.T) { retireNode(t, d, byAddr) })
-	report(t, map[string]any{"cluster_ready_s": built.Seconds(), "nodes": len(want)})
+	t.Logf("peak memory (PSS of every process of the data center, Kubernetes included) so far: %d MiB", shared.peakPSS>>20)
+	report(t, map[string]any{"cluster_ready_s": built.Seconds(), "nodes": len(want), "peak_pss_mib": shared.peakPSS >> 20})
 }
 
 type podInfo struct {
