@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -103,6 +104,38 @@ func TestKubernetes(t *testing.T) {
 	t.Run("a retiring machine is drained and removed", func(t *testing.T) { retireNode(t, d, byAddr) })
 	t.Logf("peak memory (PSS of every process of the data center, Kubernetes included) so far: %d MiB", shared.peakPSS>>20)
 	report(t, map[string]any{"cluster_ready_s": built.Seconds(), "nodes": len(want), "peak_pss_mib": shared.peakPSS >> 20})
+}
+
+// ensureServing makes sure the shared data center runs the Kubernetes
+// cluster and the serve Deployment (TestKubernetes makes them; a suite run
+// alone makes them here), and returns the Deployment's pods.
+func ensureServing(t *testing.T, d *necodc.DC) []podInfo {
+	t.Helper()
+	ctx := context.Background()
+	out, err := d.In.Run(ctx, d.BootServers()[0], "ckecli", "sabakan", "show", "-o", "json")
+	var view struct {
+		Enabled bool `json:"enabled"`
+	}
+	if err != nil || json.Unmarshal([]byte(out), &view) != nil {
+		t.Fatalf("ckecli sabakan show: %v\n%s", err, out)
+	}
+	if !view.Enabled {
+		if err := d.EnableKubernetes(ctx, 3); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := d.KubernetesMachines(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.WaitKubernetes(ctx, len(want), 12*time.Minute); err != nil {
+		dumpKubernetes(t, d)
+		t.Fatal(err)
+	}
+	if out, err := d.Apply(ctx, "serve", necodc.ServeManifest); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	return waitServing(t, d, 5*time.Minute)
 }
 
 type podInfo struct {
@@ -254,10 +287,54 @@ func engineIdle(ctx context.Context, d *necodc.DC) bool {
 	return json.Unmarshal([]byte(out), &st) == nil && len(st.Ops) == 0
 }
 
-// apiProbe asks /readyz through node's rivers (127.0.0.1:16443) every
-// second, as the node's kubelet reaches the API, with the admin
-// certificate of boot-0's kubeconfig; stop returns the longest time the
-// answers were failures.
+// probe runs check (a shell command) in node every second under a
+// transient unit until the returned stop, which reports the longest time
+// checks kept failing, the failures and the checks.
+func probe(t *testing.T, d *necodc.DC, node, name, check string) (stop func() (longest time.Duration, fails, total int)) {
+	t.Helper()
+	h := hosts{t, d.In, time.Minute}
+	log := "/root/probe/" + name + ".log"
+	loop := `mkdir -p /root/probe; rm -f ` + log + `; while :; do
+if ` + check + ` >/dev/null 2>&1; then r=ok; else r=fail; fi
+echo "$(date +%s.%N) $r" >> ` + log + `; sleep 1; done`
+	h.must(node, "systemd-run", "--unit", "dctest-probe-"+name, "--collect", "sh", "-c", loop)
+	var once sync.Once
+	var longest time.Duration
+	var fails, total int
+	return func() (time.Duration, int, int) {
+		once.Do(func() {
+			h.run(node, "systemctl", "stop", "dctest-probe-"+name)
+			var failSince float64
+			for _, line := range strings.Split(strings.TrimSpace(h.must(node, "cat", log)), "\n") {
+				f := strings.Fields(line)
+				if len(f) != 2 {
+					continue
+				}
+				ts, err := strconv.ParseFloat(f[0], 64)
+				if err != nil {
+					continue
+				}
+				total++
+				if f[1] != "ok" {
+					fails++
+					if failSince == 0 {
+						failSince = ts
+					}
+					continue
+				}
+				if failSince != 0 {
+					longest = max(longest, time.Duration((ts-failSince)*float64(time.Second)))
+					failSince = 0
+				}
+			}
+		})
+		return longest, fails, total
+	}
+}
+
+// apiProbe asks /readyz through node's rivers (127.0.0.1:16443), as the
+// node's kubelet reaches the API, with the admin certificate of boot-0's
+// kubeconfig.
 func apiProbe(t *testing.T, d *necodc.DC, node string) (stop func() (longest time.Duration, fails, total int)) {
 	t.Helper()
 	h := hosts{t, d.In, time.Minute}
@@ -274,6 +351,9 @@ func apiProbe(t *testing.T, d *necodc.DC, node string) (stop func() (longest tim
 			} `json:"user"`
 		} `json:"users"`
 	}
+	if _, err := d.Kubectl(context.Background(), "version"); err != nil { // a fresh kubeconfig
+		t.Fatal(err)
+	}
 	if err := yaml.Unmarshal([]byte(h.must(d.BootServers()[0], "cat", "/root/.kube/config")), &kc); err != nil || len(kc.Users) == 0 || len(kc.Clusters) == 0 {
 		t.Fatalf("boot-0's kubeconfig: %v", err)
 	}
@@ -284,40 +364,18 @@ func apiProbe(t *testing.T, d *necodc.DC, node string) (stop func() (longest tim
 		}
 		h.must(node, "sh", "-c", `mkdir -p /root/probe && printf %s "$1" > /root/probe/`+file, "sh", string(pem))
 	}
-	const loop = `rm -f /root/probe/log; while :; do
-c=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 --cacert /root/probe/ca.crt --cert /root/probe/admin.crt --key /root/probe/admin.key https://127.0.0.1:16443/readyz)
-echo "$(date +%s.%N) $c" >> /root/probe/log; sleep 1; done`
-	h.must(node, "systemd-run", "--unit", "dctest-api-probe", "--collect", "sh", "-c", loop)
-	return func() (time.Duration, int, int) {
-		h.run(node, "systemctl", "stop", "dctest-api-probe")
-		out := h.must(node, "cat", "/root/probe/log")
-		var longest time.Duration
-		var failSince float64
-		fails, total := 0, 0
-		for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
-			f := strings.Fields(line)
-			if len(f) != 2 {
-				continue
-			}
-			ts, err := strconv.ParseFloat(f[0], 64)
-			if err != nil {
-				continue
-			}
-			total++
-			if f[1] != "200" {
-				fails++
-				if failSince == 0 {
-					failSince = ts
-				}
-				continue
-			}
-			if failSince != 0 {
-				longest = max(longest, time.Duration((ts-failSince)*float64(time.Second)))
-				failSince = 0
-			}
-		}
-		return longest, fails, total
+	return probe(t, d, node, "api", "curl -sf -o /dev/null --max-time 2 --cacert /root/probe/ca.crt --cert /root/probe/admin.crt --key /root/probe/admin.key https://127.0.0.1:16443/readyz")
+}
+
+// podsProbe asks every pod of the serve Deployment, from node, for its
+// host name: a check fails when one of them does not answer.
+func podsProbe(t *testing.T, d *necodc.DC, node string, pods []podInfo) (stop func() (longest time.Duration, fails, total int)) {
+	t.Helper()
+	var checks []string
+	for _, p := range pods {
+		checks = append(checks, fmt.Sprintf("curl -sf -o /dev/null --max-time 2 http://%s:%d/hostname", p.Node, necodc.ServePort))
 	}
+	return probe(t, d, node, "pods", strings.Join(checks, " && "))
 }
 
 func replaceControlPlane(t *testing.T, d *necodc.DC, byAddr map[string]string) {
@@ -518,4 +576,67 @@ func dumpKubernetes(t *testing.T, d *necodc.DC) {
 	}
 	out, _ := d.Kubectl(ctx, "get", "nodes,pods", "-A", "-o", "wide")
 	t.Logf("--- kubectl get nodes,pods -A ---\n%s", out)
+}
+
+// waitRolled waits until cluster.yml has the API servers' flag and every
+// control plane's API server was restarted since start, each by an
+// operation of its own (one at a time), and the engine is idle. It
+// returns when the last restart ended.
+func waitRolled(t *testing.T, d *necodc.DC, flag string, start time.Time, limit time.Duration) time.Time {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
+	defer cancel()
+	boot0 := d.BootServers()[0]
+	var last time.Time
+	var restarted map[string]bool
+	err := proc.WaitFor(ctx, 2*time.Second, func() bool {
+		out, err := d.In.Run(ctx, boot0, "ckecli", "cluster", "get", "-o", "json")
+		if err != nil || !strings.Contains(out, flag) {
+			return false
+		}
+		cps, _ := clusterNodes(t, d)
+		out, err = d.In.Run(ctx, boot0, "ckecli", "history", "-n", "200", "-o", "json")
+		if err != nil {
+			return false
+		}
+		var recs []struct {
+			Status string    `json:"status"`
+			Start  time.Time `json:"start"`
+			End    time.Time `json:"end"`
+			Op     struct {
+				Kind    string   `json:"kind"`
+				Service string   `json:"service"`
+				Nodes   []string `json:"nodes"`
+			} `json:"op"`
+		}
+		if json.Unmarshal([]byte(out), &recs) != nil {
+			return false
+		}
+		restarted = map[string]bool{}
+		for _, r := range recs {
+			if r.Start.Before(start) || r.Op.Kind != "start-service" || r.Op.Service != "kube-apiserver" || r.Status != "completed" {
+				continue
+			}
+			if len(r.Op.Nodes) != 1 {
+				t.Errorf("API servers restarted together: %v", r.Op.Nodes)
+			}
+			for _, n := range r.Op.Nodes {
+				restarted[n] = true
+			}
+			if r.End.After(last) {
+				last = r.End
+			}
+		}
+		for _, cp := range cps {
+			if !restarted[cp] {
+				return false
+			}
+		}
+		return engineIdle(ctx, d)
+	})
+	if err != nil {
+		dumpKubernetes(t, d)
+		t.Fatalf("the API servers not rolled with %s after %s (restarted: %v)", flag, limit, restarted)
+	}
+	return last
 }

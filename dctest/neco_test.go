@@ -84,7 +84,21 @@ func necoBuild(t testing.TB, version string) *necodc.Build {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	b, err := necodc.BuildPackage(ctx, repo, binDir, version, logWriter{t})
+	var opts []necodc.BuildOption
+	if version == necoV2 {
+		// The second release changes a component's flags: the engine
+		// rolls the control planes when it arrives (TestUpgrade).
+		tmpl, err := os.ReadFile(filepath.Join(repo, "etc", "cke-template.yml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		file := filepath.Join(binDir, "cke-template-"+version+".yml")
+		if err := os.WriteFile(file, append(tmpl, []byte(v2TemplateOptions)...), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		opts = append(opts, necodc.WithCKETemplate(file))
+	}
+	b, err := necodc.BuildPackage(ctx, repo, binDir, version, logWriter{t}, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,6 +108,12 @@ func necoBuild(t testing.TB, version string) *necodc.Build {
 	shared.build[version] = b
 	return b
 }
+
+// v2TemplateOptions are added to the second release's cluster.yml template.
+const v2TemplateOptions = `options:
+  kube-api:
+    extra_args: ["--v=1"]
+`
 
 // necoDC returns the shared bootstrapped data center, making it first if
 // needed.

@@ -37,6 +37,7 @@ import (
 // binary, and the cluster is healthy.
 func TestUpgrade(t *testing.T) {
 	d := necoDC(t)
+	pods := ensureServing(t, d)
 	b := necoBuild(t, necoV2)
 	ctx := context.Background()
 	boots := d.BootServers()
@@ -117,6 +118,15 @@ func TestUpgrade(t *testing.T) {
 		}
 	}()
 
+	// The Kubernetes cluster while it happens: the API through a worker's
+	// node-local load balancer, and the Deployment's pods.
+	_, workers := clusterNodes(t, d)
+	probeNode := nodeName(d, workers[0])
+	stopAPI := apiProbe(t, d, probeNode)
+	stopPods := podsProbe(t, d, probeNode, pods)
+	defer stopAPI()
+	defer stopPods()
+
 	start, mono := time.Now(), monotonic()
 	for _, kv := range [][2]string{{"github-api-url", api}, {"github-repo", "openneco/neco"}, {"github-token", gh.Token},
 		{"check-update-interval", "5s"}, {"env", "prod"}} {
@@ -133,6 +143,20 @@ func TestUpgrade(t *testing.T) {
 	wg.Wait()
 	t.Logf("every boot server upgraded to %s and through the update steps %s after the release was configured", necoV2, took.Round(100*time.Millisecond))
 	t.Logf("statuses seen (lrn:step:cond): %v", seen)
+	// The release's template changed the API servers' flags: the engine
+	// rolls them, one control plane at a time.
+	rolled := waitRolled(t, d, "--v=1", start, 8*time.Minute)
+	time.Sleep(3 * time.Second)
+	apiLongest, apiFails, apiTotal := stopAPI()
+	podLongest, podFails, podTotal := stopPods()
+	t.Logf("the API servers rolled with the release's flags %s after it was configured; API through %s's rivers: %d of %d probes failed (longest %s); the Deployment's pods: %d of %d probes failed (longest %s)",
+		rolled.Sub(start).Round(time.Second), probeNode, apiFails, apiTotal, apiLongest.Round(100*time.Millisecond), podFails, podTotal, podLongest.Round(100*time.Millisecond))
+	if apiLongest > 5*time.Second {
+		t.Errorf("the API was unavailable for %s during the upgrade (target 0–5 s)", apiLongest)
+	}
+	if podFails > 0 {
+		t.Errorf("the Deployment's pods failed %d of %d probes during the upgrade", podFails, podTotal)
+	}
 	if len(spread) > 0 {
 		t.Errorf("not lock-step: servers more than one step apart: %v", spread)
 	}
@@ -160,7 +184,7 @@ func TestUpgrade(t *testing.T) {
 		}
 		// Every daemon runs the new binary: restarted after the upgrade
 		// began, its executable the installed file (not a deleted one).
-		for _, u := range []string{"neco-updater", "neco-worker", "node-health-agent", "sabakan-state-setter", "sabakan", "etcd"} {
+		for _, u := range []string{"neco-updater", "neco-worker", "node-health-agent", "sabakan-state-setter", "sabakan", "etcd", "cke"} {
 			pid := strings.TrimSpace(must(bs, "systemctl", "show", "-p", "MainPID", "--value", u))
 			exe, err := run(bs, "readlink", "/proc/"+pid+"/exe")
 			if pid == "0" || err != nil || strings.Contains(exe, "deleted") {
@@ -196,7 +220,8 @@ func TestUpgrade(t *testing.T) {
 	// Stop following releases again.
 	must(op, "neco", "config", "set", "env", string(neco.EnvNone))
 	fi, _ := os.Stat(b.Deb)
-	report(t, map[string]any{"upgrade_s": took.Seconds(), "package_mib": fi.Size() >> 20})
+	report(t, map[string]any{"upgrade_s": took.Seconds(), "package_mib": fi.Size() >> 20, "k8s_rolled_s": rolled.Sub(start).Seconds(),
+		"api_longest_failure_s": apiLongest.Seconds(), "api_probe_failures": apiFails, "pod_probe_failures": podFails})
 }
 
 // monotonic is CLOCK_MONOTONIC in microseconds, the clock of systemd's

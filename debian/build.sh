@@ -15,7 +15,8 @@
 #          server's registry by neco-worker
 #
 # Environment: DEB_COMPRESS (dpkg-deb -Z: gzip, xz or none; default gzip, fast for the
-# large pinned servers; Debian 12's lintian rejects zstd).
+# large pinned servers; Debian 12's lintian rejects zstd); NECO_CKE_TEMPLATE (a
+# site's own cluster.yml template, shipped instead of etc/cke-template.yml).
 # Run it through `make deb`, which builds every binary first.
 set -euo pipefail
 
@@ -86,6 +87,9 @@ done
 # Default configuration and templates, and the Ignition templates.
 if [ -d "$src/etc" ]; then
 	cp -R "$src/etc/." "$root/usr/share/neco/"
+fi
+if [ -n "${NECO_CKE_TEMPLATE:-}" ]; then
+	install -m 644 "$NECO_CKE_TEMPLATE" "$root/usr/share/neco/cke-template.yml"
 fi
 if [ -d "$src/ignitions" ]; then
 	cp -R "$src/ignitions" "$root/usr/share/neco/ignitions"

@@ -32,7 +32,11 @@ func (b *Build) Program(name string) string { return filepath.Join(b.BinDir, nam
 // debian/build.sh — but uncompressed and without lintian: the
 // package only travels on this machine, and compressing Vault takes
 // minutes. Programs already compiled (the Go build cache) are only linked.
-func BuildPackage(ctx context.Context, repo, dir, version string, log io.Writer) (*Build, error) {
+func BuildPackage(ctx context.Context, repo, dir, version string, log io.Writer, opts ...BuildOption) (*Build, error) {
+	var o buildOptions
+	for _, f := range opts {
+		f(&o)
+	}
 	start := time.Now()
 	b := &Build{Version: version, BinDir: filepath.Join(dir, "bin-"+version)}
 	if err := os.MkdirAll(b.BinDir, 0o755); err != nil {
@@ -66,6 +70,9 @@ func BuildPackage(ctx context.Context, repo, dir, version string, log io.Writer)
 	}
 	pkg := exec.CommandContext(ctx, filepath.Join(repo, "debian", "build.sh"), version, b.BinDir, dir, kube, layout)
 	pkg.Env = append(os.Environ(), "DEB_COMPRESS=none")
+	if o.ckeTemplate != "" {
+		pkg.Env = append(pkg.Env, "NECO_CKE_TEMPLATE="+o.ckeTemplate)
+	}
 	out, err := pkg.CombinedOutput()
 	if err != nil {
 		return nil, fmt.Errorf("necodc: debian/build.sh: %w\n%s", err, out)
@@ -118,4 +125,15 @@ func linkOrCopy(src, dst string) error {
 		return err
 	}
 	return out.Close()
+}
+
+// BuildOption changes what BuildPackage ships.
+type BuildOption func(*buildOptions)
+
+type buildOptions struct{ ckeTemplate string }
+
+// WithCKETemplate ships file as the release's cluster.yml template
+// (debian/build.sh's NECO_CKE_TEMPLATE) instead of etc/cke-template.yml.
+func WithCKETemplate(file string) BuildOption {
+	return func(o *buildOptions) { o.ckeTemplate = file }
 }
