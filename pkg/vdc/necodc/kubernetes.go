@@ -115,11 +115,27 @@ func hasAnyPrefix(s string, prefixes []string) bool {
 	return false
 }
 
-// ApplyIgnitions runs ApplyIgnition on every worker at once.
+// ApplyIgnitions runs ApplyIgnition at once on every worker that is a
+// machine in sabakan (a removed one has no Ignition).
 func (d *DC) ApplyIgnitions(ctx context.Context) error {
 	return d.phase("the workers take their Ignition (SSH keys, containerd's mirrors, the pods' network)", func() error {
+		ms, err := d.Machines(ctx)
+		if err != nil {
+			return err
+		}
+		registered := map[string]bool{}
+		for _, m := range ms {
+			registered[m.Spec.Serial] = true
+		}
+		var workers []string
+		for _, w := range d.Workers() {
+			if registered[d.Plan.Hosts[w].Serial] {
+				workers = append(workers, w)
+			} else {
+				d.logf("    %s: not in sabakan, no Ignition", w)
+			}
+		}
 		var wg sync.WaitGroup
-		workers := d.Workers()
 		errs := make([]error, len(workers))
 		for i, w := range workers {
 			wg.Add(1)
