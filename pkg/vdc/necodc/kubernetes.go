@@ -330,8 +330,10 @@ const ServePort = 18080
 
 // ServeManifest is a Deployment of agnhost netexec (GET /hostname answers
 // the node's name) on the nodes' network, as the pods' own network reaches
-// only their node yet: three pods, one per rack and node, that leave an
-// unreachable node after 10 s.
+// only their node yet: three pods, one per node, spread across racks
+// (a rack whose nodes are all tainted, by the engine for an unreachable or
+// retiring machine, does not count), that leave an unreachable node after
+// 10 s.
 const ServeManifest = `apiVersion: apps/v1
 kind: Deployment
 metadata: {name: serve, namespace: default}
@@ -343,7 +345,7 @@ spec:
     spec:
       hostNetwork: true
       topologySpreadConstraints:
-      - {maxSkew: 1, topologyKey: topology.kubernetes.io/zone, whenUnsatisfiable: DoNotSchedule, labelSelector: {matchLabels: {app: serve}}}
+      - {maxSkew: 1, topologyKey: topology.kubernetes.io/zone, whenUnsatisfiable: DoNotSchedule, nodeTaintsPolicy: Honor, labelSelector: {matchLabels: {app: serve}}}
       affinity:
         podAntiAffinity:
           requiredDuringSchedulingIgnoredDuringExecution:
