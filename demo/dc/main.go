@@ -132,6 +132,9 @@ func status(ctx context.Context) error {
 			return
 		}
 		fmt.Print(out)
+		if !strings.HasSuffix(out, "\n") {
+			fmt.Println()
+		}
 	}
 
 	fmt.Println("\n== Hosts   (vdc list)")
