@@ -2,8 +2,10 @@
 // for leadership of /cke/; the leader reads cluster.yml and the
 // constraints at one revision, gathers what every node, the Kubernetes
 // etcd and the API servers report, lets decide.DecideOps choose, and runs
-// the operations step by step, recording each in etcd. It wakes on a
-// change of the declaration or on a tick, and backs off after a failure.
+// the operations step by step, recording each in etcd. With nothing to
+// do it runs the sabakan integration (sabakan.go), which may store a new
+// cluster.yml. It wakes on a change of the declaration or on a tick, and
+// backs off after a failure.
 package server
 
 import (
