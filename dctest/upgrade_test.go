@@ -154,8 +154,10 @@ func TestUpgrade(t *testing.T) {
 	if apiLongest > 5*time.Second {
 		t.Errorf("the API was unavailable for %s during the upgrade (target 0–5 s)", apiLongest)
 	}
-	if podFails > 0 {
-		t.Errorf("the Deployment's pods failed %d of %d probes during the upgrade", podFails, podTotal)
+	// A pod that stopped answering is an outage, not one slow answer on a
+	// busy machine (each probe allows 2 s, once a second).
+	if podLongest > 5*time.Second {
+		t.Errorf("a pod of the Deployment stopped answering for %s during the upgrade (%d of %d probes failed)", podLongest, podFails, podTotal)
 	}
 	if len(spread) > 0 {
 		t.Errorf("not lock-step: servers more than one step apart: %v", spread)
