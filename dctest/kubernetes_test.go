@@ -44,10 +44,6 @@ func TestKubernetes(t *testing.T) {
 	h := hosts{t, d.In, 2 * time.Minute}
 	boot0 := d.BootServers()[0]
 
-	byAddr := map[string]string{} // node address → vdc name
-	for name, hp := range d.Plan.Hosts {
-		byAddr[hp.Node0.String()] = name
-	}
 	want, err := d.KubernetesMachines(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -76,7 +72,7 @@ func TestKubernetes(t *testing.T) {
 		for _, n := range nodes {
 			names = append(names, n.Name)
 			if n.ControlPlane {
-				racks[d.Plan.Hosts[byAddr[n.Name]].Rack] = true
+				racks[d.Plan.Hosts[nodeName(d, n.Name)].Rack] = true
 			}
 		}
 		slices.Sort(names)
@@ -99,9 +95,9 @@ func TestKubernetes(t *testing.T) {
 	h.must(boot0, "ckecli", "constraints", "set", "wait-seconds-to-remove-retired", "10")
 
 	t.Run("a Deployment across racks serves", func(t *testing.T) { deploymentServes(t, d) })
-	t.Run("a control plane loses its power", func(t *testing.T) { replaceControlPlane(t, d, byAddr) })
-	t.Run("a worker loses its power", func(t *testing.T) { workerPowerCycle(t, d, byAddr) })
-	t.Run("a retiring machine is drained and removed", func(t *testing.T) { retireNode(t, d, byAddr) })
+	t.Run("a control plane loses its power", func(t *testing.T) { replaceControlPlane(t, d) })
+	t.Run("a worker loses its power", func(t *testing.T) { workerPowerCycle(t, d) })
+	t.Run("a retiring machine is drained and removed", func(t *testing.T) { retireNode(t, d) })
 	t.Logf("peak memory (PSS of every process of the data center, Kubernetes included) so far: %d MiB", shared.peakPSS>>20)
 	report(t, map[string]any{"cluster_ready_s": built.Seconds(), "nodes": len(want), "peak_pss_mib": shared.peakPSS >> 20})
 }
@@ -252,25 +248,14 @@ func nodeName(d *necodc.DC, addr string) string {
 	return addr
 }
 
-// clusterYAML reads cluster.yml's control planes and workers.
+// clusterNodes reads cluster.yml's control planes and workers.
 func clusterNodes(t *testing.T, d *necodc.DC) (cps, workers []string) {
 	t.Helper()
-	out := hosts{t, d.In, time.Minute}.must(d.BootServers()[0], "ckecli", "cluster", "get", "-o", "json")
-	var c struct {
-		Nodes []struct {
-			Address      string `json:"address"`
-			ControlPlane bool   `json:"control_plane"`
-		} `json:"nodes"`
-	}
-	if err := json.Unmarshal([]byte(out), &c); err != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cps, workers, err := d.ClusterNodes(ctx)
+	if err != nil {
 		t.Fatal(err)
-	}
-	for _, n := range c.Nodes {
-		if n.ControlPlane {
-			cps = append(cps, n.Address)
-		} else {
-			workers = append(workers, n.Address)
-		}
 	}
 	return cps, workers
 }
@@ -378,15 +363,15 @@ func podsProbe(t *testing.T, d *necodc.DC, node string, pods []podInfo) (stop fu
 	return probe(t, d, node, "pods", strings.Join(checks, " && "))
 }
 
-func replaceControlPlane(t *testing.T, d *necodc.DC, byAddr map[string]string) {
+func replaceControlPlane(t *testing.T, d *necodc.DC) {
 	ctx := context.Background()
 	cps, workers := clusterNodes(t, d)
 	if len(workers) == 0 {
 		t.Fatal("no worker to probe from")
 	}
 	victimAddr := cps[len(cps)-1]
-	victim := byAddr[victimAddr]
-	probeNode := byAddr[workers[0]]
+	victim := nodeName(d, victimAddr)
+	probeNode := nodeName(d, workers[0])
 	stopProbe := apiProbe(t, d, probeNode)
 	probing := true
 	defer func() {
@@ -509,7 +494,7 @@ func waitTaint(t *testing.T, d *necodc.DC, addr, taint string, limit time.Durati
 	return time.Since(start)
 }
 
-func workerPowerCycle(t *testing.T, d *necodc.DC, byAddr map[string]string) {
+func workerPowerCycle(t *testing.T, d *necodc.DC) {
 	ctx := context.Background()
 	pods := waitServing(t, d, 5*time.Minute)
 	_, workers := clusterNodes(t, d)
@@ -523,7 +508,7 @@ func workerPowerCycle(t *testing.T, d *necodc.DC, byAddr map[string]string) {
 	if victimAddr == "" {
 		t.Skipf("no pod of the Deployment on a worker (pods %+v, workers %v)", pods, workers)
 	}
-	victim := byAddr[victimAddr]
+	victim := nodeName(d, victimAddr)
 	start := time.Now()
 	if err := d.In.Stop(ctx, victim, true); err != nil {
 		t.Fatal(err)
@@ -543,12 +528,12 @@ func workerPowerCycle(t *testing.T, d *necodc.DC, byAddr map[string]string) {
 	report(t, map[string]any{"worker_tainted_s": tainted.Seconds(), "worker_pods_moved_s": moved.Seconds(), "worker_back_s": back.Seconds()})
 }
 
-func retireNode(t *testing.T, d *necodc.DC, byAddr map[string]string) {
+func retireNode(t *testing.T, d *necodc.DC) {
 	h := hosts{t, d.In, 2 * time.Minute}
 	boot0 := d.BootServers()[0]
 	_, workers := clusterNodes(t, d)
 	victimAddr := workers[len(workers)-1]
-	victim := byAddr[victimAddr]
+	victim := nodeName(d, victimAddr)
 	serial := d.Plan.Hosts[victim].Serial
 	start := time.Now()
 	h.must(boot0, "sabactl", "machines", "set-state", serial, "retiring")

@@ -188,18 +188,10 @@ mv "$f.new" "$f"`
 	d.apiMu.Lock()
 	servers := []string{d.apiServer}
 	d.apiMu.Unlock()
-	if out, err := d.quiet(ctx, boot0, "ckecli", "cluster", "get", "-o", "json"); err == nil {
-		var c struct {
-			Nodes []struct {
-				Address      string `json:"address"`
-				ControlPlane bool   `json:"control_plane"`
-			} `json:"nodes"`
-		}
-		if json.Unmarshal([]byte(out), &c) == nil {
-			for _, n := range c.Nodes {
-				if s := "https://" + n.Address + ":6443"; n.ControlPlane && s != servers[0] {
-					servers = append(servers, s)
-				}
+	if cps, _, err := d.ClusterNodes(ctx); err == nil {
+		for _, a := range cps {
+			if s := "https://" + a + ":6443"; s != servers[0] {
+				servers = append(servers, s)
 			}
 		}
 	}
@@ -223,6 +215,32 @@ mv "$f.new" "$f"`
 		return "", errors.New("kubectl: no control plane in cluster.yml")
 	}
 	return "", errors.Join(errs...)
+}
+
+// ClusterNodes reads cluster.yml's control planes and workers (addresses)
+// on boot-0.
+func (d *DC) ClusterNodes(ctx context.Context) (cps, workers []string, err error) {
+	out, err := d.quiet(ctx, d.BootServers()[0], "ckecli", "cluster", "get", "-o", "json")
+	if err != nil {
+		return nil, nil, err
+	}
+	var c struct {
+		Nodes []struct {
+			Address      string `json:"address"`
+			ControlPlane bool   `json:"control_plane"`
+		} `json:"nodes"`
+	}
+	if err := json.Unmarshal([]byte(out), &c); err != nil {
+		return nil, nil, fmt.Errorf("ckecli cluster get: %w", err)
+	}
+	for _, n := range c.Nodes {
+		if n.ControlPlane {
+			cps = append(cps, n.Address)
+		} else {
+			workers = append(workers, n.Address)
+		}
+	}
+	return cps, workers, nil
 }
 
 // unreachable tells kubectl's failures to reach a server from its answers.
