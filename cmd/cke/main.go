@@ -30,6 +30,7 @@ func main() {
 	flag.IntVar(&cfg.SessionTTL, "session-ttl", 20, "election session TTL in seconds: how soon another engine takes over from a dead leader")
 	kube := flag.String("kube-binary", "", "the Kubernetes executable for the nodes (default: the newest kube-vX.Y.Z in "+server.DefaultKubeDir+")")
 	etcdBin := flag.String("etcd-binary", "/usr/bin/etcd", "the etcd executable for the control planes")
+	podnetBin := flag.String("podnet-binary", "", "the pod network's program for the nodes (default: podnet beside this executable, if there; without it cluster.yml cannot have a pod_network)")
 	flag.StringVar(&cfg.Artifacts.HAProxy, "haproxy", "/usr/sbin/haproxy", "HAProxy on the nodes (the node-local API load balancer)")
 	flag.StringVar(&cfg.Artifacts.PauseImage, "pause-image", images.PauseName, "pod sandbox image")
 	metrics := flag.String("metrics", "127.0.0.1:10180", "address of /health and /metrics")
@@ -44,6 +45,9 @@ func main() {
 	}
 	if err == nil {
 		cfg.Artifacts.Etcd, err = server.LocalBinary("etcd", *etcdBin)
+	}
+	if err == nil {
+		cfg.Artifacts.Podnet, err = server.FindPodnet(*podnetBin)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "cke:", err)

@@ -20,8 +20,37 @@ type Cluster struct {
 	// DNSServers are the upstream resolvers of the cluster DNS.
 	DNSServers []string `json:"dns_servers,omitempty"`
 	// TaintControlPlane keeps ordinary pods off control-plane nodes.
-	TaintControlPlane bool    `json:"taint_control_plane,omitempty"`
-	Options           Options `json:"options"`
+	TaintControlPlane bool `json:"taint_control_plane,omitempty"`
+	// PodNetwork, when it has subnets, is the routed pod network the
+	// engine runs: podnet on every node, its custom resources and the
+	// address pool "default" with these subnets.
+	PodNetwork PodNetwork `json:"pod_network,omitempty"`
+	Options    Options    `json:"options"`
+}
+
+// PodNetwork is the pod network's default address pool.
+type PodNetwork struct {
+	// Subnets are IPv4 CIDRs pods take addresses from. Subnets can be
+	// added later but never removed or changed (addresses of running pods
+	// come from them).
+	Subnets []string `json:"subnets,omitempty"`
+	// BlockSizeBits sizes the blocks handed to nodes: 2^bits addresses
+	// (DefaultBlockSizeBits when nil). It cannot change once pods run.
+	BlockSizeBits *int `json:"block_size_bits,omitempty"`
+}
+
+// DefaultBlockSizeBits makes blocks of 32 addresses (/27).
+const DefaultBlockSizeBits = 5
+
+// Enabled reports whether the engine runs the pod network.
+func (p PodNetwork) Enabled() bool { return len(p.Subnets) > 0 }
+
+// Bits returns the block size in bits.
+func (p PodNetwork) Bits() int {
+	if p.BlockSizeBits == nil {
+		return DefaultBlockSizeBits
+	}
+	return *p.BlockSizeBits
 }
 
 // Node is one machine of the cluster.
@@ -85,6 +114,7 @@ type Options struct {
 	Scheduler         ServiceParams `json:"kube-scheduler"`
 	Proxy             ProxyParams   `json:"kube-proxy"`
 	Kubelet           KubeletParams `json:"kubelet"`
+	Podnet            ServiceParams `json:"podnet"`
 }
 
 // ParseCluster reads cluster.yml (YAML or JSON). Unknown fields are errors:

@@ -10,6 +10,8 @@ const goodCluster = `
 name: dc
 service_subnet: 10.68.0.0/16
 dns_servers: [10.69.0.3]
+pod_network:
+  subnets: [10.64.0.0/16, 10.65.0.0/24]
 nodes:
 - address: 10.69.0.4
   hostname: rack0-cs1
@@ -83,6 +85,16 @@ func TestValidate(t *testing.T) {
 		{"bad extra arg", func(c *Cluster) { c.Options.Scheduler.ExtraArgs = []string{"-v=2"} }, "options.kube-scheduler: extra_args[0]"},
 		{"bad env", func(c *Cluster) { c.Options.Etcd.ExtraEnv = map[string]string{"A B": "1"} }, "options.etcd: extra_env"},
 		{"bad proxy mode", func(c *Cluster) { c.Options.Proxy.Mode = "userspace" }, "options.kube-proxy.mode"},
+		{"bad podnet arg", func(c *Cluster) { c.Options.Podnet.ExtraArgs = []string{"x"} }, "options.podnet: extra_args[0]"},
+		{"pod subnet not a CIDR", func(c *Cluster) { c.PodNetwork.Subnets[1] = "10.65.0.0" }, "pod_network.subnets[1] \"10.65.0.0\""},
+		{"pod subnet host bits", func(c *Cluster) { c.PodNetwork.Subnets[1] = "10.65.0.1/24" }, "did you mean 10.65.0.0/24"},
+		{"pod subnet v6", func(c *Cluster) { c.PodNetwork.Subnets[1] = "fd00::/64" }, "must be IPv4"},
+		{"pod subnets overlap", func(c *Cluster) { c.PodNetwork.Subnets[1] = "10.64.8.0/24" }, "overlaps 10.64.0.0/16"},
+		{"pod subnet overlaps services", func(c *Cluster) { c.PodNetwork.Subnets[1] = "10.68.4.0/24" }, "overlaps service_subnet"},
+		{"pod subnet smaller than a block", func(c *Cluster) { c.PodNetwork.Subnets[1] = "10.65.0.0/28" }, "smaller than one block of 2^5"},
+		{"block size too large", func(c *Cluster) { b := 17; c.PodNetwork.BlockSizeBits = &b }, "block_size_bits 17"},
+		{"block size without subnets", func(c *Cluster) { b := 4; c.PodNetwork = PodNetwork{BlockSizeBits: &b} }, "set without subnets"},
+		{"node inside pods", func(c *Cluster) { c.Nodes[1].Address = "10.64.1.1" }, "inside pod_network subnet 10.64.0.0/16"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -15,18 +15,22 @@ const (
 	// Containerd is the node's own containerd; the engine owns its
 	// configuration and restarts it when that changes.
 	Containerd Service = "containerd"
-	Kubelet    Service = "kubelet"
-	Proxy      Service = "kube-proxy"
+	// Podnet is the pod network's node daemon (cluster.yml pod_network):
+	// pod addresses, their routes and the CNI configuration.
+	Podnet  Service = "podnet"
+	Kubelet Service = "kubelet"
+	Proxy   Service = "kube-proxy"
 )
 
 // ControlPlaneServices run on control planes besides etcd.
 var ControlPlaneServices = []Service{APIServer, ControllerManager, Scheduler}
 
 // NodeServices run on every node besides Rivers.
-var NodeServices = []Service{Containerd, Kubelet, Proxy}
+// Podnet runs only when cluster.yml has a pod network.
+var NodeServices = []Service{Containerd, Podnet, Kubelet, Proxy}
 
 // AllServices are every service the engine may run, in start order.
-var AllServices = []Service{Rivers, Etcd, APIServer, ControllerManager, Scheduler, Containerd, Kubelet, Proxy}
+var AllServices = []Service{Rivers, Etcd, APIServer, ControllerManager, Scheduler, Containerd, Podnet, Kubelet, Proxy}
 
 // Unit is the systemd unit running s.
 func (s Service) Unit() string {

@@ -33,6 +33,7 @@ func (c *Cluster) Validate() error {
 	case svc.Bits() > 28 || svc.Bits() < 12:
 		bad("service_subnet %q: prefix length must be between /12 and /28", c.ServiceSubnet)
 	}
+	errs = append(errs, c.PodNetwork.validate(svc)...)
 	for i, s := range c.DNSServers {
 		if a, err := netip.ParseAddr(s); err != nil || !a.Is4() {
 			bad("dns_servers[%d] %q: not an IPv4 address", i, s)
@@ -54,6 +55,11 @@ func (c *Cluster) Validate() error {
 			bad("%s.address %q: not an IPv4 address", where, n.Address)
 		case svc.IsValid() && svc.Contains(a):
 			bad("%s.address %s: inside service_subnet %s", where, n.Address, c.ServiceSubnet)
+		}
+		for _, s := range c.PodNetwork.Subnets {
+			if p, err := netip.ParsePrefix(s); err == nil && a.IsValid() && p.Contains(a) {
+				bad("%s.address %s: inside pod_network subnet %s", where, n.Address, s)
+			}
 		}
 		if j, dup := addrs[n.Address]; dup {
 			bad("%s.address %s: also nodes[%d]'s", where, n.Address, j)
@@ -94,7 +100,7 @@ func (c *Cluster) Validate() error {
 
 	for name, p := range map[string]ServiceParams{
 		"etcd": c.Options.Etcd, "rivers": c.Options.Rivers, "kube-api": c.Options.APIServer,
-		"kube-controller-manager": c.Options.ControllerManager, "kube-scheduler": c.Options.Scheduler,
+		"kube-controller-manager": c.Options.ControllerManager, "kube-scheduler": c.Options.Scheduler, "podnet": c.Options.Podnet,
 		"kube-proxy": c.Options.Proxy.ServiceParams, "kubelet": c.Options.Kubelet.ServiceParams,
 	} {
 		if err := p.validate(); err != nil {
@@ -169,3 +175,45 @@ var (
 	labelValue   = regexp.MustCompile(`^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$`)
 	envName      = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 )
+
+// validate checks the pod network's subnets: canonical IPv4 CIDRs that
+// overlap neither each other nor the service subnet, each holding at least
+// one block.
+func (p PodNetwork) validate(svc netip.Prefix) []error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	bits := p.Bits()
+	if bits < 0 || bits > 16 {
+		bad("pod_network.block_size_bits %d: must be between 0 (/32 blocks) and 16 (/16 blocks)", bits)
+	}
+	if p.BlockSizeBits != nil && !p.Enabled() {
+		bad("pod_network.block_size_bits: set without subnets")
+	}
+	var seen []netip.Prefix
+	for i, s := range p.Subnets {
+		where := fmt.Sprintf("pod_network.subnets[%d] %q", i, s)
+		sub, err := netip.ParsePrefix(s)
+		switch {
+		case err != nil:
+			bad("%s: %v", where, err)
+			continue
+		case !sub.Addr().Is4():
+			bad("%s: must be IPv4", where)
+			continue
+		case sub.Masked() != sub:
+			bad("%s: host bits set (did you mean %s?)", where, sub.Masked())
+			continue
+		case sub.Bits() > 32-bits:
+			bad("%s: smaller than one block of 2^%d addresses", where, bits)
+		case svc.IsValid() && svc.Overlaps(sub):
+			bad("%s: overlaps service_subnet %s", where, svc)
+		}
+		for _, o := range seen {
+			if o.Overlaps(sub) {
+				bad("%s: overlaps %s", where, o)
+			}
+		}
+		seen = append(seen, sub)
+	}
+	return errs
+}

@@ -111,7 +111,7 @@ func (d decider) starts(s cke.Service, nodes []*cke.Node, oneAtATime bool) []Op 
 	var down, outdated []string
 	reasons := map[string][]string{}
 	for _, n := range nodes {
-		if !d.reachable(n.Address) {
+		if _, wanted := d.Want[n.Address][s]; !wanted || !d.reachable(n.Address) {
 			continue
 		}
 		why := d.why(n.Address, s)
@@ -484,7 +484,8 @@ func (d decider) k8sMaintain() ([]Op, string) {
 	return ops, ""
 }
 
-// stopControlPlane stops the control-plane components of demoted nodes.
+// stopControlPlane stops the control-plane components of demoted nodes,
+// and podnet where cluster.yml has no pod network.
 func (d decider) stopControlPlane() ([]Op, string) {
 	var ops []Op
 	for _, s := range cke.ControlPlaneServices {
@@ -497,6 +498,16 @@ func (d decider) stopControlPlane() ([]Op, string) {
 		if len(targets) > 0 {
 			ops = append(ops, Op{Kind: StopService, Service: s, Nodes: targets, Reason: "not a control plane"})
 		}
+	}
+	var targets []string
+	for _, n := range d.Cluster.Nodes {
+		_, wanted := d.Want[n.Address][cke.Podnet]
+		if st := d.service(n.Address, cke.Podnet); !wanted && d.reachable(n.Address) && (st.Running || st.Hash != "") {
+			targets = append(targets, n.Address)
+		}
+	}
+	if len(targets) > 0 {
+		ops = append(ops, Op{Kind: StopService, Service: cke.Podnet, Nodes: targets, Reason: "no pod_network in cluster.yml"})
 	}
 	return ops, ""
 }

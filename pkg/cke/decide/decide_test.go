@@ -86,6 +86,14 @@ func (s *Snapshot) want(svc cke.Service, hash string, nodes ...string) *Snapshot
 	return s
 }
 
+// unwant makes svc a service no node should run (cluster.yml without it).
+func (s *Snapshot) unwant(svc cke.Service) *Snapshot {
+	for _, w := range s.Want {
+		delete(w, svc)
+	}
+	return s
+}
+
 // promote makes addr a control plane whose components run but which is no
 // etcd member yet.
 func (s *Snapshot) promote(addr string) *Snapshot {
@@ -187,6 +195,7 @@ func TestDecideOps(t *testing.T) {
 			"start-service kube-controller-manager on 10.0.0.1",
 			"start-service kube-scheduler on 10.0.0.1",
 			"start-service containerd on 10.0.0.1,10.0.0.2,10.0.0.3",
+			"start-service podnet on 10.0.0.1,10.0.0.2,10.0.0.3",
 			"start-service kubelet on 10.0.0.1,10.0.0.2,10.0.0.3",
 			"start-service kube-proxy on 10.0.0.1,10.0.0.2,10.0.0.3",
 		}},
@@ -376,7 +385,15 @@ func TestDecideOps(t *testing.T) {
 			phase: PhaseK8sStart, ops: []string{
 				"start-service kube-apiserver on 10.0.0.1", "start-service kube-controller-manager on 10.0.0.1",
 				"start-service kube-scheduler on 10.0.0.1", "start-service containerd on 10.0.0.1,10.0.0.2",
+				"start-service podnet on 10.0.0.1,10.0.0.2",
 				"start-service kubelet on 10.0.0.1,10.0.0.2", "start-service kube-proxy on 10.0.0.1,10.0.0.2"}},
+		{name: "no pod network: podnet is not started", snap: bootstrapped(1, 1).unwant(cke.Podnet),
+			phase: PhaseK8sStart, ops: []string{
+				"start-service kube-apiserver on 10.0.0.1", "start-service kube-controller-manager on 10.0.0.1",
+				"start-service kube-scheduler on 10.0.0.1", "start-service containerd on 10.0.0.1,10.0.0.2",
+				"start-service kubelet on 10.0.0.1,10.0.0.2", "start-service kube-proxy on 10.0.0.1,10.0.0.2"}},
+		{name: "a pod network removed from cluster.yml stops podnet", snap: converged(1, 1).unwant(cke.Podnet),
+			phase: PhaseStopCP, ops: []string{"stop-service podnet on 10.0.0.1,10.0.0.2"}},
 		{name: "an outdated API server on an unreachable control plane waits for it", snap: converged(3, 0).
 			want(cke.APIServer, "h2", "10.0.0.1").down("10.0.0.1"),
 			phase: PhaseK8sMaintain, ops: []string{"update-endpoints on 10.0.0.2,10.0.0.3"}},

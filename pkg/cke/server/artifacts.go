@@ -50,3 +50,20 @@ func LocalBinary(name, path string) (units.Binary, error) {
 	}
 	return units.Binary{Name: name, SHA256: hex.EncodeToString(h.Sum(nil)), Source: path}, nil
 }
+
+// FindPodnet describes the podnet executable at path or, when path is
+// empty, beside the running executable; a missing default is no error
+// (the engine then refuses clusters with a pod network).
+func FindPodnet(path string) (units.Binary, error) {
+	if path == "" {
+		self, err := os.Executable()
+		if err != nil {
+			return units.Binary{}, nil
+		}
+		path = filepath.Join(filepath.Dir(self), "podnet")
+		if _, err := os.Stat(path); err != nil {
+			return units.Binary{}, nil
+		}
+	}
+	return LocalBinary("podnet", path)
+}

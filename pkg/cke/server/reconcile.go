@@ -55,7 +55,7 @@ func (ld *leader) reconcile(ctx context.Context) (bool, error) {
 		ld.putStatus(ctx, ld.l, &storage.Status{Waiting: "no cluster.yml: set one with ckecli cluster set or enable the sabakan integration", Sabakan: report})
 		return did, err
 	}
-	if err := errors.Join(c.Validate(), cfg.Constraints.Check(c)); err != nil {
+	if err := errors.Join(c.Validate(), cfg.Constraints.Check(c), ld.cfg.Artifacts.Supports(c)); err != nil {
 		// Stored before a constraint changed, or by hand: refuse to act
 		// on it; the sabakan integration may generate a good one.
 		did, report, ierr := ld.integrateSabakan(ctx, cfg)

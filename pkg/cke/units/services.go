@@ -381,3 +381,26 @@ func (r renderer) proxy() *Unit {
 		Certs: []CertSpec{cert},
 	}
 }
+
+// PodnetUser is the name podnet's certificate gives it in the API.
+const PodnetUser = "system:cke:podnet"
+
+// podnet is the pod network's node daemon. It installs its own executable
+// as the CNI plugin and writes the CNI configuration once it serves, so a
+// node's pods get addresses only from a running daemon.
+func (r renderer) podnet() *Unit {
+	s := cke.Podnet
+	kc, cert := kubeconfigFiles(s, PodnetUser)
+	cmd := []string{r.in.Artifacts.Podnet.NodePath(), "daemon",
+		flag("node-name", r.n.Nodename()),
+		flag("node-ip", r.n.Address),
+		flag("kubeconfig", kc.Path),
+		flag("metrics-address", "127.0.0.1:9384"),
+	}
+	return &Unit{
+		Service: s, Binary: &r.in.Artifacts.Podnet,
+		Command: withExtra(cmd, r.c.Options.Podnet), Env: r.c.Options.Podnet.ExtraEnv,
+		Files: []File{kc, caFile(s, "ca.crt", CAKubernetes)},
+		Certs: []CertSpec{cert},
+	}
+}

@@ -68,6 +68,17 @@ type Artifacts struct {
 	PauseImage string `json:"pause_image"`
 	// HAProxy is the node's own HAProxy (the rivers load balancer).
 	HAProxy string `json:"haproxy"`
+	// Podnet is the pod network's program (node daemon and CNI plugin).
+	Podnet Binary `json:"podnet"`
+}
+
+// Supports reports whether these artifacts can run c: a pod network
+// needs the podnet program.
+func (a Artifacts) Supports(c *cke.Cluster) error {
+	if c.PodNetwork.Enabled() && a.Podnet.SHA256 == "" {
+		return fmt.Errorf("%w: pod_network: this engine has no podnet program (cke -podnet-binary)", cke.ErrInvalid)
+	}
+	return nil
 }
 
 // CertSpec is a certificate a unit needs; the engine issues it from
@@ -157,6 +168,9 @@ func Render(c *cke.Cluster, n *cke.Node, in Inputs) map[cke.Service]*Unit {
 		cke.Containerd: r.containerd(),
 		cke.Kubelet:    r.kubelet(),
 		cke.Proxy:      r.proxy(),
+	}
+	if c.PodNetwork.Enabled() {
+		out[cke.Podnet] = r.podnet()
 	}
 	if n.ControlPlane {
 		out[cke.Etcd] = r.etcd()

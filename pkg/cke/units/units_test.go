@@ -15,6 +15,7 @@ var inputs = Inputs{Artifacts: Artifacts{
 	Etcd:       Binary{Name: "etcd-v3.6.16", SHA256: strings.Repeat("cd", 32)},
 	PauseImage: "registry.k8s.io/pause:3.10.2",
 	HAProxy:    "/usr/sbin/haproxy",
+	Podnet:     Binary{Name: "podnet", SHA256: strings.Repeat("12", 32)},
 }, SecretsFingerprint: "s1"}
 
 func cluster(cps, workers int) *cke.Cluster {
@@ -66,6 +67,9 @@ func TestHashesChangeExactlyWhatChanged(t *testing.T) {
 				"10.0.0.1/kubelet", "10.0.0.2/kube-proxy", "10.0.0.2/kubelet", "10.0.0.3/kube-proxy", "10.0.0.3/kubelet"}},
 		{"a new encryption key", func(_ *cke.Cluster, in *Inputs) { in.SecretsFingerprint = "s2" },
 			[]string{"10.0.0.1/kube-apiserver", "10.0.0.1/kube-controller-manager"}},
+		{"a new podnet binary changes nothing without a pod network", func(_ *cke.Cluster, in *Inputs) { in.Artifacts.Podnet.SHA256 = strings.Repeat("34", 32) }, nil},
+		{"a pod network starts podnet everywhere", func(c *cke.Cluster, _ *Inputs) { c.PodNetwork.Subnets = []string{"10.64.0.0/14"} },
+			[]string{"10.0.0.1/podnet", "10.0.0.2/podnet", "10.0.0.3/podnet"}},
 		{"a new pause image", func(_ *cke.Cluster, in *Inputs) { in.Artifacts.PauseImage = "registry.k8s.io/pause:3.11" },
 			[]string{"10.0.0.1/containerd", "10.0.0.2/containerd", "10.0.0.3/containerd"}},
 	}
@@ -146,6 +150,22 @@ func TestRender(t *testing.T) {
 	w := Render(c, c.Nodes[3], inputs)
 	if got := slices.Sorted(maps.Keys(w)); len(got) != 4 {
 		t.Errorf("worker services = %v", got)
+	}
+
+	c.PodNetwork.Subnets = []string{"10.64.0.0/14"}
+	c.Nodes[3].Hostname = "rack1-cs2"
+	c.Options.Podnet.ExtraArgs = []string{"--metrics-address=0.0.0.0:9384"}
+	p := Render(c, c.Nodes[3], inputs)[cke.Podnet]
+	if p == nil {
+		t.Fatal("no podnet unit with a pod network")
+	}
+	want := []string{"/opt/cke/bin/podnet-121212121212", "daemon", "--node-name=rack1-cs2", "--node-ip=10.0.0.4",
+		"--kubeconfig=/etc/cke/podnet/kubeconfig", "--metrics-address=0.0.0.0:9384"}
+	if !slices.Equal(p.Command, want) {
+		t.Errorf("podnet command = %v, want %v", p.Command, want)
+	}
+	if p.Certs[0].CommonName != PodnetUser || p.Certs[0].Role != RoleClient {
+		t.Errorf("podnet cert = %+v", p.Certs[0])
 	}
 }
 
