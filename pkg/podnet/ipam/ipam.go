@@ -46,6 +46,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -681,12 +682,9 @@ func (b *block) unmark(off int) {
 }
 
 func names(blocks []*block) string {
-	s := ""
+	s := make([]string, len(blocks))
 	for i, b := range blocks {
-		if i > 0 {
-			s += ", "
-		}
-		s += b.name
+		s[i] = b.name
 	}
-	return s
+	return strings.Join(s, ", ")
 }

@@ -319,6 +319,10 @@ func TestResyncNodeGone(t *testing.T) {
 	if err := a.Start(t.Context(), nil); !errors.Is(err, ipam.ErrNodeNotFound) {
 		t.Errorf("Start: err = %v, want ErrNodeNotFound", err)
 	}
+	long := newAllocator(c, strings.Repeat("n", 64), newRoutes(c, "x"))
+	if err := long.Start(t.Context(), nil); err == nil || !strings.Contains(err.Error(), "longer than 63") {
+		t.Errorf("Start with a 64-character node name: err = %v", err)
+	}
 }
 
 func deleteBlock(t *testing.T, c *kubeapi.Client, name string) {
@@ -540,5 +544,45 @@ func TestConcurrent(t *testing.T) {
 		if got := a.Blocks(); len(got) != 0 {
 			t.Errorf("allocator %d holds %v after freeing all", i, got)
 		}
+	}
+}
+
+// When SyncRoutes fails at a release, the block stays, empty, routed and
+// in the API, until Resync releases it.
+func TestReleaseFails(t *testing.T) {
+	c := client(t)
+	ctx := t.Context()
+	node := createNode(t, c)
+	s := subnet16(t)
+	pool := createPool(t, c, 2, s+"0.0/30")
+	r := newRoutes(c, node)
+	a := newAllocator(c, node, r)
+	if _, err := a.Allocate(ctx, pool, "k"); err != nil {
+		t.Fatal(err)
+	}
+	failure := errors.New("netlink: busy")
+	r.fail.Store(&failure)
+	freed, err := a.Free(ctx, "k")
+	if !freed || !errors.Is(err, failure) {
+		t.Fatalf("Free: %v, %v; want true and the SyncRoutes error", freed, err)
+	}
+	if got := blocks(t, c, pool); len(got) != 1 {
+		t.Errorf("blocks in the API: %v, want the empty one", blockNames(got))
+	}
+	if got := fmt.Sprint(a.Blocks()); got != fmt.Sprintf("[%s0.0/30]", s) {
+		t.Errorf("Blocks() = %s", got)
+	}
+	if err := a.Resync(ctx); !errors.Is(err, failure) {
+		t.Errorf("Resync: err = %v, want the SyncRoutes error", err)
+	}
+	r.fail.Store(nil)
+	if err := a.Resync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := blocks(t, c, pool); len(got) != 0 {
+		t.Errorf("blocks in the API after Resync: %v", blockNames(got))
+	}
+	if got := a.Blocks(); len(got) != 0 || len(r.last()) != 0 {
+		t.Errorf("Blocks() = %v, routes %v after Resync", got, r.last())
 	}
 }

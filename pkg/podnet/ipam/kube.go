@@ -12,6 +12,9 @@ import (
 	"github.com/openneco/neco/pkg/podnet"
 )
 
+// maxLabelValue is the length of the longest label value.
+const maxLabelValue = 63
+
 // listPage is the number of objects read per request of a LIST.
 const listPage = 500
 
@@ -54,6 +57,9 @@ func (a *Allocator) readNode(ctx context.Context) (string, error) {
 	}
 	if a.cfg.Node == "" {
 		return "", fmt.Errorf("ipam: no node name: %w", ErrNodeNotFound)
+	}
+	if len(a.cfg.Node) > maxLabelValue {
+		return "", fmt.Errorf("ipam: node name %s is longer than %d characters, the most a label value of its blocks may have", a.cfg.Node, maxLabelValue)
 	}
 	err := a.cfg.Client.Get(ctx, "/api/v1/nodes/"+url.PathEscape(a.cfg.Node), &n)
 	if kubeapi.IsNotFound(err) {
