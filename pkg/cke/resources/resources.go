@@ -20,9 +20,10 @@ import (
 const KubeletAPIUser = "kube-apiserver-kubelet-client"
 
 // Engine returns the engine's own resources by key: RBAC the components
-// need and the cluster DNS.
+// need, the cluster DNS and the pod network.
 func Engine(c *cke.Cluster) map[string][]byte {
 	out := clusterDNS(c)
+	maps.Copy(out, podNetwork(c))
 	maps.Copy(out, map[string][]byte{
 		"ClusterRoleBinding/system:cke:kube-apiserver-to-kubelet": []byte(`apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRoleBinding

@@ -1,0 +1,491 @@
+//go:build dctest
+
+package dctest
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"os/exec"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/openneco/neco/pkg/images"
+	"github.com/openneco/neco/pkg/vdc/necodc"
+	"github.com/openneco/neco/pkg/vdc/proc"
+)
+
+// podSubnet is the default pool of etc/cke-template.yml.
+var podSubnet = netip.MustParsePrefix("10.64.0.0/14")
+
+// podsManifest is agnhost netexec on the pod network: three pods in three
+// racks, a ClusterIP Service and a NodePort Service in front of them.
+const podsManifest = `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: pods, namespace: default}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: pods}}
+  template:
+    metadata: {labels: {app: pods}}
+    spec:
+      topologySpreadConstraints:
+      - {maxSkew: 1, topologyKey: topology.kubernetes.io/zone, whenUnsatisfiable: DoNotSchedule, nodeTaintsPolicy: Honor, labelSelector: {matchLabels: {app: pods}}}
+      affinity:
+        podAntiAffinity:
+          requiredDuringSchedulingIgnoredDuringExecution:
+          - {topologyKey: kubernetes.io/hostname, labelSelector: {matchLabels: {app: pods}}}
+      containers:
+      - name: netexec
+        image: ` + images.AgnhostName + `
+        args: [netexec, --http-port=8080, --udp-port=-1]
+        readinessProbe:
+          httpGet: {path: /healthz, port: 8080}
+          periodSeconds: 2
+---
+apiVersion: v1
+kind: Service
+metadata: {name: pods, namespace: default}
+spec:
+  selector: {app: pods}
+  ports: [{port: 80, targetPort: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: pods-np, namespace: default}
+spec:
+  type: NodePort
+  selector: {app: pods}
+  ports: [{port: 80, targetPort: 8080, nodePort: 30080}]
+`
+
+type podNet struct {
+	Name, Node, IP string
+	Ready          bool
+	Created        time.Time
+	ReadyAt        time.Time
+}
+
+func listPods(ctx context.Context, d *necodc.DC, selector string) ([]podNet, error) {
+	out, err := d.Kubectl(ctx, "get", "pods", "-l", selector, "-o", "json")
+	if err != nil {
+		return nil, err
+	}
+	var list struct {
+		Items []struct {
+			Metadata struct {
+				Name              string    `json:"name"`
+				CreationTimestamp time.Time `json:"creationTimestamp"`
+				DeletionTimestamp *string   `json:"deletionTimestamp"`
+			} `json:"metadata"`
+			Spec struct {
+				NodeName string `json:"nodeName"`
+			} `json:"spec"`
+			Status struct {
+				PodIP      string `json:"podIP"`
+				Conditions []struct {
+					Type, Status       string
+					LastTransitionTime time.Time
+				}
+			} `json:"status"`
+		} `json:"items"`
+	}
+	if err := json.Unmarshal([]byte(out), &list); err != nil {
+		return nil, err
+	}
+	var pods []podNet
+	for _, it := range list.Items {
+		if it.Metadata.DeletionTimestamp != nil {
+			continue
+		}
+		p := podNet{Name: it.Metadata.Name, Node: it.Spec.NodeName, IP: it.Status.PodIP, Created: it.Metadata.CreationTimestamp}
+		for _, c := range it.Status.Conditions {
+			// The sandbox has its network: the pod network's share of
+			// the start (the containers' is the runtime's).
+			if c.Type == "PodReadyToStartContainers" && c.Status == "True" {
+				p.ReadyAt = c.LastTransitionTime
+			}
+			if c.Type == "Ready" {
+				p.Ready = c.Status == "True"
+			}
+		}
+		pods = append(pods, p)
+	}
+	return pods, nil
+}
+
+func waitPods(t *testing.T, d *necodc.DC, selector string, n int, limit time.Duration) []podNet {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
+	defer cancel()
+	var pods []podNet
+	err := proc.WaitFor(ctx, 2*time.Second, func() bool {
+		var err error
+		if pods, err = listPods(ctx, d, selector); err != nil || len(pods) != n {
+			return false
+		}
+		for _, p := range pods {
+			if !p.Ready || p.IP == "" {
+				return false
+			}
+		}
+		return true
+	})
+	if err != nil {
+		dumpKubernetes(t, d)
+		t.Fatalf("pods %s: not %d Ready after %s: %+v", selector, n, limit, pods)
+	}
+	return pods
+}
+
+// TestPodNetwork checks the routed pod network (podnet) of the data
+// center's cluster: addresses from the default pool, pods in three racks
+// reaching each other and the boot servers over the fabric with no
+// encapsulation, a ClusterIP and a NodePort Service, cluster DNS, 100 pods
+// on one node and the withdrawal of their routes, and pod traffic across a
+// ToR's failure.
+func TestPodNetwork(t *testing.T) {
+	d := necoDC(t)
+	ctx := context.Background()
+	h := hosts{t, d.In, 2 * time.Minute}
+	boot0 := d.BootServers()[0]
+	ensureKubernetes(t, d)
+
+	if out, err := d.Apply(ctx, "pods", podsManifest); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	pods := waitPods(t, d, "app=pods", 3, 5*time.Minute)
+	racks := map[uint]bool{}
+	for _, p := range pods {
+		a, err := netip.ParseAddr(p.IP)
+		if err != nil || !podSubnet.Contains(a) {
+			t.Errorf("pod %s has address %q, not in %s", p.Name, p.IP, podSubnet)
+		}
+		racks[d.Plan.Hosts[nodeName(d, p.Node)].Rack] = true
+	}
+	if len(racks) != 3 {
+		t.Errorf("pods in racks %v, want three", racks)
+	}
+
+	t.Run("pods in three racks reach each other", func(t *testing.T) {
+		for _, a := range pods {
+			for _, b := range pods {
+				if a == b {
+					continue
+				}
+				// boot-0 asks pod a to ask pod b its host name.
+				url := fmt.Sprintf("http://%s:8080/dial?request=hostname&protocol=http&host=%s&port=8080&tries=1", a.IP, b.IP)
+				out := h.must(boot0, "curl", "-sf", "--max-time", "10", url)
+				if !strings.Contains(out, `"`+b.Name+`"`) {
+					t.Errorf("%s → %s: %s", a.Name, b.Name, out)
+				}
+			}
+		}
+	})
+
+	t.Run("routed over the fabric without encapsulation", func(t *testing.T) {
+		a, b := pods[0], pods[1]
+		an := nodeName(d, a.Node)
+		// Pod b's block is a BGP route on a's node, through both ToRs.
+		route := h.must(an, "ip", "route", "get", b.IP)
+		if !strings.Contains(route, " via ") || strings.Contains(route, "dev lo") {
+			t.Errorf("route from %s to pod %s: %s", an, b.IP, route)
+		}
+		table := h.must(an, "ip", "route", "show", "match", b.IP)
+		if !strings.Contains(table, "proto bird") || strings.Count(table, "nexthop") != 2 {
+			t.Errorf("%s's route to pod %s is not a BGP route over two ToRs:\n%s", an, b.IP, table)
+		}
+		// The ToRs carry it; the node has no tunnel.
+		tor := fmt.Sprintf("rack%d-tor1", d.Plan.Hosts[an].Rack)
+		if out := h.must(tor, "ip", "route", "show", "match", b.IP); !strings.Contains(out, "proto bird") {
+			t.Errorf("%s has no BGP route to pod %s:\n%s", tor, b.IP, out)
+		}
+		if out := h.must(an, "ip", "-d", "link"); strings.Contains(out, "ipip") || strings.Contains(out, "vxlan") || strings.Contains(out, "gre") {
+			t.Errorf("%s has a tunnel:\n%s", an, out)
+		}
+		// The pod's link has the uplinks' MTU.
+		ns := podNetns(t, d, an, a.IP)
+		podMTU := strings.TrimSpace(h.must(an, "ip", "netns", "exec", ns, "cat", "/sys/class/net/eth0/mtu"))
+		upMTU := strings.TrimSpace(h.must(an, "sh", "-c", "ip -o route get "+b.IP+" | sed -n 's/.* dev \\([^ ]*\\).*/\\1/p' | xargs -I{} cat /sys/class/net/{}/mtu"))
+		if podMTU != upMTU {
+			t.Errorf("pod MTU %s, uplink MTU %s", podMTU, upMTU)
+		}
+		// A node's own block routes are in table 119, one per block.
+		if out := h.must(an, "ip", "route", "show", "table", "119"); !strings.Contains(out, "dev lo proto 30") {
+			t.Errorf("%s's table 119:\n%s", an, out)
+		}
+	})
+
+	t.Run("Services and DNS", func(t *testing.T) {
+		names := map[string]bool{}
+		for _, p := range pods {
+			names[p.Name] = true
+		}
+		a := pods[0]
+		for _, host := range []string{"pods", "pods.default.svc.cluster.local"} {
+			url := fmt.Sprintf("http://%s:8080/dial?request=hostname&protocol=http&host=%s&port=80&tries=6", a.IP, host)
+			var got struct {
+				Responses []string `json:"responses"`
+				Errors    []string `json:"errors"`
+			}
+			out := h.must(boot0, "curl", "-sf", "--max-time", "30", url)
+			if err := json.Unmarshal([]byte(out), &got); err != nil || len(got.Responses) == 0 {
+				t.Errorf("%s through the Service %s: %s", a.Name, host, out)
+			}
+			for _, r := range got.Responses {
+				if !names[r] {
+					t.Errorf("the Service %s answered %q, not one of the pods", host, r)
+				}
+			}
+		}
+		if out, err := d.Kubectl(ctx, "exec", a.Name, "--", "/agnhost", "connect", "--timeout=5s", "kubernetes.default.svc.cluster.local:443"); err != nil {
+			t.Errorf("kubernetes.default from a pod: %v\n%s", err, out)
+		}
+		// The NodePort answers on every node, from boot-0.
+		_, workers := clusterNodes(t, d)
+		for _, n := range workers {
+			out := strings.TrimSpace(h.must(boot0, "curl", "-sf", "--max-time", "10", "http://"+n+":30080/hostname"))
+			if !names[out] {
+				t.Errorf("NodePort on %s answered %q", n, out)
+			}
+		}
+	})
+
+	t.Run("100 pods on one node", func(t *testing.T) { crowd(t, d) })
+	t.Run("pod traffic survives a ToR failure", func(t *testing.T) { podsTorDown(t, d, pods) })
+}
+
+// ensureKubernetes makes sure the shared data center runs the cluster.
+func ensureKubernetes(t *testing.T, d *necodc.DC) {
+	t.Helper()
+	ctx := context.Background()
+	out, err := d.In.Run(ctx, d.BootServers()[0], "ckecli", "sabakan", "show", "-o", "json")
+	var view struct {
+		Enabled bool `json:"enabled"`
+	}
+	if err != nil || json.Unmarshal([]byte(out), &view) != nil {
+		t.Fatalf("ckecli sabakan show: %v\n%s", err, out)
+	}
+	if !view.Enabled {
+		if err := d.EnableKubernetes(ctx, 3); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := d.KubernetesMachines(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.WaitKubernetes(ctx, len(want), 12*time.Minute); err != nil {
+		dumpKubernetes(t, d)
+		t.Fatal(err)
+	}
+}
+
+// podNetns is the name of the network namespace of the pod with address
+// ip on machine host.
+func podNetns(t *testing.T, d *necodc.DC, host, ip string) string {
+	t.Helper()
+	h := hosts{t, d.In, time.Minute}
+	out := h.must(host, "sh", "-c", `for n in $(ip netns list | cut -d' ' -f1); do ip -n $n -4 -o addr | grep -q " $1/" && echo $n; done`, "sh", ip)
+	ns := strings.TrimSpace(out)
+	if ns == "" || strings.Contains(ns, "\n") {
+		t.Fatalf("pod %s's network namespace on %s: %q", ip, host, ns)
+	}
+	return ns
+}
+
+func crowdManifest(node string, replicas int) string {
+	return fmt.Sprintf(`apiVersion: apps/v1
+kind: Deployment
+metadata: {name: crowd, namespace: default}
+spec:
+  replicas: %d
+  selector: {matchLabels: {app: crowd}}
+  template:
+    metadata: {labels: {app: crowd}}
+    spec:
+      nodeSelector: {kubernetes.io/hostname: %q}
+      terminationGracePeriodSeconds: 0
+      containers:
+      - name: pause
+        image: %s
+        resources: {requests: {cpu: 1m, memory: 1Mi}}
+`, replicas, node, images.PauseName)
+}
+
+// crowd runs 100 pods on one worker at once: each gets an address of its
+// own from the node's blocks; deleted, their blocks' routes are withdrawn
+// from the node and the fabric.
+func crowd(t *testing.T, d *necodc.DC) {
+	ctx := context.Background()
+	h := hosts{t, d.In, 2 * time.Minute}
+	_, workers := clusterNodes(t, d)
+	node := workers[len(workers)-1]
+	host := nodeName(d, node)
+	before := exportTable(h, host)
+	if out, err := d.Apply(ctx, "crowd", crowdManifest(node, 100)); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	start := time.Now()
+	pods := waitPods(t, d, "app=crowd", 100, 10*time.Minute)
+	all := time.Since(start)
+	seen := map[string]bool{}
+	var lat []time.Duration
+	for _, p := range pods {
+		if seen[p.IP] {
+			t.Errorf("address %s handed out twice", p.IP)
+		}
+		seen[p.IP] = true
+		if !p.ReadyAt.IsZero() {
+			lat = append(lat, p.ReadyAt.Sub(p.Created))
+		}
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	if len(lat) == 0 {
+		t.Fatal("no pod reports PodReadyToStartContainers")
+	}
+	p50, p99 := lat[len(lat)/2], lat[len(lat)*99/100]
+	blocks := exportTable(h, host)
+	t.Logf("100 pods on %s Ready in %s; creation to network ready p50 %s, p99 %s; %d blocks in table 119",
+		host, all.Round(time.Second), p50, p99, len(blocks))
+	if len(blocks) < 4 {
+		t.Errorf("100 pods in %d blocks of 32", len(blocks))
+	}
+
+	// Deleted: the blocks the crowd took are freed and their routes go.
+	tor := fmt.Sprintf("rack%d-tor1", d.Plan.Hosts[host].Rack)
+	var added []string
+	for _, b := range blocks {
+		if !slices.Contains(before, b) {
+			added = append(added, b)
+		}
+	}
+	del := time.Now()
+	if out, err := d.Kubectl(ctx, "delete", "deployment", "crowd", "--wait=false"); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	var local, fabric time.Duration
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	err := proc.WaitFor(wctx, 500*time.Millisecond, func() bool {
+		now := exportTable(h, host)
+		if local == 0 && !overlaps(now, added) {
+			local = time.Since(del)
+		}
+		if local == 0 {
+			return false
+		}
+		out, err := d.In.Run(wctx, tor, "ip", "route")
+		if err != nil {
+			return false
+		}
+		for _, b := range added {
+			if strings.Contains(out, b+" ") {
+				return false
+			}
+		}
+		fabric = time.Since(del)
+		return true
+	})
+	if err != nil {
+		t.Fatalf("the crowd's blocks %v still routed after 5 min (node: %v)", added, exportTable(h, host))
+	}
+	t.Logf("deleted: blocks gone from %s's table 119 %s and from %s %s after kubectl delete", host, local.Round(100*time.Millisecond), tor, fabric.Round(100*time.Millisecond))
+	report(t, map[string]any{"crowd_pods": 100, "crowd_ready_s": all.Seconds(), "pod_network_ready_p50_s": p50.Seconds(),
+		"pod_network_ready_p99_s": p99.Seconds(), "crowd_blocks": len(blocks), "withdrawn_node_s": local.Seconds(), "withdrawn_tor_s": fabric.Seconds()})
+}
+
+func exportTable(h hosts, host string) []string {
+	var out []string
+	for _, l := range strings.Split(strings.TrimSpace(h.must(host, "ip", "route", "show", "table", "119")), "\n") {
+		if f := strings.Fields(l); len(f) > 0 {
+			out = append(out, f[0])
+		}
+	}
+	return out
+}
+
+func overlaps(a, b []string) bool {
+	for _, x := range a {
+		if slices.Contains(b, x) {
+			return true
+		}
+	}
+	return false
+}
+
+// podsTorDown pings, from inside the pods of racks 1 and 2, the pod of
+// rack 0 every 20 ms while every link of rack0-tor1 goes down: the longest
+// gap is the pod network's outage.
+func podsTorDown(t *testing.T, d *necodc.DC, pods []podNet) {
+	const interval, probeFor = 20 * time.Millisecond, 8 * time.Second
+	ctx := context.Background()
+	var target podNet
+	var sources []podNet
+	for _, p := range pods {
+		if d.Plan.Hosts[nodeName(d, p.Node)].Rack == 0 {
+			target = p
+		} else {
+			sources = append(sources, p)
+		}
+	}
+	if target.IP == "" || len(sources) == 0 {
+		t.Fatalf("no pod in rack 0 or elsewhere: %+v", pods)
+	}
+	type result struct {
+		src, out string
+		err      error
+	}
+	results := make(chan result, len(sources))
+	for _, src := range sources {
+		host := nodeName(d, src.Node)
+		ns := podNetns(t, d, host, src.IP)
+		script := fmt.Sprintf(`ip netns exec %s ping -q -i %.3f -w %d %s | sed -n "s/^\([0-9]*\) packets transmitted, \([0-9]*\) received.*/\1 \2/p"`,
+			ns, interval.Seconds(), int(probeFor.Seconds()), target.IP)
+		argv, err := d.In.ExecArgs(host, []string{"sh", "-c", script})
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput()
+			results <- result{src.Name, string(out), err}
+		}()
+	}
+	time.Sleep(2 * time.Second)
+	const allLinks = `for l in /sys/class/net/*; do [ ${l##*/} = lo ] || ip link set ${l##*/} %s; done`
+	if _, err := d.In.Run(ctx, "rack0-tor1", "sh", "-c", fmt.Sprintf(allLinks, "down")); err != nil {
+		t.Fatal(err)
+	}
+	defer d.In.Run(ctx, "rack0-tor1", "sh", "-c", fmt.Sprintf(allLinks, "up"))
+	var worst time.Duration
+	for range sources {
+		r := <-results
+		var sent, got int
+		if _, err := fmt.Sscan(r.out, &sent, &got); r.err != nil || err != nil {
+			t.Errorf("probe from %s: %v %v: %s", r.src, r.err, err, r.out)
+			continue
+		}
+		if got == 0 || sent-got > int(probeFor/interval)/2 {
+			t.Errorf("pod %s → %s lost: %d of %d answered", r.src, target.Name, got, sent)
+		}
+		worst = max(worst, time.Duration(sent-got)*interval)
+	}
+	t.Logf("rack0-tor1 down: pod traffic from racks 1 and 2 to rack 0 lost at most %s", worst)
+	if _, err := d.In.Run(ctx, "rack0-tor1", "sh", "-c", fmt.Sprintf(allLinks, "up")); err != nil {
+		t.Fatal(err)
+	}
+	want := 2 * len(d.Plan.Hosts)
+	wctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+	defer cancel()
+	if err := proc.WaitFor(wctx, 100*time.Millisecond, func() bool {
+		n, err := d.NodeSessions(wctx)
+		return err == nil && n == want
+	}); err != nil {
+		t.Fatalf("machine sessions not back after the ToR's repair: %v", err)
+	}
+	report(t, map[string]any{"pod_tor_down_worst_ms": worst.Milliseconds()})
+}
