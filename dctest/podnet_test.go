@@ -6,16 +6,22 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
 	"net/netip"
 	"os/exec"
+	"runtime"
 	"slices"
 	"sort"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/vishvananda/netns"
+
 	"github.com/openneco/neco/pkg/images"
 	"github.com/openneco/neco/pkg/vdc/necodc"
+	"github.com/openneco/neco/pkg/vdc/nspawn"
 	"github.com/openneco/neco/pkg/vdc/proc"
 )
 
@@ -255,6 +261,7 @@ func TestPodNetwork(t *testing.T) {
 		}
 	})
 
+	t.Run("pod-to-pod throughput across racks", func(t *testing.T) { podThroughput(t, d, pods) })
 	t.Run("100 pods on one node", func(t *testing.T) { crowd(t, d) })
 	t.Run("pod traffic survives a ToR failure", func(t *testing.T) { podsTorDown(t, d, pods) })
 }
@@ -488,4 +495,145 @@ func podsTorDown(t *testing.T, d *necodc.DC, pods []podNet) {
 		t.Fatalf("machine sessions not back after the ToR's repair: %v", err)
 	}
 	report(t, map[string]any{"pod_tor_down_worst_ms": worst.Milliseconds()})
+}
+
+// machineNetns is the network namespace file of nspawn machine host and,
+// with a pod's namespace name, of that pod (seen from this machine, through
+// the machine's root).
+func machineNetns(t *testing.T, d *necodc.DC, host, podNS string) string {
+	t.Helper()
+	for _, hi := range d.In.Hosts() {
+		if hi.Name != host || len(hi.Apps) == 0 {
+			continue
+		}
+		leader, err := nspawn.Leader(hi.Apps[0].PID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if podNS == "" {
+			return fmt.Sprintf("/proc/%d/ns/net", leader)
+		}
+		return fmt.Sprintf("/proc/%d/root/run/netns/%s", leader, podNS)
+	}
+	t.Fatalf("no running machine %s", host)
+	return ""
+}
+
+// inNetnsFile runs f on a thread switched to the network namespace file
+// path and back; sockets made in f stay in that namespace.
+func inNetnsFile(path string, f func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer orig.Close()
+		h, err := netns.GetFromPath(path)
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer h.Close()
+		if err := netns.Set(h); err != nil {
+			errc <- err
+			return
+		}
+		err = f()
+		if netns.Set(orig) == nil {
+			runtime.UnlockOSThread()
+		}
+		errc <- err
+	}()
+	return <-errc
+}
+
+// tcpThroughput streams for dur over one TCP connection from network
+// namespace src to a listener at addr in dst, and returns what arrived,
+// in bytes per second.
+func tcpThroughput(src, dst string, addr netip.Addr, dur time.Duration) (float64, error) {
+	var ln net.Listener
+	if err := inNetnsFile(dst, func() (err error) {
+		ln, err = net.Listen("tcp", netip.AddrPortFrom(addr, 0).String())
+		return err
+	}); err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	type got struct {
+		n   int64
+		d   time.Duration
+		err error
+	}
+	recv := make(chan got, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			recv <- got{err: err}
+			return
+		}
+		defer c.Close()
+		start := time.Now()
+		n, err := io.Copy(io.Discard, c)
+		recv <- got{n, time.Since(start), err}
+	}()
+	var c net.Conn
+	if err := inNetnsFile(src, func() (err error) {
+		c, err = net.DialTimeout("tcp", ln.Addr().String(), 5*time.Second)
+		return err
+	}); err != nil {
+		return 0, err
+	}
+	buf := make([]byte, 256<<10)
+	end := time.Now().Add(dur)
+	for time.Now().Before(end) {
+		if _, err := c.Write(buf); err != nil {
+			c.Close()
+			return 0, err
+		}
+	}
+	c.Close()
+	r := <-recv
+	if r.err != nil {
+		return 0, r.err
+	}
+	return float64(r.n) / r.d.Seconds(), nil
+}
+
+// podThroughput compares TCP throughput between two pods in different
+// racks with that between their two nodes, alternating five rounds of 3 s
+// each (medians; the machine is shared by the whole data center).
+func podThroughput(t *testing.T, d *necodc.DC, pods []podNet) {
+	a, b := pods[0], pods[1]
+	ha, hb := nodeName(d, a.Node), nodeName(d, b.Node)
+	podA := machineNetns(t, d, ha, podNetns(t, d, ha, a.IP))
+	podB := machineNetns(t, d, hb, podNetns(t, d, hb, b.IP))
+	nodeA, nodeB := machineNetns(t, d, ha, ""), machineNetns(t, d, hb, "")
+	var node, pod []float64
+	for range 5 {
+		n, err := tcpThroughput(nodeA, nodeB, netip.MustParseAddr(b.Node), 3*time.Second)
+		if err != nil {
+			t.Fatalf("node %s → node %s: %v", ha, hb, err)
+		}
+		p, err := tcpThroughput(podA, podB, netip.MustParseAddr(b.IP), 3*time.Second)
+		if err != nil {
+			t.Fatalf("pod %s → pod %s: %v", a.Name, b.Name, err)
+		}
+		node, pod = append(node, n), append(pod, p)
+	}
+	med := func(v []float64) float64 { s := slices.Clone(v); slices.Sort(s); return s[len(s)/2] }
+	ratio := med(pod) / med(node)
+	t.Logf("TCP %s → %s (racks %d → %d): node to node median %.0f MB/s, pod to pod %.0f MB/s, ratio %.2f (rounds node %v, pod %v)",
+		ha, hb, d.Plan.Hosts[ha].Rack, d.Plan.Hosts[hb].Rack, med(node)/1e6, med(pod)/1e6, ratio, mbps(node), mbps(pod))
+	report(t, map[string]any{"node_to_node_MBps": med(node) / 1e6, "pod_to_pod_MBps": med(pod) / 1e6, "pod_node_ratio": ratio})
+}
+
+func mbps(v []float64) []int {
+	out := make([]int, len(v))
+	for i, x := range v {
+		out[i] = int(x / 1e6)
+	}
+	return out
 }

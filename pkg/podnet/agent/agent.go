@@ -144,12 +144,16 @@ func (a *Agent) Health(context.Context) error {
 	return nil
 }
 
-// startAllocator retries until the API answers: the daemon starts with the
-// node, maybe before its API servers.
+// startAllocator retries until the API answers and has this node (the
+// daemon starts with the node, maybe before its API servers and before
+// kubelet registers it).
 func (a *Agent) startAllocator(ctx context.Context, used []ipam.Use) error {
 	for wait := time.Second; ; wait = min(wait*2, 30*time.Second) {
 		err := a.alloc.Start(ctx, used)
-		if err == nil {
+		if err == nil || errors.Is(err, ipam.ErrIncomplete) {
+			if err != nil {
+				slog.Error("podnet: some pods' addresses were not restored", "error", err)
+			}
 			a.metrics.observe(a.alloc.Stats())
 			return nil
 		}

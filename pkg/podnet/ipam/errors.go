@@ -20,4 +20,7 @@ var (
 	ErrAddressConflict = errors.New("address conflict")
 	// ErrNodeNotFound: the API has no Node of this node's name.
 	ErrNodeNotFound = errors.New("node not found")
+	// ErrIncomplete: Start restored the node's state but some uses it was
+	// given (named in the error); the allocator works with the others.
+	ErrIncomplete = errors.New("state restored in part")
 )

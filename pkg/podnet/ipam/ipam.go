@@ -159,7 +159,8 @@ func New(cfg Config) *Allocator {
 // address is in conflict (ErrAddressConflict, naming the node) and not
 // recorded. SyncRoutes is called once, with the blocks kept.
 //
-// An error about some uses leaves the allocator working with the others.
+// An error about some uses (ErrIncomplete) leaves the allocator working
+// with the others; any other error leaves it unstarted.
 func (a *Allocator) Start(ctx context.Context, used []Use) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -196,7 +197,10 @@ func (a *Allocator) Start(ctx context.Context, used []Use) error {
 	if err := a.releaseEmpty(ctx); err != nil {
 		errs = append(errs, err)
 	}
-	return errors.Join(errs...)
+	if len(errs) > 0 {
+		return fmt.Errorf("%w: %w", ErrIncomplete, errors.Join(errs...))
+	}
+	return nil
 }
 
 // restore records u at Start, claiming its block again when it is gone.

@@ -279,8 +279,8 @@ func TestStartAndResync(t *testing.T) {
 	}
 	b := newAllocator(c, node, newRoutes(c, node))
 	err = b.Start(ctx, used[:4])
-	if !errors.Is(err, ipam.ErrAddressConflict) || !strings.Contains(err.Error(), other) || !strings.Contains(err.Error(), used[0].Key) {
-		t.Errorf("Start: err = %v, want ErrAddressConflict naming %s and the key", err, other)
+	if !errors.Is(err, ipam.ErrAddressConflict) || !errors.Is(err, ipam.ErrIncomplete) || !strings.Contains(err.Error(), other) || !strings.Contains(err.Error(), used[0].Key) {
+		t.Errorf("Start: err = %v, want ErrIncomplete and ErrAddressConflict naming %s and the key", err, other)
 	}
 	// The addresses that could be kept are.
 	if got := b.Blocks(); len(got) != 0 {
