@@ -17,7 +17,8 @@ SUITE       ?= .
 
 # Debian packages the tests, the demo and the packaging need.
 APT_PACKAGES := bird2 dnsmasq-base busybox-static iproute2 iputils-ping curl jq fakeroot lintian binutils systemd \
-	systemd-container debootstrap qemu-system-x86 qemu-utils ovmf ipxe linux-image-amd64 stress-ng zstd openssh-server
+	systemd-container debootstrap qemu-system-x86 qemu-utils ovmf ipxe linux-image-amd64 stress-ng zstd openssh-server \
+	containernetworking-plugins
 
 INOTIFY_INSTANCES := 1024
 

@@ -50,7 +50,7 @@ spec:
         image: ` + images.AgnhostName + `
         args: [netexec, --http-port=8080, --udp-port=-1]
         readinessProbe:
-          httpGet: {path: /healthz, port: 8080}
+          httpGet: {path: /hostname, port: 8080}
           periodSeconds: 2
 ---
 apiVersion: v1

@@ -17,7 +17,10 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -208,13 +211,43 @@ func (a *Agent) installCNI() error {
 }
 
 // ConfList is the CNI configuration list: podnet, then portmap (host
-// ports) when its executable exists.
+// ports) when its executable exists and speaks CNI 1.0.0 or newer. Its
+// version is the newest both speak: 1.1.0 for podnet alone; with
+// portmap, what portmap's VERSION answers (Debian 12's plugins stop at
+// 1.0.0, and a runtime's DEL to a plugin refusing the list's version
+// fails the removal of the sandbox).
 func ConfList(socket, portmap string) ([]byte, error) {
 	plugins := []map[string]any{{"type": cni.PluginType, "socket": socket}}
-	if _, err := os.Stat(portmap); err == nil {
+	version := "1.1.0"
+	if v := newestOf(portmap, "1.1.0", "1.0.0"); v != "" {
 		plugins = append(plugins, map[string]any{"type": "portmap", "capabilities": map[string]bool{"portMappings": true}})
+		version = v
 	}
-	return json.MarshalIndent(map[string]any{"cniVersion": "1.1.0", "name": "podnet", "plugins": plugins}, "", "  ")
+	return json.MarshalIndent(map[string]any{"cniVersion": version, "name": "podnet", "plugins": plugins}, "", "  ")
+}
+
+// newestOf returns the first of versions the CNI plugin at path supports,
+// or "" when it is missing or supports none.
+func newestOf(path string, versions ...string) string {
+	cmd := exec.Command(path)
+	cmd.Env = []string{"CNI_COMMAND=VERSION"}
+	cmd.Stdin = strings.NewReader(`{"cniVersion":"1.0.0"}`)
+	out, err := cmd.Output()
+	if err != nil {
+		return ""
+	}
+	var info struct {
+		Supported []string `json:"supportedVersions"`
+	}
+	if json.Unmarshal(out, &info) != nil {
+		return ""
+	}
+	for _, v := range versions {
+		if slices.Contains(info.Supported, v) {
+			return v
+		}
+	}
+	return ""
 }
 
 func writeAtomic(path string, data []byte, mode os.FileMode) error {
