@@ -350,6 +350,10 @@ func (a *Agent) pool(ctx context.Context, ns string) (string, error) {
 func (a *Agent) add(ctx context.Context, req cni.Request) (json.RawMessage, error) {
 	a.mu.Lock()
 	p, ok := a.pods[req.Key()]
+	if ok && p.Netns == "" { // restored at start: the alias does not keep the namespace
+		p.Netns = req.Netns
+		a.pods[req.Key()] = p
+	}
 	a.mu.Unlock()
 	if ok && p.Netns == req.Netns {
 		return a.result(p)

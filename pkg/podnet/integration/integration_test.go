@@ -466,6 +466,10 @@ func TestPodnet(t *testing.T) {
 	if _, out, err := n.plugin("CHECK", "c"+s+"4", fmt.Sprintf("/run/netns/pn-%s-p4", s), "default"); err != nil {
 		t.Errorf("CHECK after a restart: %v %s", err, out)
 	}
+	// A repeated ADD after the restart keeps the pod's address.
+	if res, out, err := n.plugin("ADD", "c"+s+"3", fmt.Sprintf("/run/netns/pn-%s-p3", s), "default"); err != nil || len(res.IPs) != 1 || res.IPs[0].Address != ips[3].String()+"/32" {
+		t.Errorf("repeated ADD after a restart: %v %s (had %s)", err, out, ips[3])
+	}
 	if got := blocks(t, admin, nodeName); len(got) != 2 {
 		t.Errorf("blocks after a restart = %v", got)
 	}
