@@ -268,11 +268,8 @@ func writeAtomic(path string, data []byte, mode os.FileMode) error {
 func (a *Agent) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/cni", func(w http.ResponseWriter, r *http.Request) {
-		var req cni.Request
 		var rep cni.Reply
-		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16)).Decode(&req); err != nil {
-			rep.Error = types.NewError(types.ErrDecodingFailure, "podnet: malformed request", err.Error())
-		} else if err := req.Validate(); err != nil {
+		if req, err := cni.DecodeRequest(r.Body); err != nil {
 			rep.Error = types.NewError(types.ErrInvalidNetworkConfig, "podnet: "+err.Error(), "")
 		} else {
 			rep.Result, rep.Error = a.command(r.Context(), req)
@@ -367,7 +364,9 @@ func (a *Agent) add(ctx context.Context, req cni.Request) (json.RawMessage, erro
 	if err != nil {
 		return nil, err
 	}
+	start := time.Now()
 	ip, err := a.alloc.Allocate(ctx, pool, req.Key())
+	a.metrics.allocation.Observe(time.Since(start).Seconds())
 	if err != nil {
 		return nil, err
 	}

@@ -9,10 +9,11 @@ import (
 )
 
 type metrics struct {
-	blocks    *prometheus.GaugeVec
-	addresses *prometheus.GaugeVec
-	latency   *prometheus.HistogramVec
-	failures  *prometheus.CounterVec
+	blocks     *prometheus.GaugeVec
+	addresses  *prometheus.GaugeVec
+	latency    *prometheus.HistogramVec
+	allocation prometheus.Histogram
+	failures   *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -27,6 +28,10 @@ func newMetrics() *metrics {
 			Name: "podnet_cni_duration_seconds", Help: "Time to serve a CNI command (ADD includes address allocation and wiring).",
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 		}, []string{"command"}),
+		allocation: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "podnet_allocation_duration_seconds", Help: "Time to take an address (and claim a block when the node has no free one).",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}),
 		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "podnet_cni_failures_total", Help: "CNI commands that failed.",
 		}, []string{"command"}),
@@ -35,7 +40,7 @@ func newMetrics() *metrics {
 
 // Register adds the daemon's metrics to reg.
 func (a *Agent) Register(reg prometheus.Registerer) {
-	reg.MustRegister(a.metrics.blocks, a.metrics.addresses, a.metrics.latency, a.metrics.failures)
+	reg.MustRegister(a.metrics.blocks, a.metrics.addresses, a.metrics.latency, a.metrics.allocation, a.metrics.failures)
 }
 
 func (m *metrics) command(cmd string, d time.Duration, err error) {

@@ -69,6 +69,20 @@ func (r Request) Validate() error {
 	return nil
 }
 
+// DecodeRequest reads one request (JSON, at most 64 KiB) and validates it.
+func DecodeRequest(r io.Reader) (Request, error) {
+	var req Request
+	d := json.NewDecoder(io.LimitReader(r, 64<<10))
+	d.DisallowUnknownFields()
+	if err := d.Decode(&req); err != nil {
+		return Request{}, fmt.Errorf("malformed request: %w", err)
+	}
+	if err := req.Validate(); err != nil {
+		return Request{}, err
+	}
+	return req, nil
+}
+
 // Reply is the daemon's answer: a CNI result (ADD) or a CNI error.
 type Reply struct {
 	Result json.RawMessage `json:"result,omitempty"`
