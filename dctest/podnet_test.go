@@ -29,46 +29,6 @@ import (
 // podSubnet is the default pool of etc/cke-template.yml.
 var podSubnet = netip.MustParsePrefix("10.64.0.0/14")
 
-// podsManifest is agnhost netexec on the pod network: three pods in three
-// racks, a ClusterIP Service and a NodePort Service in front of them.
-const podsManifest = `apiVersion: apps/v1
-kind: Deployment
-metadata: {name: pods, namespace: default}
-spec:
-  replicas: 3
-  selector: {matchLabels: {app: pods}}
-  template:
-    metadata: {labels: {app: pods}}
-    spec:
-      # One pod per rack, counted per revision (a rollout's old pods do
-      # not skew the new ones).
-      topologySpreadConstraints:
-      - {maxSkew: 1, topologyKey: topology.kubernetes.io/zone, whenUnsatisfiable: DoNotSchedule, nodeTaintsPolicy: Honor,
-         labelSelector: {matchLabels: {app: pods}}, matchLabelKeys: [pod-template-hash]}
-      containers:
-      - name: netexec
-        image: ` + images.AgnhostName + `
-        args: [netexec, --http-port=8080, --udp-port=-1]
-        readinessProbe:
-          httpGet: {path: /hostname, port: 8080}
-          periodSeconds: 2
----
-apiVersion: v1
-kind: Service
-metadata: {name: pods, namespace: default}
-spec:
-  selector: {app: pods}
-  ports: [{port: 80, targetPort: 8080}]
----
-apiVersion: v1
-kind: Service
-metadata: {name: pods-np, namespace: default}
-spec:
-  type: NodePort
-  selector: {app: pods}
-  ports: [{port: 80, targetPort: 8080, nodePort: 30080}]
-`
-
 type podNet struct {
 	Name, Node, IP string
 	Ready          bool
@@ -161,7 +121,7 @@ func TestPodNetwork(t *testing.T) {
 	boot0 := d.BootServers()[0]
 	ensureKubernetes(t, d)
 
-	if out, err := d.Apply(ctx, "pods", podsManifest); err != nil {
+	if out, err := d.Apply(ctx, "pods", necodc.PodsManifest); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
 	pods := waitPods(t, d, "app=pods", 3, 5*time.Minute)

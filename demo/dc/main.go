@@ -109,6 +109,13 @@ func up(ctx context.Context) error {
 	if _, err := d.Kubectl(ctx, "rollout", "status", "deployment/serve", "--timeout", "5m"); err != nil {
 		return err
 	}
+	fmt.Println("==> and one on the pod network (podnet), with its Services:")
+	if out, err := d.Apply(ctx, "pods", necodc.PodsManifest); err != nil {
+		return fmt.Errorf("%w: %s", err, out)
+	}
+	if _, err := d.Kubectl(ctx, "rollout", "status", "deployment/pods", "--timeout", "5m"); err != nil {
+		return err
+	}
 	return status(ctx)
 }
 
@@ -204,6 +211,22 @@ func status(ctx context.Context) error {
 		}
 	}
 
+	kube("The pod network: blocks of the pool default, one or more per node", "get", "addressblocks")
+	kube("Pods on the pod network, one per rack", "get", "pods", "-l", "app=pods", "-o", "wide")
+	if out, err := d.Kubectl(ctx, "get", "pods", "-l", "app=pods", "-o", "jsonpath={.items[*].status.podIP}"); err == nil {
+		for _, ip := range strings.Fields(out) {
+			show("A pod answers over the fabric (its name)", boot0, "curl", "-s", "--max-time", "5", "http://"+ip+":8080/hostname")
+		}
+		if ips := strings.Fields(out); len(ips) > 1 {
+			show("A pod asks another (in another rack) through the Service's name", boot0, "curl", "-s", "--max-time", "10",
+				"http://"+ips[0]+":8080/dial?request=hostname&protocol=http&host=pods.default.svc.cluster.local&port=80&tries=3")
+		}
+	}
+	if ws := d.Workers(); len(ws) > 0 {
+		show("A worker's pod blocks (table 119; its BIRD announces them to both ToRs)", ws[0], "ip", "route", "show", "table", "119")
+	}
+	show("A ToR's routes to the pods' blocks", "rack0-tor1", "sh", "-c", "ip route | grep -A2 '^10.6[4-7]'")
+
 	fmt.Print(`
 == Look inside (bin/vdc; every command needs root)
   bin/vdc list                                  hosts, addresses, processes
@@ -213,6 +236,8 @@ func status(ctx context.Context) error {
   bin/vdc exec boot-0 -- ckecli status          the Kubernetes engine (ckecli history, cluster get)
   bin/vdc exec boot-0 -- sh -c 'VAULT_TOKEN=$(neco vault login) ckecli kubernetes issue > /root/.kube/config'
   bin/vdc exec boot-0 -- kubectl get nodes      a kubeconfig, then kubectl (make demo made one already)
+  bin/vdc exec boot-0 -- kubectl get addresspools,addressblocks
+                                                the pod network's pools and blocks (docs/podnet.md)
   bin/vdc exec rack1-cs1 -- journalctl -u vdc-netboot -u bgp-node-agent
                                                 how a worker network-booted
   bin/vdc exec rack0-tor1 -- ip route           a router's view

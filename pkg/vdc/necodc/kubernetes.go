@@ -14,6 +14,7 @@ import (
 	v3 "github.com/coreos/ignition/v2/config/v3_5/types"
 	"github.com/vincent-petithory/dataurl"
 
+	"github.com/openneco/neco/pkg/images"
 	"github.com/openneco/neco/pkg/sabakan"
 	"github.com/openneco/neco/pkg/vdc/menu"
 	"github.com/openneco/neco/pkg/vdc/proc"
@@ -375,6 +376,47 @@ spec:
       - name: netexec
         image: registry.k8s.io/e2e-test-images/agnhost:2.66.1
         args: [netexec, --http-port=18080, --udp-port=-1]
+`
+
+// PodsManifest is agnhost netexec on the pod network (GET /hostname answers
+// the pod's name on port 8080): three pods, one per rack, behind the
+// ClusterIP Service "pods" and the NodePort Service "pods-np" (30080).
+const PodsManifest = `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: pods, namespace: default}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: pods}}
+  template:
+    metadata: {labels: {app: pods}}
+    spec:
+      # One pod per rack, counted per revision (a rollout's old pods do
+      # not skew the new ones).
+      topologySpreadConstraints:
+      - {maxSkew: 1, topologyKey: topology.kubernetes.io/zone, whenUnsatisfiable: DoNotSchedule, nodeTaintsPolicy: Honor,
+         labelSelector: {matchLabels: {app: pods}}, matchLabelKeys: [pod-template-hash]}
+      containers:
+      - name: netexec
+        image: ` + images.AgnhostName + `
+        args: [netexec, --http-port=8080, --udp-port=-1]
+        readinessProbe:
+          httpGet: {path: /hostname, port: 8080}
+          periodSeconds: 2
+---
+apiVersion: v1
+kind: Service
+metadata: {name: pods, namespace: default}
+spec:
+  selector: {app: pods}
+  ports: [{port: 80, targetPort: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: pods-np, namespace: default}
+spec:
+  type: NodePort
+  selector: {app: pods}
+  ports: [{port: 80, targetPort: 8080, nodePort: 30080}]
 `
 
 // Apply writes manifest to boot-0 as /root/NAME.yaml and applies it with
