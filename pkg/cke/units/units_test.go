@@ -1,6 +1,7 @@
 package units
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -186,5 +187,21 @@ func TestSystemdQuote(t *testing.T) {
 	}
 	if got := string(EnvFile(map[string]string{"B": "x y", "A": "1"})); got != "A=1\nB=\"x y\"\n" {
 		t.Errorf("env file = %q", got)
+	}
+}
+
+func TestArtifactsSupports(t *testing.T) {
+	c := cluster(1, 1)
+	none := inputs.Artifacts
+	none.Podnet = Binary{}
+	if err := none.Supports(c); err != nil {
+		t.Errorf("no pod network, no podnet: %v", err)
+	}
+	c.PodNetwork.Subnets = []string{"10.64.0.0/14"}
+	if err := none.Supports(c); !errors.Is(err, cke.ErrInvalid) || !strings.Contains(err.Error(), "-podnet-binary") {
+		t.Errorf("a pod network without podnet: %v", err)
+	}
+	if err := inputs.Artifacts.Supports(c); err != nil {
+		t.Errorf("a pod network with podnet: %v", err)
 	}
 }
