@@ -32,16 +32,17 @@ const CKEOptions = "CKE_OPTS=--interval=15s"
 const kubeconfig = "/root/.kube/config"
 
 // ignitionPrefixes are the files of a node's Ignition that ApplyIgnition
-// writes: containerd's mirrors and the registries' CA, the pods' CNI
-// network, and the node's facts in /etc/neco. The rest is vdc's (the host name, the agent and its
-// unit run from vdc's binds) or cannot apply in a container (sysctl).
-var ignitionPrefixes = []string{"/etc/containerd/", "/etc/cni/", "/etc/neco/"}
+// writes: containerd's mirrors and the registries' CA, and the node's
+// facts in /etc/neco (the pods' CNI configuration is podnet's, written on
+// the node by its daemon). The rest is vdc's (the host name, the agent and
+// its unit run from vdc's binds) or cannot apply in a container (sysctl).
+var ignitionPrefixes = []string{"/etc/containerd/", "/etc/neco/"}
 
 // ApplyIgnition plays, for the nspawn worker host, the part of a node's
 // first boot that Ignition plays on a real one: it fetches the Ignition
 // sabakan renders for the machine (the newest template of its role) and
 // writes its users' SSH keys (root's authorizes the Kubernetes engine) and
-// its files under /etc/containerd, /etc/cni and /etc/neco.
+// its files under /etc/containerd and /etc/neco.
 func (d *DC) ApplyIgnition(ctx context.Context, host string) error {
 	h, ok := d.Plan.Hosts[host]
 	if !ok {
@@ -119,7 +120,7 @@ func hasAnyPrefix(s string, prefixes []string) bool {
 // ApplyIgnitions runs ApplyIgnition at once on every worker that is a
 // machine in sabakan (a removed one has no Ignition).
 func (d *DC) ApplyIgnitions(ctx context.Context) error {
-	return d.phase("the workers take their Ignition (SSH keys, containerd's mirrors, the pods' network)", func() error {
+	return d.phase("the workers take their Ignition (SSH keys, containerd's mirrors and the registries' CA)", func() error {
 		ms, err := d.Machines(ctx)
 		if err != nil {
 			return err
