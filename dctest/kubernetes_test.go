@@ -107,27 +107,8 @@ func TestKubernetes(t *testing.T) {
 // alone makes them here), and returns the Deployment's pods.
 func ensureServing(t *testing.T, d *necodc.DC) []podInfo {
 	t.Helper()
+	ensureKubernetes(t, d)
 	ctx := context.Background()
-	out, err := d.In.Run(ctx, d.BootServers()[0], "ckecli", "sabakan", "show", "-o", "json")
-	var view struct {
-		Enabled bool `json:"enabled"`
-	}
-	if err != nil || json.Unmarshal([]byte(out), &view) != nil {
-		t.Fatalf("ckecli sabakan show: %v\n%s", err, out)
-	}
-	if !view.Enabled {
-		if err := d.EnableKubernetes(ctx, 3); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := d.KubernetesMachines(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := d.WaitKubernetes(ctx, len(want), 12*time.Minute); err != nil {
-		dumpKubernetes(t, d)
-		t.Fatal(err)
-	}
 	if out, err := d.Apply(ctx, "serve", necodc.ServeManifest); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}

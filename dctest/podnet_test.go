@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/netip"
 	"os/exec"
-	"runtime"
 	"slices"
 	"sort"
 	"strconv"
@@ -18,9 +17,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netns"
-
 	"github.com/openneco/neco/pkg/images"
+	"github.com/openneco/neco/pkg/testutil"
 	"github.com/openneco/neco/pkg/vdc/necodc"
 	"github.com/openneco/neco/pkg/vdc/nspawn"
 	"github.com/openneco/neco/pkg/vdc/proc"
@@ -501,43 +499,12 @@ func machineNetns(t *testing.T, d *necodc.DC, host, podNS string) string {
 	return ""
 }
 
-// inNetnsFile runs f on a thread switched to the network namespace file
-// path and back; sockets made in f stay in that namespace.
-func inNetnsFile(path string, f func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		h, err := netns.GetFromPath(path)
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer h.Close()
-		if err := netns.Set(h); err != nil {
-			errc <- err
-			return
-		}
-		err = f()
-		if netns.Set(orig) == nil {
-			runtime.UnlockOSThread()
-		}
-		errc <- err
-	}()
-	return <-errc
-}
-
 // tcpThroughput streams for dur over one TCP connection from network
 // namespace src to a listener at addr in dst, and returns what arrived,
 // in bytes per second.
 func tcpThroughput(src, dst string, addr netip.Addr, dur time.Duration) (float64, error) {
 	var ln net.Listener
-	if err := inNetnsFile(dst, func() (err error) {
+	if err := testutil.InNetns(dst, func() (err error) {
 		ln, err = net.Listen("tcp", netip.AddrPortFrom(addr, 0).String())
 		return err
 	}); err != nil {
@@ -562,7 +529,7 @@ func tcpThroughput(src, dst string, addr netip.Addr, dur time.Duration) (float64
 		recv <- got{n, time.Since(start), err}
 	}()
 	var c net.Conn
-	if err := inNetnsFile(src, func() (err error) {
+	if err := testutil.InNetns(src, func() (err error) {
 		c, err = net.DialTimeout("tcp", ln.Addr().String(), 5*time.Second)
 		return err
 	}); err != nil {

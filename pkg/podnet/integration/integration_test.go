@@ -13,13 +13,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/vishvananda/netns"
 
 	"github.com/openneco/neco/pkg/cke"
 	"github.com/openneco/neco/pkg/cke/kubeapi"
@@ -79,7 +76,7 @@ func proxyInto(t *testing.T, ns, target string) int {
 	errc := make(chan error, 1)
 	go func() {
 		var ln net.Listener
-		err := inNetnsErr(ns, func() (err error) {
+		err := testutil.InNetns("/run/netns/"+ns, func() (err error) {
 			ln, err = net.Listen("tcp", "127.0.0.1:0")
 			return err
 		})
@@ -120,44 +117,9 @@ func proxyInto(t *testing.T, ns, target string) int {
 // inNetns runs f in the network namespace name.
 func inNetns(t *testing.T, name string, f func() error) {
 	t.Helper()
-	if err := inNetnsErr(name, f); err != nil {
+	if err := testutil.InNetns("/run/netns/"+name, f); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// inNetnsErr runs f on a thread switched to the network namespace name
-// and back. The thread is given back to the runtime only once back in
-// this process's namespace; one that cannot return ends with f's
-// goroutine. (A thread ending kills the processes it started with
-// Pdeathsig, so threads must not end needlessly: the daemons are started
-// that way.)
-func inNetnsErr(name string, f func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		h, err := netns.GetFromName(name)
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer h.Close()
-		if err := netns.Set(h); err != nil {
-			errc <- err
-			return
-		}
-		err = f()
-		if netns.Set(orig) == nil {
-			runtime.UnlockOSThread()
-		}
-		errc <- err
-	}()
-	return <-errc
 }
 
 // setupAPI installs podnet's resources as the engine does (definitions,
