@@ -131,11 +131,13 @@ func TestPodNetwork(t *testing.T) {
 		}
 		racks[d.Plan.Hosts[nodeName(d, p.Node)].Rack] = true
 	}
-	if len(racks) != 3 {
-		t.Errorf("pods in racks %v, want three", racks)
+	// One per rack that has a node to take it: after TestKubernetes a
+	// rack may have lost its worker (retired, or a control plane moved).
+	if want := schedulableRacks(t, d); len(racks) != want || want < 2 {
+		t.Errorf("pods in racks %v, want one in each of the %d racks with a schedulable node (at least two)", racks, want)
 	}
 
-	t.Run("pods in three racks reach each other", func(t *testing.T) {
+	t.Run("pods in different racks reach each other", func(t *testing.T) {
 		for _, a := range pods {
 			for _, b := range pods {
 				if a == b {
@@ -224,6 +226,26 @@ func TestPodNetwork(t *testing.T) {
 	t.Run("pod-to-pod throughput across racks", func(t *testing.T) { podThroughput(t, d, pods) })
 	t.Run("100 pods on one node", func(t *testing.T) { crowd(t, d) })
 	t.Run("pod traffic survives a ToR failure", func(t *testing.T) { podsTorDown(t, d, pods) })
+}
+
+// schedulableRacks counts the racks with a Ready node that has no
+// NoSchedule or NoExecute taint.
+func schedulableRacks(t *testing.T, d *necodc.DC) int {
+	t.Helper()
+	nodes, err := d.KubeNodes(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	racks := map[uint]bool{}
+	for _, n := range nodes {
+		tainted := slices.ContainsFunc(n.Taints, func(s string) bool {
+			return strings.HasSuffix(s, ":NoSchedule") || strings.HasSuffix(s, ":NoExecute")
+		})
+		if n.Ready && !tainted {
+			racks[d.Plan.Hosts[nodeName(d, n.Name)].Rack] = true
+		}
+	}
+	return len(racks)
 }
 
 // ensureKubernetes makes sure the shared data center runs the cluster.
@@ -405,24 +427,24 @@ func overlaps(a, b []string) bool {
 	return false
 }
 
-// podsTorDown pings, from inside the pods of racks 1 and 2, the pod of
-// rack 0 every 20 ms while every link of rack0-tor1 goes down: the longest
-// gap is the pod network's outage.
+// podsTorDown pings, from inside the pods of the other racks, the first
+// pod every 20 ms while every link of its rack's first ToR goes down: the
+// longest gap is the pod network's outage.
 func podsTorDown(t *testing.T, d *necodc.DC, pods []podNet) {
 	const interval, probeFor = 20 * time.Millisecond, 8 * time.Second
 	ctx := context.Background()
-	var target podNet
+	rackOf := func(p podNet) uint { return d.Plan.Hosts[nodeName(d, p.Node)].Rack }
+	target := pods[0]
 	var sources []podNet
 	for _, p := range pods {
-		if d.Plan.Hosts[nodeName(d, p.Node)].Rack == 0 {
-			target = p
-		} else {
+		if rackOf(p) != rackOf(target) {
 			sources = append(sources, p)
 		}
 	}
-	if target.IP == "" || len(sources) == 0 {
-		t.Fatalf("no pod in rack 0 or elsewhere: %+v", pods)
+	if len(sources) == 0 {
+		t.Fatalf("no pod outside rack %d: %+v", rackOf(target), pods)
 	}
+	tor := fmt.Sprintf("rack%d-tor1", rackOf(target))
 	type result struct {
 		src, out string
 		err      error
@@ -444,10 +466,10 @@ func podsTorDown(t *testing.T, d *necodc.DC, pods []podNet) {
 	}
 	time.Sleep(2 * time.Second)
 	const allLinks = `for l in /sys/class/net/*; do [ ${l##*/} = lo ] || ip link set ${l##*/} %s; done`
-	if _, err := d.In.Run(ctx, "rack0-tor1", "sh", "-c", fmt.Sprintf(allLinks, "down")); err != nil {
+	if _, err := d.In.Run(ctx, tor, "sh", "-c", fmt.Sprintf(allLinks, "down")); err != nil {
 		t.Fatal(err)
 	}
-	defer d.In.Run(ctx, "rack0-tor1", "sh", "-c", fmt.Sprintf(allLinks, "up"))
+	defer d.In.Run(ctx, tor, "sh", "-c", fmt.Sprintf(allLinks, "up"))
 	var worst time.Duration
 	for range sources {
 		r := <-results
@@ -461,8 +483,8 @@ func podsTorDown(t *testing.T, d *necodc.DC, pods []podNet) {
 		}
 		worst = max(worst, time.Duration(sent-got)*interval)
 	}
-	t.Logf("rack0-tor1 down: pod traffic from racks 1 and 2 to rack 0 lost at most %s", worst)
-	if _, err := d.In.Run(ctx, "rack0-tor1", "sh", "-c", fmt.Sprintf(allLinks, "up")); err != nil {
+	t.Logf("%s down: pod traffic from the other racks to rack %d lost at most %s", tor, rackOf(target), worst)
+	if _, err := d.In.Run(ctx, tor, "sh", "-c", fmt.Sprintf(allLinks, "up")); err != nil {
 		t.Fatal(err)
 	}
 	want := 2 * len(d.Plan.Hosts)
