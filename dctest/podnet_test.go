@@ -101,9 +101,33 @@ func waitPods(t *testing.T, d *necodc.DC, selector string, n int, limit time.Dur
 	})
 	if err != nil {
 		dumpKubernetes(t, d)
+		dumpNotReady(t, d, pods)
 		t.Fatalf("pods %s: not %d Ready after %s: %+v", selector, n, limit, pods)
 	}
 	return pods
+}
+
+// dumpNotReady logs what explains pods that are not Ready: their events
+// and their nodes' pod network and kubelet logs.
+func dumpNotReady(t *testing.T, d *necodc.DC, pods []podNet) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	nodes := map[string]bool{}
+	for _, p := range pods {
+		if p.Ready {
+			continue
+		}
+		out, _ := d.Kubectl(ctx, "describe", "pod", p.Name)
+		t.Logf("--- kubectl describe pod %s ---\n%s", p.Name, out)
+		if p.Node != "" {
+			nodes[p.Node] = true
+		}
+	}
+	for node := range nodes {
+		host := nodeName(d, node)
+		out, _ := d.In.Run(ctx, host, "sh", "-c", "systemctl status --no-pager cke-podnet; journalctl --no-pager -o short-precise -n 40 -u cke-podnet; journalctl --no-pager -o short-precise -n 30 -u cke-kubelet; ls -l /etc/cni/net.d /usr/lib/cni/podnet /run/podnet.sock")
+		t.Logf("--- %s (%s) ---\n%s", host, node, out)
+	}
 }
 
 // TestPodNetwork checks the routed pod network (podnet) of the data

@@ -118,6 +118,11 @@ func New(cfg Config) (*Client, error) {
 		TLSClientConfig:     tlsConfig,
 		TLSHandshakeTimeout: min(timeout, 10*time.Second),
 		ForceAttemptHTTP2:   true,
+		// A connection that goes silent (its server or the path to it
+		// died without a reset, e.g. a powered-off machine behind the
+		// node's load balancer) is pinged and closed, as client-go does;
+		// otherwise every later request would wait on it until Timeout.
+		HTTP2:               &http.HTTP2Config{SendPingTimeout: min(timeout, 15*time.Second), PingTimeout: min(timeout, 10*time.Second)},
 		MaxIdleConnsPerHost: 4,
 		IdleConnTimeout:     90 * time.Second,
 	}

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -328,5 +329,121 @@ func TestResponses(t *testing.T) {
 	}
 	if n := otherHits.Load(); n != 0 {
 		t.Errorf("the second server got %d requests: answers, even bad ones, are not failures to reach a server", n)
+	}
+}
+
+// freezer is a TCP proxy to target whose connections can be frozen: their
+// bytes stop flowing and nothing closes them, as when the machine at the
+// other end loses its power. Connections made after a freeze flow.
+type freezer struct {
+	addr   string
+	mu     sync.Mutex
+	frozen chan struct{}
+}
+
+func newFreezer(t *testing.T, target string) *freezer {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &freezer{addr: l.Addr().String(), frozen: make(chan struct{})}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			in, err := l.Accept()
+			if err != nil {
+				return
+			}
+			out, err := net.Dial("tcp", target)
+			if err != nil {
+				in.Close()
+				continue
+			}
+			t.Cleanup(func() { in.Close(); out.Close() })
+			f.mu.Lock()
+			frozen := f.frozen
+			f.mu.Unlock()
+			go f.pipe(in, out, frozen)
+			go f.pipe(out, in, frozen)
+		}
+	}()
+	return f
+}
+
+// pipe copies until the connection is frozen; then it holds its bytes.
+func (f *freezer) pipe(dst, src net.Conn, frozen chan struct{}) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		select {
+		case <-frozen:
+			return
+		default:
+		}
+		if n > 0 {
+			if _, err := dst.Write(buf[:n]); err != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// freeze freezes the connections made so far.
+func (f *freezer) freeze() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	close(f.frozen)
+	f.frozen = make(chan struct{})
+}
+
+// An HTTP/2 connection whose other end went silent is dropped by its
+// health check, and later requests take a new one: a client does not stay
+// stuck on it (podnet's daemon did, behind the node's rivers, after a
+// control plane lost its power).
+func TestSilentConnection(t *testing.T) {
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte(`{"proto":"` + r.Proto + `"}`))
+	}))
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	f := newFreezer(t, srv.Listener.Addr().String())
+	c, err := kubeapi.New(kubeapi.Config{
+		Servers: []string{"https://" + f.addr},
+		CACert:  pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}),
+		Timeout: time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var got struct{ Proto string }
+	if err := c.Get(t.Context(), "/", &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Proto != "HTTP/2.0" {
+		t.Fatalf("the connection speaks %s, not HTTP/2", got.Proto)
+	}
+
+	f.freeze()
+	if err := c.Get(t.Context(), "/", &got); err == nil {
+		t.Fatal("a request over the frozen connection answered")
+	}
+	// The health check (a ping after Timeout's silence, closed after
+	// another Timeout without its answer) takes about 2 s here; 20 s
+	// bounds a stuck client, not the check's speed.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		err := c.Get(t.Context(), "/", &got)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("still no answer 20 s after the connection froze: %v", err)
+		}
 	}
 }
