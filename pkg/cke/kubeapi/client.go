@@ -184,6 +184,12 @@ func (c *Client) do(ctx context.Context, method, path, contentType string, body 
 			if ctx.Err() != nil {
 				return nil, fmt.Errorf("kubeapi: %s %s: %w", method, path, err)
 			}
+			if errors.Is(err, context.DeadlineExceeded) {
+				// The connection may be stuck (e.g. an HTTP/2 one whose
+				// flow-control window never reopens, which pings do not
+				// reveal): the next request dials a new one.
+				c.http.CloseIdleConnections()
+			}
 			// Not reached, or no answer: the next server may do.
 			errs = append(errs, err)
 			continue
