@@ -143,7 +143,7 @@ func TestLayoutRoundTrip(t *testing.T) {
 	for _, e := range listed {
 		names = append(names, e.Name)
 	}
-	want := []string{images.PauseName, images.CoreDNSName, images.AgnhostName, images.BusyboxName}
+	want := []string{images.PauseName, images.CoreDNSName, images.AgnhostName, images.AgnhostPrevName, images.BusyboxName}
 	slices.Sort(want)
 	if !slices.Equal(names, want) {
 		t.Errorf("names %v, want %v", names, want)
@@ -182,9 +182,9 @@ func TestLayoutRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// 4 manifests, 4 configs, 5 layers of which 4 distinct.
-	if len(stored) != len(blobs) || len(blobs) != 12 {
-		t.Errorf("%d blobs stored, %d distinct blobs referenced, want 12", len(stored), len(blobs))
+	// 5 manifests, 5 configs, 7 layers of which 4 distinct.
+	if len(stored) != len(blobs) || len(blobs) != 14 {
+		t.Errorf("%d blobs stored, %d distinct blobs referenced, want 14", len(stored), len(blobs))
 	}
 }
 
@@ -295,6 +295,7 @@ func TestRealImages(t *testing.T) {
 		{images.PauseName, []string{"/pause"}, nil, "65535:65535", 1},
 		{images.BusyboxName, nil, []string{"sh"}, "", 1},
 		{images.AgnhostName, []string{"/agnhost"}, []string{"pause"}, "", 2},
+		{images.AgnhostPrevName, []string{"/agnhost"}, []string{"pause"}, "", 2},
 		{images.CoreDNSName, []string{"/coredns"}, nil, "65532:65532", 1},
 	} {
 		c := cfgs[tt.name]
@@ -311,6 +312,9 @@ func TestRealImages(t *testing.T) {
 	}
 	if bb, ag := layers[images.BusyboxName], layers[images.AgnhostName]; len(bb) == 0 || len(ag) == 0 || bb[0].Digest != ag[0].Digest {
 		t.Errorf("agnhost's first layer is not busybox's: %v, %v", ag, bb)
+	}
+	if ag, prev := layers[images.AgnhostName], layers[images.AgnhostPrevName]; !slices.EqualFunc(ag, prev, func(a, b v1.Descriptor) bool { return a.Digest == b.Digest }) {
+		t.Errorf("the two agnhost tags do not share their layers: %v, %v", ag, prev)
 	}
 	if v := cfgs[images.BusyboxName].Config.Labels["io.openneco.busybox.debian-version"]; v != in.BusyboxVersion {
 		t.Errorf("busybox label %q, want %q", v, in.BusyboxVersion)

@@ -20,6 +20,11 @@ const (
 	PauseName   = "registry.k8s.io/pause:3.10.2"
 	BusyboxName = "registry.k8s.io/e2e-test-images/busybox:1.37.0-2"
 	AgnhostName = "registry.k8s.io/e2e-test-images/agnhost:2.66.1"
+	// AgnhostPrevName is the tests' AgnhostPrev, the image workloads roll
+	// from to AgnhostName (StatefulSet, Deployment, kubectl specs): the
+	// same agnhost and layers under the older tag, with labels of its own
+	// so that its digest differs and a roll really changes the image.
+	AgnhostPrevName = "registry.k8s.io/e2e-test-images/agnhost:2.55"
 	CoreDNSName = "registry.k8s.io/coredns/coredns:v1.14.6"
 )
 
@@ -73,9 +78,9 @@ func DebianVersion(ctx context.Context, pkg string) (string, error) {
 	return string(bytes.TrimSpace(out)), nil
 }
 
-// Build makes the four images (PauseName, BusyboxName, AgnhostName,
-// CoreDNSName) from in. The busybox image's only layer is also agnhost's
-// bottom layer: one blob.
+// Build makes the images (PauseName, BusyboxName, AgnhostName,
+// AgnhostPrevName, CoreDNSName) from in. The busybox image's only layer is
+// also agnhost's bottom layer, and both agnhost tags share their layers.
 func Build(in Inputs) (*Set, error) {
 	for flag, p := range map[string]string{
 		"pause": in.Pause, "agnhost": in.Agnhost, "agnhost certificate": in.AgnhostCert,
@@ -135,6 +140,14 @@ func Build(in Inputs) (*Set, error) {
 			ExposedPorts: []string{"80/tcp", "8080/tcp", "8081/tcp", "9376/tcp", "5000/tcp"},
 			Labels: merge(meta("agnhost", "2.66.1", "agnhost of Kubernetes "+KubernetesVersion+" on Debian's busybox-static "+
 				in.BusyboxVersion), map[string]string{"io.openneco.busybox.debian-version": in.BusyboxVersion}),
+		}, []*Layer{busybox, agnhost}},
+		{AgnhostPrevName, Config{
+			Entrypoint:   []string{"/agnhost"},
+			Cmd:          []string{"pause"},
+			Env:          []string{defaultPath},
+			ExposedPorts: []string{"80/tcp", "8080/tcp", "8081/tcp", "9376/tcp", "5000/tcp"},
+			Labels: merge(meta("agnhost", "2.66.1", "agnhost of Kubernetes "+KubernetesVersion+" on Debian's busybox-static "+
+				in.BusyboxVersion+", tagged 2.55: the conformance tests' previous agnhost"), map[string]string{"io.openneco.busybox.debian-version": in.BusyboxVersion}),
 		}, []*Layer{busybox, agnhost}},
 		{CoreDNSName, Config{
 			Entrypoint:   []string{"/coredns"},
