@@ -105,6 +105,15 @@ agnhost: $(BIN)/agnhost ## Build the pinned Kubernetes' agnhost (conformance tes
 $(BIN)/agnhost: tools/kubernetes/go.mod tools/kubernetes/go.sum
 	cd tools/kubernetes && CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o ../../bin/agnhost k8s.io/kubernetes/test/images/agnhost
 
+.PHONY: e2e
+e2e: $(BIN)/e2e.test $(BIN)/ginkgo ## Build the pinned Kubernetes' end-to-end suite (e2e.test, ~7 min the first time) and the ginkgo CLI.
+
+$(BIN)/e2e.test: tools/kubernetes/go.mod tools/kubernetes/go.sum
+	cd tools/kubernetes && CGO_ENABLED=0 $(GO) test -c -trimpath -ldflags '$(KUBE_LDFLAGS)' -o ../../bin/e2e.test k8s.io/kubernetes/test/e2e
+
+$(BIN)/ginkgo: tools/kubernetes/go.mod tools/kubernetes/go.sum
+	cd tools/kubernetes && CGO_ENABLED=0 $(GO) build -trimpath -o ../../bin/ginkgo github.com/onsi/ginkgo/v2/ginkgo
+
 .PHONY: images
 images: setup $(BIN)/pause $(BIN)/agnhost $(BIN)/coredns ## Build the registry's images (pause, busybox, agnhost, CoreDNS) into the OCI layout build/images.
 	$(GO) run ./tools/imagebuild -pause $(BIN)/pause -agnhost $(BIN)/agnhost -coredns $(BIN)/coredns -busybox /bin/busybox \
@@ -132,9 +141,13 @@ bench: setup etcd vault images ## Run the benchmarks; see docs/benchmarks.md.
 	PATH=$(BIN):$$PATH $(GO) test -run '^$$' -bench . -benchmem -timeout 60m ./...
 
 .PHONY: dctest
-dctest: setup etcd vault kube images ## Large tests on the virtual data center (root); SUITE=<go test -run pattern> picks suites; see docs/dctest.md.
-	PATH=$(BIN):$$PATH $(GO) test -tags dctest -count=1 -timeout 60m -v -run '$(SUITE)' ./dctest/ 2>&1 \
+dctest: setup etcd vault kube images e2e ## Large tests on the virtual data center (root); SUITE=<go test -run pattern> picks suites; see docs/dctest.md.
+	PATH=$(BIN):$$PATH $(GO) test -tags dctest -count=1 -timeout $(or $(DCTEST_TIMEOUT),60m) -v -run '$(SUITE)' ./dctest/ 2>&1 \
 		| grep -vE '^\s+\S+_test.go:[0-9]+: (namespace|nspawn node|qemu node) '
+
+.PHONY: conformance
+conformance: setup etcd vault kube images e2e ## Every upstream [Conformance] test this data center's images allow, on its cluster (root; see docs/conformance.md).
+	CONFORMANCE=full $(MAKE) dctest SUITE=TestConformance DCTEST_TIMEOUT=4h
 
 .PHONY: under-load
 under-load: setup etcd vault ## Run CMD COUNT times (10) beside stress-ng --cpu LOAD (16) and count passes, e.g. CMD='make dctest SUITE=Bootstrap'.

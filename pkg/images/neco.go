@@ -25,7 +25,7 @@ const (
 	// same agnhost and layers under the older tag, with labels of its own
 	// so that its digest differs and a roll really changes the image.
 	AgnhostPrevName = "registry.k8s.io/e2e-test-images/agnhost:2.55"
-	CoreDNSName = "registry.k8s.io/coredns/coredns:v1.14.6"
+	CoreDNSName     = "registry.k8s.io/coredns/coredns:v1.14.6"
 )
 
 // defaultPath is the PATH of every image, Docker's default.
