@@ -18,7 +18,7 @@ SUITE       ?= .
 # Debian packages the tests, the demo and the packaging need.
 APT_PACKAGES := bird2 dnsmasq-base busybox-static iproute2 iputils-ping curl jq fakeroot lintian binutils systemd \
 	systemd-container debootstrap qemu-system-x86 qemu-utils ovmf ipxe linux-image-amd64 stress-ng zstd openssh-server \
-	containernetworking-plugins
+	containernetworking-plugins netcat-openbsd
 
 INOTIFY_INSTANCES := 1024
 
@@ -117,6 +117,7 @@ $(BIN)/ginkgo: tools/kubernetes/go.mod tools/kubernetes/go.sum
 .PHONY: images
 images: setup $(BIN)/pause $(BIN)/agnhost $(BIN)/coredns ## Build the registry's images (pause, busybox, agnhost, CoreDNS) into the OCI layout build/images.
 	$(GO) run ./tools/imagebuild -pause $(BIN)/pause -agnhost $(BIN)/agnhost -coredns $(BIN)/coredns -busybox /bin/busybox \
+		-agnhost-tool /usr/bin/curl=/usr/bin/curl -agnhost-tool /usr/bin/nc=/usr/bin/nc.openbsd \
 		-agnhost-src "$$(cd tools/kubernetes && $(GO) list -m -f '{{.Dir}}' k8s.io/kubernetes)/test/images/agnhost" -out build/images
 
 .PHONY: lint

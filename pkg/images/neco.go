@@ -48,8 +48,13 @@ type Inputs struct {
 	// and .key of the Kubernetes module: agnhost's image has them at / and
 	// tests pass them to agnhost's TLS servers.
 	AgnhostCert, AgnhostKey string
-	CoreDNS                 string // static CoreDNS binary (tools/coredns)
-	Busybox                 string // static busybox (Debian's busybox-static)
+	// AgnhostTools are host executables that agnhost's image carries
+	// (image path → host path), with the shared libraries they need:
+	// Debian's curl and netcat-openbsd, which conformance specs exec in
+	// agnhost as upstream's Alpine image has them (ToolFiles).
+	AgnhostTools map[string]string
+	CoreDNS      string // static CoreDNS binary (tools/coredns)
+	Busybox      string // static busybox (Debian's busybox-static)
 	// BusyboxVersion is the Debian version of Busybox, recorded in the
 	// busybox and agnhost images' labels and annotations.
 	BusyboxVersion string
@@ -94,8 +99,12 @@ func Build(in Inputs) (*Set, error) {
 		return nil, fmt.Errorf("images: busybox version and applets are needed")
 	}
 
+	tools, err := ToolFiles(in.AgnhostTools)
+	if err != nil {
+		return nil, err
+	}
 	// Compressing the layers is most of the work: one goroutine each.
-	specs := [][]File{busyboxFiles(in), pauseFiles(in), agnhostFiles(in), coreDNSFiles(in)}
+	specs := [][]File{busyboxFiles(in), pauseFiles(in), append(agnhostFiles(in), tools...), coreDNSFiles(in)}
 	layers := make([]*Layer, len(specs))
 	errs := make([]error, len(specs))
 	var wg sync.WaitGroup

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/openneco/neco/pkg/images"
@@ -30,6 +31,18 @@ func main() {
 	flag.StringVar(&in.Busybox, "busybox", "/bin/busybox", "static busybox (Debian's busybox-static)")
 	flag.StringVar(&in.BusyboxVersion, "busybox-version", "", "Debian version of -busybox (default: dpkg-query busybox-static)")
 	flag.StringVar(&out, "out", "build/images", "OCI image layout directory to write (replaced)")
+	in.AgnhostTools = map[string]string{}
+	flag.Func("agnhost-tool", "IMAGE-PATH=HOST-PATH: a host executable agnhost's image carries, with its shared libraries (repeatable)", func(v string) error {
+		img, host, ok := strings.Cut(v, "=")
+		if !ok || img == "" || host == "" {
+			return errors.New("want IMAGE-PATH=HOST-PATH")
+		}
+		if _, dup := in.AgnhostTools[img]; dup {
+			return fmt.Errorf("%s given twice", img)
+		}
+		in.AgnhostTools[img] = host
+		return nil
+	})
 	flag.Parse()
 	if err := run(context.Background(), in, agnhostSrc, out); err != nil {
 		fmt.Fprintln(os.Stderr, "imagebuild:", err)
