@@ -117,7 +117,7 @@ $(BIN)/ginkgo: tools/kubernetes/go.mod tools/kubernetes/go.sum
 .PHONY: images
 images: setup $(BIN)/pause $(BIN)/agnhost $(BIN)/coredns ## Build the registry's images (pause, busybox, agnhost, CoreDNS) into the OCI layout build/images.
 	$(GO) run ./tools/imagebuild -pause $(BIN)/pause -agnhost $(BIN)/agnhost -coredns $(BIN)/coredns -busybox /bin/busybox \
-		-agnhost-tool /usr/bin/curl=/usr/bin/curl -agnhost-tool /usr/bin/nc=/usr/bin/nc.openbsd \
+		-agnhost-tool /usr/bin/curl=/usr/bin/curl -agnhost-tool /usr/bin/nc=/usr/bin/nc.openbsd -agnhost-tool /bin/sh=/usr/bin/dash \
 		-agnhost-src "$$(cd tools/kubernetes && $(GO) list -m -f '{{.Dir}}' k8s.io/kubernetes)/test/images/agnhost" -out build/images
 
 .PHONY: lint

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/openneco/neco/pkg/testutil"
 )
 
 // conformanceSkips is the explicit list of the pinned Kubernetes'
@@ -24,10 +26,11 @@ import (
 const conformanceSkips = "conformance-skips.txt"
 
 // conformanceSmoke is what `make dctest` (CI) runs: a focus that fits its
-// budget (21 specs, ~5 min): Services through the API, the container
-// runtime on the nodes, namespaces' deletion (Serial) and watches.
-// `make conformance` (CONFORMANCE=full) runs every selected spec.
-const conformanceSmoke = `\[sig-network\] Services .*\[Conformance\]|\[sig-node\] Container Runtime .*\[Conformance\]|\[sig-api-machinery\] (Namespaces|Watchers) .*\[Conformance\]`
+// budget (35 specs): Services and the pods' network as the upstream tests
+// see them, the container runtime on the nodes, namespaces' deletion
+// (Serial) and watches. `make conformance` (CONFORMANCE=full) runs every
+// selected spec.
+const conformanceSmoke = `\[sig-network\] (Services|Networking) .*\[Conformance\]|\[sig-node\] Container Runtime .*\[Conformance\]|\[sig-api-machinery\] (Namespaces|Watchers) .*\[Conformance\]`
 
 // TestConformance runs the upstream [Conformance] tests of the pinned
 // Kubernetes (bin/e2e.test, make e2e) on the data center's cluster, from
@@ -114,6 +117,7 @@ func TestConformance(t *testing.T) {
 		"--non-blocking-taints=node-role.kubernetes.io/control-plane,cke.cybozu.com/state"}
 	cmd := exec.Command("nsenter", args...)
 	cmd.Dir = dir
+	testutil.DieWithTest(cmd)
 	log, err := os.Create(filepath.Join(dir, "e2e.log"))
 	if err != nil {
 		t.Fatal(err)
