@@ -121,7 +121,12 @@ func TestCluster(t *testing.T) {
 	d.mustNode(0, "pkill", "-9", "-f", "/opt/cke/bin/kube-.* kube-apiserver")
 	d.eventually(2*time.Minute, "API back after kill -9", func() error { _, err := d.kubectl("get", "--raw", "/readyz"); return err })
 	d.waitReady(3*time.Minute, 0, 1, 2, 3) // and the engine idle: it may have restarted it too
-	d.mustNode(0, "systemctl", "stop", "cke-kube-apiserver.service")
+	// The engine may still (re)start it after the kill: a stop whose job
+	// that start cancels is tried again.
+	d.eventually(time.Minute, "the API server stopped", func() error {
+		_, err := d.node(0, "systemctl", "stop", "cke-kube-apiserver.service")
+		return err
+	})
 	took = d.eventually(3*time.Minute, "the engine restarts a stopped API server", func() error {
 		_, err := d.kubectl("get", "--raw", "/readyz")
 		return err
