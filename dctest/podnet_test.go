@@ -303,7 +303,7 @@ func ensureKubernetes(t *testing.T, d *necodc.DC) {
 func podNetns(t *testing.T, d *necodc.DC, host, ip string) string {
 	t.Helper()
 	h := hosts{t, d.In, time.Minute}
-	out := h.must(host, "sh", "-c", `for n in $(ip netns list | cut -d' ' -f1); do ip -n $n -4 -o addr | grep -q " $1/" && echo $n; done`, "sh", ip)
+	out := h.must(host, "sh", "-c", `for n in $(ip netns list | cut -d' ' -f1); do ip -n $n -4 -o addr | grep -q " $1/" && echo $n; done; true`, "sh", ip)
 	ns := strings.TrimSpace(out)
 	if ns == "" || strings.Contains(ns, "\n") {
 		t.Fatalf("pod %s's network namespace on %s: %q", ip, host, ns)
