@@ -142,22 +142,8 @@ func Build(in Inputs) (*Set, error) {
 			Env:    []string{defaultPath},
 			Labels: busyboxMeta,
 		}, []*Layer{busybox}},
-		{AgnhostName, Config{
-			Entrypoint:   []string{"/agnhost"},
-			Cmd:          []string{"pause"},
-			Env:          []string{defaultPath},
-			ExposedPorts: []string{"80/tcp", "8080/tcp", "8081/tcp", "9376/tcp", "5000/tcp"},
-			Labels: merge(meta("agnhost", "2.66.1", "agnhost of Kubernetes "+KubernetesVersion+" on Debian's busybox-static "+
-				in.BusyboxVersion), map[string]string{"io.openneco.busybox.debian-version": in.BusyboxVersion}),
-		}, []*Layer{busybox, agnhost}},
-		{AgnhostPrevName, Config{
-			Entrypoint:   []string{"/agnhost"},
-			Cmd:          []string{"pause"},
-			Env:          []string{defaultPath},
-			ExposedPorts: []string{"80/tcp", "8080/tcp", "8081/tcp", "9376/tcp", "5000/tcp"},
-			Labels: merge(meta("agnhost", "2.66.1", "agnhost of Kubernetes "+KubernetesVersion+" on Debian's busybox-static "+
-				in.BusyboxVersion+", tagged 2.55: the conformance tests' previous agnhost"), map[string]string{"io.openneco.busybox.debian-version": in.BusyboxVersion}),
-		}, []*Layer{busybox, agnhost}},
+		{AgnhostName, agnhostConfig(in, ""), []*Layer{busybox, agnhost}},
+		{AgnhostPrevName, agnhostConfig(in, ", tagged 2.55: the conformance tests' previous agnhost"), []*Layer{busybox, agnhost}},
 		{CoreDNSName, Config{
 			Entrypoint:   []string{"/coredns"},
 			User:         "65532:65532",
@@ -179,6 +165,19 @@ func Build(in Inputs) (*Set, error) {
 		}
 	}
 	return set, nil
+}
+
+// agnhostConfig is the configuration of both agnhost tags; note ends the
+// description (so the tags' digests differ).
+func agnhostConfig(in Inputs, note string) Config {
+	return Config{
+		Entrypoint:   []string{"/agnhost"},
+		Cmd:          []string{"pause"},
+		Env:          []string{defaultPath},
+		ExposedPorts: []string{"80/tcp", "8080/tcp", "8081/tcp", "9376/tcp", "5000/tcp"},
+		Labels: merge(meta("agnhost", "2.66.1", "agnhost of Kubernetes "+KubernetesVersion+" on Debian's busybox-static "+
+			in.BusyboxVersion+note), map[string]string{"io.openneco.busybox.debian-version": in.BusyboxVersion}),
+	}
 }
 
 func meta(title, version, description string) map[string]string {
