@@ -27,6 +27,7 @@ func TestKeysAreStable(t *testing.T) {
 		VaultUnsealKey:                  "vault-unseal-key",
 		SetupVaultRootToken:             "setup/vault-root-token",
 		FinishKey(3):                    "finish/3",
+		RepairKey("abc-1"):              "repair/abc-1",
 		DefaultPrefix + VaultUnsealKey:  "/neco/vault-unseal-key",
 		DefaultPrefix + InfoBootServers: "/neco/info/bootservers/",
 		DefaultPrefix + SetupFinished:   "/neco/finish/",

@@ -79,5 +79,14 @@ const (
 	LeaderStateSetter = "leader/state-setter"
 )
 
+// RepairPrefix + serial holds the RepairRecord of the last power cycle
+// pkg/repair made of that machine (or tried to): what keeps it from
+// cycling a machine twice for one failure, and the history its rate limit
+// counts. Written only by the repair loop's leader, fenced by its key.
+const RepairPrefix = "repair/"
+
+// RepairKey is the repair record key of a machine.
+func RepairKey(serial string) string { return RepairPrefix + serial }
+
 // FinishKey records the last setup stage boot server lrn finished.
 func FinishKey(lrn int) string { return SetupFinished + strconv.Itoa(lrn) }
