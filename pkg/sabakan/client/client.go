@@ -372,6 +372,25 @@ func (c *Client) Logs(ctx context.Context, since, until time.Time, fn func(*saba
 	}
 }
 
+// AddLog records in the audit log an action taken on the machine with the
+// serial outside sabakan (a power cycle, say), with this client's user, and
+// returns the entry as stored. category must be one clients may append
+// (sabakan.AppendableCategories: sabakan.AuditPower); action matches
+// ^[a-z][a-z0-9-]{0,31}$ and detail is at most 1024 bytes of UTF-8 (else
+// sabakan.ErrBadRequest). An unknown machine is sabakan.ErrNotFound. The
+// endpoint, POST /api/v1/logs, is an extension of the reference API.
+func (c *Client) AddLog(ctx context.Context, category sabakan.AuditCategory, serial, action, detail string) (*sabakan.AuditEntry, error) {
+	body, err := jsonBody(map[string]string{"category": string(category), "instance": serial, "action": action, "detail": detail})
+	if err != nil {
+		return nil, err
+	}
+	var e sabakan.AuditEntry
+	if err := c.call(ctx, request{method: "POST", path: "logs", body: body, ctype: "application/json"}, &e); err != nil {
+		return nil, err
+	}
+	return &e, nil
+}
+
 // PutCrypt stores the encryption key of a machine's disk (HTTPS).
 func (c *Client) PutCrypt(ctx context.Context, serial, path string, key []byte) error {
 	return c.call(ctx, request{method: "PUT", path: "crypts/" + url.PathEscape(serial) + "/" + url.PathEscape(path), body: bytes.NewReader(key), tls: true, ctype: "application/octet-stream"}, nil)

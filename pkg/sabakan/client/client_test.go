@@ -108,6 +108,21 @@ func TestClient(t *testing.T) {
 	if _, err := c.Machine(ctx, "nobody"); !errors.Is(err, sabakan.ErrNotFound) {
 		t.Errorf("Machine(nobody): %v", err)
 	}
+	e, err := c.AddLog(ctx, sabakan.AuditPower, "a2", "power-cycle", "hung: no heartbeat")
+	if err != nil || e.User != "tester" || e.Category != sabakan.AuditPower || e.Instance != "a2" || e.Action != "power-cycle" ||
+		e.Detail != "hung: no heartbeat" || e.Revision == 0 || e.Host != "boot" {
+		t.Errorf("AddLog = %+v, %v", e, err)
+	}
+	var last sabakan.AuditEntry
+	if err := c.Logs(ctx, time.Time{}, time.Time{}, func(l *sabakan.AuditEntry) error { last = *l; return nil }); err != nil || e == nil || last != *e {
+		t.Errorf("the log's last entry %+v (%v), want the one AddLog returned", last, err)
+	}
+	if _, err := c.AddLog(ctx, sabakan.AuditPower, "nobody", "power-on", ""); !errors.Is(err, sabakan.ErrNotFound) {
+		t.Errorf("AddLog of an unknown machine: %v", err)
+	}
+	if _, err := c.AddLog(ctx, sabakan.AuditMachines, "a2", "power-on", ""); !errors.Is(err, sabakan.ErrBadRequest) || client.StatusOf(err) != 400 {
+		t.Errorf("AddLog of a category clients may not append: %v", err)
+	}
 	if err := c.PutCrypt(ctx, "a2", "disk0", []byte("k3y")); err != nil {
 		t.Fatal(err)
 	}

@@ -22,13 +22,46 @@ const AuditRetention = 60 * 24 * time.Hour
 // its audit entry commit together or not at all. The entry's revision is the
 // transaction's, filled in when the log is read.
 func (s *Store) AuditOp(ctx context.Context, cat sabakan.AuditCategory, instance, action, detail string) clientv3.Op {
+	_, op := s.auditOp(ctx, cat, instance, action, detail)
+	return op
+}
+
+// auditOp is AuditOp that also returns the entry it writes.
+func (s *Store) auditOp(ctx context.Context, cat sabakan.AuditCategory, instance, action, detail string) (sabakan.AuditEntry, clientv3.Op) {
 	now := s.opts.Now()
 	e := sabakan.NewAuditEntry(ctx, now, cat, instance, action, detail)
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
 	enc.Encode(e)
-	return clientv3.OpPut(auditKey(now), strings.TrimSuffix(buf.String(), "\n"))
+	return e, clientv3.OpPut(auditKey(now), strings.TrimSuffix(buf.String(), "\n"))
+}
+
+// AppendAudit records an action that a program took on a machine outside
+// sabakan (a power cycle, say): an entry of category cat, which must be
+// appendable (sabakan.AuditCategory.Appendable), for the machine with the
+// serial, with the actor of ctx and the store's time. It is written in one
+// transaction guarded by the machine's revision, so nothing is written for
+// a machine that is unknown (sabakan.ErrNotFound) or deleted meanwhile. It
+// returns the entry as stored, with its revision.
+func (s *Store) AppendAudit(ctx context.Context, serial string, cat sabakan.AuditCategory, action, detail string) (*sabakan.AuditEntry, error) {
+	switch {
+	case !cat.Appendable():
+		return nil, fmt.Errorf("%w: audit category %q cannot be appended to (appendable: %v)", sabakan.ErrBadRequest, cat, sabakan.AppendableCategories())
+	case !sabakan.IsValidAuditAction(action):
+		return nil, fmt.Errorf("%w: invalid audit action %q", sabakan.ErrBadRequest, action)
+	case !sabakan.IsValidAuditDetail(detail):
+		return nil, fmt.Errorf("%w: invalid audit detail: want at most %d bytes of UTF-8", sabakan.ErrBadRequest, sabakan.MaxAuditDetailBytes)
+	}
+	var ch *change
+	_, err := s.mutate(ctx, serial, false, func(*current) (*change, error) {
+		ch = &change{machine: keep, category: cat, action: action, detail: detail}
+		return ch, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return ch.logged, nil
 }
 
 // auditPage is how many entries one request of Logs reads.

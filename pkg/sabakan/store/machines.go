@@ -66,6 +66,9 @@ type change struct {
 	detail   string
 	cmps     []clientv3.Cmp
 	ops      []clientv3.Op
+	// logged is filled in by mutate: the audit entry it committed, with
+	// its revision.
+	logged *sabakan.AuditEntry
 }
 
 // current is a machine as read for a mutation.
@@ -95,7 +98,8 @@ func (s *Store) mutate(ctx context.Context, serial string, crypts bool, decide f
 			return err
 		}
 		cmps := append([]clientv3.Cmp{etcdutil.Unchanged(machineKey(serial), cur.modRev)}, ch.cmps...)
-		ops := append([]clientv3.Op{s.AuditOp(ctx, ch.category, serial, ch.action, ch.detail)}, ch.ops...)
+		entry, auditOp := s.auditOp(ctx, ch.category, serial, ch.action, ch.detail)
+		ops := append([]clientv3.Op{auditOp}, ch.ops...)
 		switch ch.machine {
 		case rewrite:
 			data, err := json.Marshal(record{Machine: *cur.m})
@@ -116,6 +120,8 @@ func (s *Store) mutate(ctx context.Context, serial string, crypts bool, decide f
 		if !resp.Succeeded {
 			return etcdutil.ErrConflict
 		}
+		entry.Revision = resp.Header.Revision
+		ch.logged = &entry
 		result = cur.m
 		return nil
 	})

@@ -126,6 +126,11 @@ func decodeJSON(r *http.Request, limit int64, v any) error {
 	if err != nil {
 		return err
 	}
+	return unmarshalStrict(data, v)
+}
+
+// unmarshalStrict decodes the JSON object in data into v as decodeJSON does.
+func unmarshalStrict(data []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {

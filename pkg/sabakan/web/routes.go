@@ -30,6 +30,7 @@ func (s *Server) routes() {
 	s.Handle("PUT", "/api/v1/retire-date/{serial}", s.putRetireDate)
 
 	s.Handle("GET", "/api/v1/logs", s.getLogs)
+	s.Handle("POST", "/api/v1/logs", s.postLog)
 
 	s.HandleTLS("PUT", "/api/v1/crypts/{serial}/{path}", s.putCrypt, true)
 	s.HandleTLS("GET", "/api/v1/crypts/{serial}/{path}", s.getCrypt, true)
@@ -63,6 +64,7 @@ const (
 	dateLimit     = 128
 	cryptLimit    = 4 << 10
 	graphQLLimit  = 1 << 20
+	logLimit      = 16 << 10
 )
 
 func (s *Server) getIPAM(w http.ResponseWriter, r *http.Request) error {

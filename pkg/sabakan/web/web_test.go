@@ -307,6 +307,7 @@ func TestAccessControlAndAudit(t *testing.T) {
 		{"PUT", "/api/v1/state/x", "healthy"},
 		{"DELETE", "/api/v1/machines/x", ""},
 		{"tls:DELETE", "/api/v1/crypts/x", ""},
+		{"POST", "/api/v1/logs", `{"category":"power","instance":"x","action":"power-on"}`},
 	} {
 		method, path := c.method, c.path
 		if m, ok := strings.CutPrefix(method, "tls:"); ok {
