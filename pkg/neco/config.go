@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	_ "time/tzdata" // release-timezone must work on hosts without zoneinfo
@@ -37,6 +38,10 @@ const (
 	KeyGitHubToken         = "github-token"
 	KeyGitHubAPIURL        = "github-api-url"
 	KeyGitHubRepo          = "github-repo"
+	KeyRepairAfter         = "repair-after"
+	KeyRepairLimit         = "repair-limit"
+	KeyRepairWindow        = "repair-window"
+	KeyRepairWait          = "repair-wait"
 	KeyProxy               = "proxy"
 )
 
@@ -72,6 +77,10 @@ var ConfigKeys = []ConfigKey{
 		}
 		return validateHTTPURL(s)
 	}},
+	{Name: KeyRepairAfter, Default: "0s", Help: "a machine unhealthy or unreachable this long is power-cycled once through its BMC (0s: never; see docs/repair.md)", validate: durationAtLeast(0)},
+	{Name: KeyRepairLimit, Default: "1", Help: "at most this many power cycles by the repair loop within repair-window", validate: intAtLeast(1)},
+	{Name: KeyRepairWindow, Default: "10m", Help: "the window of repair-limit", validate: durationAtLeast(time.Second)},
+	{Name: KeyRepairWait, Default: "15m", Help: "how long a power-cycled machine has to become healthy before it is left for an operator", validate: durationAtLeast(time.Second)},
 }
 
 // LookupConfigKey finds a key by name.
@@ -116,6 +125,19 @@ func durationAtLeast(lo time.Duration) func(string) error {
 	}
 }
 
+func intAtLeast(lo int) func(string) error {
+	return func(s string) error {
+		n, err := strconv.Atoi(s)
+		if err != nil {
+			return errors.New("not an integer")
+		}
+		if n < lo {
+			return fmt.Errorf("must be at least %d", lo)
+		}
+		return nil
+	}
+}
+
 func validateHTTPURL(s string) error {
 	u, err := url.Parse(s)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -147,6 +169,11 @@ type Config struct {
 	GitHubOwner         string
 	GitHubRepo          string
 	Proxy               string
+	// The repair loop's settings (pkg/repair); RepairAfter 0 turns it off.
+	RepairAfter  time.Duration
+	RepairLimit  int
+	RepairWindow time.Duration
+	RepairWait   time.Duration
 	// Invalid names the stored keys that did not validate.
 	Invalid []string
 }
@@ -181,6 +208,10 @@ func ParseConfig(stored map[string]string) Config {
 	c.GitHubAPIURL = val(KeyGitHubAPIURL)
 	c.GitHubOwner, c.GitHubRepo, _ = strings.Cut(val(KeyGitHubRepo), "/")
 	c.Proxy = val(KeyProxy)
+	c.RepairAfter, _ = time.ParseDuration(val(KeyRepairAfter))
+	c.RepairLimit, _ = strconv.Atoi(val(KeyRepairLimit))
+	c.RepairWindow, _ = time.ParseDuration(val(KeyRepairWindow))
+	c.RepairWait, _ = time.ParseDuration(val(KeyRepairWait))
 	return c
 }
 

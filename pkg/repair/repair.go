@@ -58,6 +58,10 @@ type Repairer struct {
 	Audit     Audit
 	Store     Store
 	Config    Config
+	// Settings, if set, is read at the start of every round and replaces
+	// Config (the operator's settings in etcd); a round with enabled
+	// false does nothing.
+	Settings func(ctx context.Context) (c Config, enabled bool, err error)
 	// Interval between rounds; default DefaultInterval.
 	Interval time.Duration
 	// PowerTimeout bounds one power action; default DefaultPowerTimeout.
@@ -152,6 +156,17 @@ func (r *Repairer) Round(ctx context.Context) (d Decision, err error) {
 		}
 		r.metrics.rounds.WithLabelValues(result).Inc()
 	}()
+	if r.Settings != nil {
+		c, enabled, err := r.Settings(ctx)
+		if err != nil {
+			return Decision{}, fmt.Errorf("repair: read the settings: %w", err)
+		}
+		if !enabled {
+			r.reportHeld(nil)
+			return Decision{}, nil
+		}
+		r.Config = c
+	}
 	machines, err := r.Inventory.Machines(ctx)
 	if err != nil {
 		return Decision{}, fmt.Errorf("repair: list machines: %w", err)

@@ -3,6 +3,7 @@ package statesetter
 import (
 	"context"
 	"log/slog"
+	"sync"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -15,7 +16,10 @@ import (
 // storage.LeaderStateSetter under /neco/) and runs s while leading. When the
 // session is lost it stops acting and campaigns again; a deposed leader stops
 // within one interval. It returns nil when ctx ends.
-func RunAsLeader(ctx context.Context, etcd *clientv3.Client, name string, s *Setter) error {
+//
+// Each of also runs beside s for as long as the leadership lasts, with the
+// election's key: what fenced writes compare against (the repair loop).
+func RunAsLeader(ctx context.Context, etcd *clientv3.Client, name string, s *Setter, also ...func(ctx context.Context, leaderKey string)) error {
 	for ctx.Err() == nil {
 		leader, err := etcdutil.Campaign(ctx, etcd, storage.LeaderStateSetter, name, 60)
 		if err != nil {
@@ -39,8 +43,13 @@ func RunAsLeader(ctx context.Context, etcd *clientv3.Client, name string, s *Set
 			}
 			cancel()
 		}()
+		var wg sync.WaitGroup
+		for _, f := range also {
+			wg.Go(func() { f(lctx, leader.Key()) })
+		}
 		s.Run(lctx)
 		cancel()
+		wg.Wait()
 		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		leader.Resign(rctx)
 		rcancel()

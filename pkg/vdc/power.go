@@ -2,14 +2,17 @@ package vdc
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"time"
 
 	"github.com/openneco/neco/pkg/vdc/host"
 	"github.com/openneco/neco/pkg/vdc/nspawn"
 	"github.com/openneco/neco/pkg/vdc/proc"
+	"github.com/openneco/neco/pkg/vdc/qemu"
 	"github.com/openneco/neco/pkg/vdc/rootfs"
 	"github.com/openneco/neco/pkg/vdc/spec"
 )
@@ -131,4 +134,110 @@ func (in *Instance) notNspawn(name string) error {
 		return err
 	}
 	return fmt.Errorf("vdc: %s is not an nspawn machine: only those can be stopped and started", name)
+}
+
+// PowerState reports whether a machine is powered on: an nspawn machine
+// whose systemd-nspawn runs, a QEMU machine whose CPUs run (QMP
+// query-status). QEMU machines are powered off by pausing them (see
+// PowerOff), so a paused one reads as off.
+func (in *Instance) PowerState(ctx context.Context, name string) (on bool, err error) {
+	h, err := in.find(name)
+	if err != nil {
+		return false, err
+	}
+	switch h.Kind {
+	case HostNspawn:
+		return h.Running, nil
+	case HostQEMU:
+		if !h.Running {
+			return false, nil
+		}
+		out, err := qemu.QMP(filepath.Join(in.HostDir(name), "qmp.sock"), "query-status", nil)
+		if err != nil {
+			return false, fmt.Errorf("vdc: %s: %w", name, err)
+		}
+		var st struct {
+			Running bool `json:"running"`
+		}
+		if err := json.Unmarshal(out, &st); err != nil {
+			return false, fmt.Errorf("vdc: %s: query-status: %w", name, err)
+		}
+		return st.Running, nil
+	}
+	return false, fmt.Errorf("vdc: %s is a network namespace: it has no power", name)
+}
+
+// PowerOn switches a machine on; one already on is left alone. An nspawn
+// machine boots again (Start); a QEMU machine is reset and resumed, so it
+// boots from its firmware as after a power cycle.
+func (in *Instance) PowerOn(ctx context.Context, name string) error {
+	on, err := in.PowerState(ctx, name)
+	if err != nil || on {
+		return err
+	}
+	if in.nspawnNode(name) != nil {
+		return in.Start(ctx, name)
+	}
+	sock := filepath.Join(in.HostDir(name), "qmp.sock")
+	if _, err := qemu.QMP(sock, "system_reset", nil); err != nil {
+		return fmt.Errorf("vdc: %s: %w", name, err)
+	}
+	if _, err := qemu.QMP(sock, "cont", nil); err != nil {
+		return fmt.Errorf("vdc: %s: %w", name, err)
+	}
+	return nil
+}
+
+// PowerOff switches a machine off; one already off is left alone. An
+// nspawn machine is stopped (Stop: cleanly unless force). A QEMU machine's
+// CPUs are paused (QMP stop), gracefully or not: its process, console and
+// disks stay, and PowerOn boots it afresh.
+func (in *Instance) PowerOff(ctx context.Context, name string, force bool) error {
+	on, err := in.PowerState(ctx, name)
+	if err != nil || !on {
+		return err
+	}
+	if in.nspawnNode(name) != nil {
+		return in.Stop(ctx, name, force)
+	}
+	if _, err := qemu.QMP(filepath.Join(in.HostDir(name), "qmp.sock"), "stop", nil); err != nil {
+		return fmt.Errorf("vdc: %s: %w", name, err)
+	}
+	return nil
+}
+
+// StartService starts a long-running program that serves the data center
+// from the host (as the virtual BMCs do) and records it as one more app of
+// host, so that list shows it and destroy stops it with the rest. It runs
+// in the host's namespaces, in the instance's cgroup; its output goes to
+// app.log in the host's directory.
+func (in *Instance) StartService(host, app string, argv []string) (int, error) {
+	if _, err := in.find(host); err != nil {
+		return 0, err
+	}
+	hier, err := proc.Detect()
+	if err != nil {
+		return 0, err
+	}
+	dir := in.HostDir(host)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return 0, err
+	}
+	l, err := openLedger(in.StateDir())
+	if err != nil {
+		return 0, err
+	}
+	defer l.close()
+	e := Entry{Kind: EntryProcess, Host: host, App: app, Log: filepath.Join(dir, app+".log")}
+	g := proc.Group{H: hier, Path: in.CgroupRoot()}.Sub(host).Sub(app)
+	pid, err := proc.Start(proc.Spec{Group: g, Command: argv, Log: e.Log, Dir: dir})
+	if err != nil {
+		return 0, err
+	}
+	e.PID = pid
+	if err := l.record(e); err != nil {
+		return 0, err
+	}
+	in.Entries = append(in.Entries, e)
+	return pid, nil
 }

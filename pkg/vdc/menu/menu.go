@@ -52,6 +52,12 @@ type Menu struct {
 	// from the plan: it configures both uplinks and node0 and peers with
 	// both ToRs, so the machines' interfaces get no static addresses.
 	Agent bool `json:"agent"`
+	// BMC gives every machine a virtual BMC on a BMC network of its own
+	// (see BMCNetwork): the namespace BMCHost holds every machine's BMC
+	// address from the IPAM's BMC pool, where a virtual BMC service
+	// (pkg/vdc/vbmc) answers, and each boot server reaches it through a
+	// third interface (BootServerBMCAddress).
+	BMC bool `json:"bmc,omitempty"`
 	// Suite is the Debian suite of the machines' root trees.
 	Suite string `json:"suite"`
 	// ExtraPackages are installed in the machines' root trees besides
@@ -189,6 +195,8 @@ type HostPlan struct {
 	Node0       netip.Addr `json:"node0"`
 	Eth0        netip.Addr `json:"eth0"`
 	Eth1        netip.Addr `json:"eth1"`
+	// BMC is the machine's BMC address (sabakan's IPAM computes the same).
+	BMC netip.Addr `json:"bmc"`
 }
 
 // Options of Generate.
@@ -243,13 +251,6 @@ func Generate(m Menu, o Options) (*Plan, error) {
 
 	// Machines first, so the ToRs know where to relay DHCP.
 	var bootNode0 []netip.Addr
-	type machine struct {
-		name  string
-		rack  uint
-		index uint
-		role  string
-		kind  string
-	}
 	var machines []machine
 	next := make([]uint, m.Racks)
 	first, _ := ipam.IndexRange()
@@ -277,7 +278,7 @@ func Generate(m Menu, o Options) (*Plan, error) {
 		addrs := ipam.NodeAddresses(mc.rack, mc.index)
 		serial := qemu.DefaultSerial(mc.name)
 		p.Hosts[mc.name] = HostPlan{Rack: mc.rack, Role: mc.role, Serial: serial, IndexInRack: mc.index,
-			Node0: addrs[0], Eth0: addrs[1], Eth1: addrs[2]}
+			Node0: addrs[0], Eth0: addrs[1], Eth1: addrs[2], BMC: ipam.BMCAddress(mc.rack, mc.index)}
 		e := MachineEntry{Serial: serial, Rack: mc.rack, Role: mc.role, Labels: map[string]string{"machine-type": mc.kind}}
 		e.BMC.Type = "IPMI-2.0"
 		p.Machines = append(p.Machines, e)
@@ -291,6 +292,10 @@ func Generate(m Menu, o Options) (*Plan, error) {
 					ifc.Addresses = []string{netip.PrefixFrom(addrs[i+1], int(ipam.NodeRangeMask)).String()}
 				}
 				n.Interfaces = append(n.Interfaces, ifc)
+			}
+			if m.BMC && mc.role == RoleBoot {
+				n.Interfaces = append(n.Interfaces, spec.Interface{Network: BMCNetwork,
+					Addresses: []string{netip.PrefixFrom(BootServerBMCAddress(&ipam, mc.rack), int(ipam.BMCRangeMask)).String()}})
 			}
 			switch {
 			case m.Agent && m.WorkerDHCP && mc.role != RoleBoot:
@@ -365,10 +370,64 @@ func Generate(m Menu, o Options) (*Plan, error) {
 		c.Namespaces = append(c.Namespaces, ns)
 		p.Routers = append(p.Routers, sum)
 	}
+	if m.BMC {
+		p.addBMCs(machines)
+	}
 	if err := c.Validate(); err != nil {
 		return nil, fmt.Errorf("menu: generated an invalid cluster: %w", err)
 	}
 	return p, nil
+}
+
+// machine is one machine's place in the plan.
+type machine struct {
+	name  string
+	rack  uint
+	index uint
+	role  string
+	kind  string
+}
+
+// The BMC network: one bridge, separate from the fabric as in a real data
+// center, where the namespace BMCHost answers for every machine's BMC.
+const (
+	BMCNetwork = "bmc"
+	BMCHost    = "bmc"
+	// BMCFile is the virtual BMC service's machine list in the plan's
+	// files (vbmc.Config).
+	BMCFile = "bmc/vbmc.json"
+)
+
+// BootServerBMCAddress is the address a boot server has on the BMC
+// network: in the last /24 of the BMC pool, above every rack's BMC range.
+func BootServerBMCAddress(ipam *sabakan.IPAMConfig, rack uint) netip.Addr {
+	pool := netip.MustParsePrefix(ipam.BMCIPv4Pool)
+	last := pool.Addr().As4()
+	size := uint32(1) << (32 - pool.Bits())
+	base := uint32(last[0])<<24 | uint32(last[1])<<16 | uint32(last[2])<<8 | uint32(last[3])
+	a := base + size - 256 + 10 + uint32(rack)
+	return netip.AddrFrom4([4]byte{byte(a >> 24), byte(a >> 16), byte(a >> 8), byte(a)})
+}
+
+// addBMCs adds the BMC network, the namespace holding every machine's BMC
+// address and the virtual BMC service's machine list.
+func (p *Plan) addBMCs(machines []machine) {
+	p.Cluster.Networks = append(p.Cluster.Networks, &spec.Network{Name: BMCNetwork, Type: spec.NetworkInternal})
+	ifc := spec.Interface{Network: BMCNetwork}
+	type entry struct {
+		Name    string     `json:"name"`
+		Serial  string     `json:"serial"`
+		Address netip.Addr `json:"address"`
+	}
+	var list []entry
+	for _, mc := range machines {
+		h := p.Hosts[mc.name]
+		ifc.Addresses = append(ifc.Addresses, netip.PrefixFrom(h.BMC, int(p.IPAM.BMCRangeMask)).String())
+		list = append(list, entry{mc.name, h.Serial, h.BMC})
+	}
+	p.Cluster.Namespaces = append(p.Cluster.Namespaces, &spec.NetworkNamespace{Name: BMCHost, Interfaces: []spec.Interface{ifc}})
+	b, _ := json.MarshalIndent(map[string]any{"host": BMCHost, "machines": list}, "", "  ")
+	p.Files[BMCFile] = append(b, '\n')
 }
 
 func rackNet(rack, tor int) string { return fmt.Sprintf("r%d-node%d", rack, tor) }

@@ -6,11 +6,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/openneco/neco/pkg/sabakan"
 	"github.com/openneco/neco/pkg/testutil"
+	"github.com/openneco/neco/pkg/vdc/spec"
 )
 
 func TestValidate(t *testing.T) {
@@ -71,10 +73,10 @@ func TestGenerateDefault(t *testing.T) {
 		host string
 		want HostPlan
 	}{
-		{"boot-0", HostPlan{Rack: 0, Role: RoleBoot, IndexInRack: 3, Node0: ip("10.69.0.3"), Eth0: ip("10.69.0.67"), Eth1: ip("10.69.0.131")}},
-		{"rack0-cs1", HostPlan{Rack: 0, Role: RoleWorker, IndexInRack: 4, Node0: ip("10.69.0.4"), Eth0: ip("10.69.0.68"), Eth1: ip("10.69.0.132")}},
-		{"rack1-cs2", HostPlan{Rack: 1, Role: RoleWorker, IndexInRack: 5, Node0: ip("10.69.0.197"), Eth0: ip("10.69.1.5"), Eth1: ip("10.69.1.69")}},
-		{"rack0-vm1", HostPlan{Rack: 0, Role: RoleQEMU, IndexInRack: 6, Node0: ip("10.69.0.6"), Eth0: ip("10.69.0.70"), Eth1: ip("10.69.0.134")}},
+		{"boot-0", HostPlan{Rack: 0, Role: RoleBoot, IndexInRack: 3, Node0: ip("10.69.0.3"), Eth0: ip("10.69.0.67"), Eth1: ip("10.69.0.131"), BMC: ip("10.72.16.3")}},
+		{"rack0-cs1", HostPlan{Rack: 0, Role: RoleWorker, IndexInRack: 4, Node0: ip("10.69.0.4"), Eth0: ip("10.69.0.68"), Eth1: ip("10.69.0.132"), BMC: ip("10.72.16.4")}},
+		{"rack1-cs2", HostPlan{Rack: 1, Role: RoleWorker, IndexInRack: 5, Node0: ip("10.69.0.197"), Eth0: ip("10.69.1.5"), Eth1: ip("10.69.1.69"), BMC: ip("10.72.16.37")}},
+		{"rack0-vm1", HostPlan{Rack: 0, Role: RoleQEMU, IndexInRack: 6, Node0: ip("10.69.0.6"), Eth0: ip("10.69.0.70"), Eth1: ip("10.69.0.134"), BMC: ip("10.72.16.6")}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.host, func(t *testing.T) {
@@ -322,5 +324,63 @@ func TestAgent(t *testing.T) {
 	}
 	if !strings.Contains(strings.Join(p.Cluster.Rootfses[0].Packages, " "), "bird2") {
 		t.Error("no BIRD in the machines' root tree")
+	}
+}
+
+// With BMCs, every machine's BMC address is on the BMC namespace's one
+// interface, each boot server has a third interface on the BMC network,
+// and the virtual BMC service's list names every machine.
+func TestGenerateBMC(t *testing.T) {
+	m := Default()
+	m.BMC = true
+	p, err := Generate(m, Options{FilesDir: "/srv/dc"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ns *spec.NetworkNamespace
+	for _, n := range p.Cluster.Namespaces {
+		if n.Name == BMCHost {
+			ns = n
+		}
+	}
+	if ns == nil || len(ns.Interfaces) != 1 || ns.Interfaces[0].Network != BMCNetwork {
+		t.Fatalf("BMC namespace = %+v", ns)
+	}
+	if got := len(ns.Interfaces[0].Addresses); got != 10 {
+		t.Errorf("BMC addresses = %d, want 10 (9 nspawn + 1 QEMU)", got)
+	}
+	if !slices.Contains(ns.Interfaces[0].Addresses, "10.72.16.37/20") {
+		t.Errorf("BMC addresses %v lack rack1-cs2's 10.72.16.37/20", ns.Interfaces[0].Addresses)
+	}
+	for _, n := range p.Cluster.NspawnNodes {
+		want := 2
+		if p.Hosts[n.Name].Role == RoleBoot {
+			want = 3
+		}
+		if len(n.Interfaces) != want {
+			t.Errorf("%s: %d interfaces, want %d", n.Name, len(n.Interfaces), want)
+		}
+		if n.Name == "boot-2" && !slices.Equal(n.Interfaces[2].Addresses, []string{"10.72.31.12/20"}) {
+			t.Errorf("boot-2 BMC network address %v, want 10.72.31.12/20", n.Interfaces[2].Addresses)
+		}
+	}
+	var list struct {
+		Host     string `json:"host"`
+		Machines []struct {
+			Name    string     `json:"name"`
+			Serial  string     `json:"serial"`
+			Address netip.Addr `json:"address"`
+		} `json:"machines"`
+	}
+	if err := json.Unmarshal(p.Files[BMCFile], &list); err != nil {
+		t.Fatal(err)
+	}
+	if list.Host != BMCHost || len(list.Machines) != 10 {
+		t.Fatalf("%s = %s", BMCFile, p.Files[BMCFile])
+	}
+	for _, e := range list.Machines {
+		if h := p.Hosts[e.Name]; h.BMC != e.Address || h.Serial != e.Serial {
+			t.Errorf("%s: %+v, plan %+v", BMCFile, e, h)
+		}
 	}
 }

@@ -27,6 +27,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/openneco/neco/pkg/bmc"
 	"github.com/openneco/neco/pkg/neco"
 	"github.com/openneco/neco/pkg/sabakan"
 	"github.com/openneco/neco/pkg/vdc"
@@ -68,6 +69,8 @@ type DC struct {
 	log   io.Writer
 	// Phases are the timed steps taken so far.
 	Phases []Phase
+	// BMC are the credentials of the machines' virtual BMCs.
+	BMC bmc.Credentials
 	// QEMUReset is when Bootstrap reset the QEMU machines.
 	QEMUReset time.Time
 	// apiServer is the API server Kubectl last reached.
@@ -109,7 +112,7 @@ func Create(ctx context.Context, o Options) (*DC, error) {
 	if !m.BootServers {
 		return nil, errors.New("necodc: the menu has no boot servers")
 	}
-	m.Agent, m.WorkerDHCP = true, true
+	m.Agent, m.WorkerDHCP, m.BMC = true, true, true
 	if o.Log == nil {
 		o.Log = io.Discard
 	}
@@ -137,6 +140,9 @@ func Create(ctx context.Context, o Options) (*DC, error) {
 			return err
 		}
 		if d.In, err = vdc.Open(o.Names); err != nil {
+			return err
+		}
+		if err := d.startBMCs(ctx, o.Build.Program("vdc"), files); err != nil {
 			return err
 		}
 		for _, n := range p.Cluster.Nodes {
@@ -175,6 +181,10 @@ func Open(names vdc.Names, repo string, log io.Writer) (*DC, error) {
 		return nil, err
 	}
 	d.Plan = &menu.Plan{Cluster: in.Cluster, Hosts: hosts, Routers: routers}
+	var creds struct{ Username, Password string }
+	if err := readJSON(filepath.Join(names.StateDir(), "bmc-credentials.json"), &creds); err == nil {
+		d.BMC = bmc.Credentials{Username: creds.Username, Password: creds.Password}
+	}
 	return d, nil
 }
 

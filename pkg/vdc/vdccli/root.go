@@ -67,7 +67,7 @@ the host's network. Needs root.`,
 	}
 	root.PersistentFlags().StringVarP(&g.instance, "name", "n", vdc.DefaultInstance, "instance name (1-6 lower-case letters/digits)")
 	root.PersistentFlags().StringVar(&g.stateRoot, "state-root", vdc.DefaultStateRoot, "directory holding one state directory per instance")
-	root.AddCommand(menuCmd(g), createCmd(g), destroyCmd(g), listCmd(g), execCmd(g), shellCmd(g), consoleCmd(g), bgpCmd(g), resetCmd(g), stopCmd(g), startCmd(g))
+	root.AddCommand(menuCmd(g), createCmd(g), destroyCmd(g), listCmd(g), execCmd(g), shellCmd(g), consoleCmd(g), bgpCmd(g), resetCmd(g), stopCmd(g), startCmd(g), bmcCmd(g))
 	return root
 }
 
