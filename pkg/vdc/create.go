@@ -270,7 +270,7 @@ func (cr *creator) netns(ctx context.Context, hostName string, ifs []spec.Interf
 		if err := cr.record(Entry{Kind: EntryLink, Name: veth, Host: hostName}); err != nil {
 			return "", err
 		}
-		if err := host.AddVeth(veth, cr.bridges[ifc.Network], ns, ifc.IfName(i), ifc.Addresses); err != nil {
+		if err := host.AddVeth(veth, cr.bridges[ifc.Network], ns, ifc.IfName(i), ifc.Addresses, ifc.LinkScope); err != nil {
 			return "", err
 		}
 	}

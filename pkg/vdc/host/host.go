@@ -151,8 +151,8 @@ func AddAddress(dev, cidr string) error {
 
 // AddVeth creates a veth pair: hostName stays on the host, enslaved to
 // bridge and up; its peer is moved into the named namespace as peerName,
-// given addrs and brought up.
-func AddVeth(hostName, bridge, nsName, peerName string, addrs []string) error {
+// given addrs (scope link with linkScope) and brought up.
+func AddVeth(hostName, bridge, nsName, peerName string, addrs []string, linkScope bool) error {
 	ns, err := netns.GetFromName(nsName)
 	if err != nil {
 		return fmt.Errorf("netns %s: %w", nsName, err)
@@ -189,6 +189,9 @@ func AddVeth(hostName, bridge, nsName, peerName string, addrs []string) error {
 		addr, err := netlink.ParseAddr(a)
 		if err != nil {
 			return fmt.Errorf("address %s: %w", a, err)
+		}
+		if linkScope {
+			addr.Scope = int(netlink.SCOPE_LINK)
 		}
 		if err := h.AddrAdd(peer, addr); err != nil {
 			return fmt.Errorf("netns %s: add %s to %s: %w", nsName, a, peerName, err)

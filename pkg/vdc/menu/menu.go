@@ -294,7 +294,7 @@ func Generate(m Menu, o Options) (*Plan, error) {
 				n.Interfaces = append(n.Interfaces, ifc)
 			}
 			if m.BMC && mc.role == RoleBoot {
-				n.Interfaces = append(n.Interfaces, spec.Interface{Network: BMCNetwork,
+				n.Interfaces = append(n.Interfaces, spec.Interface{Network: BMCNetwork, LinkScope: true,
 					Addresses: []string{netip.PrefixFrom(BootServerBMCAddress(&ipam, mc.rack), int(ipam.BMCRangeMask)).String()}})
 			}
 			switch {

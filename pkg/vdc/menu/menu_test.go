@@ -360,7 +360,7 @@ func TestGenerateBMC(t *testing.T) {
 		if len(n.Interfaces) != want {
 			t.Errorf("%s: %d interfaces, want %d", n.Name, len(n.Interfaces), want)
 		}
-		if n.Name == "boot-2" && !slices.Equal(n.Interfaces[2].Addresses, []string{"10.72.31.12/20"}) {
+		if n.Name == "boot-2" && (!slices.Equal(n.Interfaces[2].Addresses, []string{"10.72.31.12/20"}) || !n.Interfaces[2].LinkScope) {
 			t.Errorf("boot-2 BMC network address %v, want 10.72.31.12/20", n.Interfaces[2].Addresses)
 		}
 	}

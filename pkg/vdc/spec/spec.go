@@ -116,10 +116,17 @@ type Node struct {
 // interfaces of one resource are named eth0, eth1, … in order, unless Name
 // (a vdc extension) names one: routers whose BIRD configuration refers to
 // interfaces by name ("nodes", "spine1") need that.
+//
+// LinkScope (a vdc extension) gives the addresses scope link: they reach
+// the link's own network only and are never chosen as the source toward
+// other networks, as a management interface beside a node's routed
+// address must be (a global one would become the source of the node's
+// fabric traffic, which nobody routes back).
 type Interface struct {
 	Network   string   `json:"network"`
 	Name      string   `json:"name,omitempty"`
 	Addresses []string `json:"addresses,omitempty"`
+	LinkScope bool     `json:"link-scope,omitempty"`
 }
 
 // IfName is the name of the i-th interface inside its namespace.

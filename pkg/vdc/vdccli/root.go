@@ -111,6 +111,7 @@ func addMenuFlags(cmd *cobra.Command, f *menuFlags) {
 	cmd.Flags().IntVar(&f.m.WorkersPerRack, "workers", -1, "nspawn worker machines per rack (overrides the menu)")
 	cmd.Flags().IntVar(&f.m.QEMUNodes, "qemu", -1, "QEMU UEFI machines (overrides the menu)")
 	cmd.Flags().String("boot-servers", "", "one boot server per rack: true or false (overrides the menu)")
+	cmd.Flags().Bool("bmc", false, "a BMC network and namespace holding every machine's BMC address (serve them with 'vdc bmc serve')")
 	cmd.Flags().Bool("worker-dhcp", false, "workers get their address by DHCP through the ToR relays (with --bgp-agent: they network-boot from sabakan)")
 	cmd.Flags().StringVar(&f.agent, "bgp-agent", "", "bgp-node-agent executable to run in every nspawn machine (node0, BGP to both ToRs)")
 	cmd.Flags().StringVar(&f.health, "health-agent", "", "node-health-agent executable for network-booting workers (with --bgp-agent and --worker-dhcp)")
@@ -136,6 +137,9 @@ func (f *menuFlags) resolve(cmd *cobra.Command) (menu.Menu, error) {
 	}
 	if s, _ := cmd.Flags().GetString("boot-servers"); s != "" {
 		m.BootServers = s == "true"
+	}
+	if b, _ := cmd.Flags().GetBool("bmc"); b {
+		m.BMC = true
 	}
 	if d, _ := cmd.Flags().GetBool("worker-dhcp"); d {
 		m.WorkerDHCP = true
