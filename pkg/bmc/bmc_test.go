@@ -78,7 +78,7 @@ type bmc struct {
 }
 
 // newBMC serves a virtual BMC over TLS for a machine that is on.
-func newBMC(t *testing.T, allowed ...redfish.ResetType) *bmc {
+func newBMC(t testing.TB, allowed ...redfish.ResetType) *bmc {
 	t.Helper()
 	sys := &fakeSystem{power: redfish.PowerOn}
 	h, err := redfish.NewHandler(redfish.Options{
@@ -100,13 +100,13 @@ func newBMC(t *testing.T, allowed ...redfish.ResetType) *bmc {
 }
 
 // client returns a client for b and b's address.
-func (b *bmc) client(t *testing.T) (*Client, string) {
+func (b *bmc) client(t testing.TB) (*Client, string) {
 	t.Helper()
 	host, port := splitAddr(t, b.srv.Listener.Addr().String())
 	return &Client{Credentials: Credentials{testUser, testPassword}, Port: port, Timeout: 5 * time.Second}, host
 }
 
-func splitAddr(t *testing.T, addr string) (string, int) {
+func splitAddr(t testing.TB, addr string) (string, int) {
 	t.Helper()
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
@@ -444,6 +444,32 @@ func TestCredentialsAreRedacted(t *testing.T) {
 	for _, want := range []string{"admin:REDACTED", `bmc.Credentials{Username:"admin", Password:"REDACTED"}`, "creds.password=REDACTED", `"password":"REDACTED"`} {
 		if !strings.Contains(all, want) {
 			t.Errorf("no %q in:\n%s", want, all)
+		}
+	}
+}
+
+// BenchmarkPowerState is one `neco power status` of one machine: TLS
+// handshake, session login, service root, systems, the system, logout.
+func BenchmarkPowerState(b *testing.B) {
+	bm := newBMC(b)
+	c, addr := bm.client(b)
+	ctx := context.Background()
+	for b.Loop() {
+		if _, err := c.PowerState(ctx, addr); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkReset is one power action (the in-memory system acts at once):
+// the same requests plus the Reset POST.
+func BenchmarkReset(b *testing.B) {
+	bm := newBMC(b)
+	c, addr := bm.client(b)
+	ctx := context.Background()
+	for b.Loop() {
+		if err := c.Reset(ctx, addr, redfish.ResetPowerCycle); err != nil {
+			b.Fatal(err)
 		}
 	}
 }
