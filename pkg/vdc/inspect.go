@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"sync"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -25,9 +26,32 @@ var ErrNotFound = errors.New("not found")
 type Instance struct {
 	Names
 	Cluster *spec.Cluster
+	// Entries are the ledger's, as Open read them; the live state
+	// (Hosts, Start, …) reads the ledger again, since another process
+	// (vdc start, the virtual BMCs) may have restarted a machine since.
 	Entries []Entry
 	// Complete is false when create did not finish.
 	Complete bool
+
+	mu sync.Mutex // guards Entries
+}
+
+// entries reads the ledger again and returns its entries; if it cannot be
+// read, the last ones known.
+func (in *Instance) entries() []Entry {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if e, err := readLedger(in.StateDir()); err == nil && len(e) > 0 {
+		in.Entries = e
+	}
+	return in.Entries
+}
+
+// recorded adds an entry this process just wrote to the ledger.
+func (in *Instance) recorded(e Entry) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	in.Entries = append(in.Entries, e)
 }
 
 // Open reads an instance's state directory.
@@ -90,22 +114,23 @@ type HostInfo struct {
 // Hosts lists the instance's hosts in the order of the cluster description
 // (namespaces, nspawn nodes, QEMU nodes) with their live state.
 func (in *Instance) Hosts() []HostInfo {
+	entries := in.entries()
 	var out []HostInfo
 	for _, ns := range in.Cluster.Namespaces {
-		out = append(out, in.hostInfo(ns.Name, HostRouter, ""))
+		out = append(out, hostInfo(entries, ns.Name, HostRouter, ""))
 	}
 	for _, n := range in.Cluster.NspawnNodes {
-		out = append(out, in.hostInfo(n.Name, HostNspawn, n.SMBIOS.Serial))
+		out = append(out, hostInfo(entries, n.Name, HostNspawn, n.SMBIOS.Serial))
 	}
 	for _, n := range in.Cluster.Nodes {
-		out = append(out, in.hostInfo(n.Name, HostQEMU, n.SMBIOS.Serial))
+		out = append(out, hostInfo(entries, n.Name, HostQEMU, n.SMBIOS.Serial))
 	}
 	return out
 }
 
-func (in *Instance) hostInfo(name, kind, serial string) HostInfo {
+func hostInfo(entries []Entry, name, kind, serial string) HostInfo {
 	h := HostInfo{Name: name, Kind: kind, Serial: serial, Running: true}
-	for _, e := range in.Entries {
+	for _, e := range entries {
 		if e.Host != name {
 			continue
 		}

@@ -57,7 +57,7 @@ func (in *Instance) Start(ctx context.Context, name string) error {
 		return fmt.Errorf("vdc: %s is running", name)
 	}
 	var last Entry
-	for _, e := range slices.Backward(in.Entries) {
+	for _, e := range slices.Backward(in.entries()) {
 		if e.Host == name && e.Kind == EntryProcess {
 			last = e
 			break
@@ -102,7 +102,7 @@ func (in *Instance) Start(ctx context.Context, name string) error {
 	if err := l.record(last); err != nil {
 		return err
 	}
-	in.Entries = append(in.Entries, last)
+	in.recorded(last)
 	return nil
 }
 
@@ -238,6 +238,6 @@ func (in *Instance) StartService(host, app string, argv []string) (int, error) {
 	if err := l.record(e); err != nil {
 		return 0, err
 	}
-	in.Entries = append(in.Entries, e)
+	in.recorded(e)
 	return pid, nil
 }
