@@ -16,7 +16,9 @@ import (
 	"github.com/openneco/neco/pkg/vdc/proc"
 )
 
-// TestPower is out-of-band control through the machines' virtual BMCs
+// TestPower (in this file so that it runs after TestUpgrade: go test runs
+// files in name order, and its power actions must not disturb the upgrade
+// suite's cluster) is out-of-band control through the machines' virtual BMCs
 // (Redfish over HTTPS on the BMC network), as an operator and the repair
 // loop use it from the boot servers:
 //
