@@ -113,13 +113,17 @@ func (s *Server) Serve(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	in, err := vdc.Open(s.Names)
+	if err != nil {
+		return err
+	}
 	ns := s.Names.Netns(s.Config.Host)
 	var servers []*http.Server
 	errc := make(chan error, len(s.Config.Machines))
 	for _, m := range s.Config.Machines {
 		h, err := redfish.NewHandler(redfish.Options{
 			Info:     redfish.Info{ID: "1", Name: m.Name, SerialNumber: m.Serial, Manufacturer: "openneco", Model: "vdc"},
-			System:   &machine{names: s.Names, name: m.Name},
+			System:   &machine{in: in, name: m.Name},
 			Username: s.Credentials.Username, Password: s.Credentials.Password,
 			Log: s.Log.With("machine", m.Name),
 		})
@@ -190,20 +194,16 @@ func (s *Server) certificate() (tls.Certificate, error) {
 }
 
 // machine is one machine as its BMC sees it. Actions on it are serialized;
-// each opens the instance afresh, since vdc itself may have started or
-// stopped the machine meanwhile.
+// the instance reads its ledger again for each, so a machine that vdc
+// itself started or stopped meanwhile is seen as it is.
 type machine struct {
-	names vdc.Names
-	name  string
-	mu    sync.Mutex
+	in   *vdc.Instance
+	name string
+	mu   sync.Mutex
 }
 
 func (m *machine) PowerState(ctx context.Context) (redfish.PowerState, error) {
-	in, err := vdc.Open(m.names)
-	if err != nil {
-		return "", err
-	}
-	on, err := in.PowerState(ctx, m.name)
+	on, err := m.in.PowerState(ctx, m.name)
 	if err != nil {
 		return "", err
 	}
@@ -216,10 +216,7 @@ func (m *machine) PowerState(ctx context.Context) (redfish.PowerState, error) {
 func (m *machine) Reset(ctx context.Context, t redfish.ResetType) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	in, err := vdc.Open(m.names)
-	if err != nil {
-		return err
-	}
+	in := m.in
 	switch t {
 	case redfish.ResetOn:
 		return in.PowerOn(ctx, m.name)
