@@ -18,7 +18,7 @@ SUITE       ?= .
 # Debian packages the tests, the demo and the packaging need.
 APT_PACKAGES := bird2 dnsmasq-base busybox-static iproute2 iputils-ping curl jq fakeroot lintian binutils systemd \
 	systemd-container debootstrap qemu-system-x86 qemu-utils ovmf ipxe linux-image-amd64 stress-ng zstd openssh-server \
-	containernetworking-plugins netcat-openbsd
+	containernetworking-plugins netcat-openbsd fdisk dosfstools mtools
 
 INOTIFY_INSTANCES := 1024
 
@@ -185,6 +185,14 @@ deb: setup etcd vault kube images ## Build neco_$(VERSION)_amd64.deb: every ./cm
 	ln -f $(BIN)/kube $(CURDIR)/build/kube-$(KUBE_VERSION)
 	./debian/build.sh $(VERSION) $(DEB_BIN) $(CURDIR) $(CURDIR)/build/kube-$(KUBE_VERSION) $(CURDIR)/build/images
 	lintian --fail-on error $(CURDIR)/neco_$(VERSION)_amd64.deb
+
+INSTALLER_IMAGE ?= $(CURDIR)/build/neco-boot-$(VERSION).img
+
+.PHONY: installer
+installer: deb ## Build the boot server's UEFI disk image build/neco-boot-$(VERSION).img from the package (root; SSH_KEYS=<authorized_keys file>, NTP=<server>; see docs/installer.md).
+	$(GO) build -o $(BIN)/neco-installer ./cmd/neco-installer
+	SOURCE_DATE_EPOCH=$$(git log -1 --format=%ct) $(BIN)/neco-installer build --deb $(CURDIR)/neco_$(VERSION)_amd64.deb \
+		--out $(INSTALLER_IMAGE) $(if $(SSH_KEYS),--ssh-keys $(SSH_KEYS)) $(if $(NTP),--ntp $(NTP))
 
 .PHONY: clean
 clean: ## Remove build output.

@@ -35,7 +35,7 @@ Exit codes: 0 success, 1 failure, 2 usage error.`,
 	}
 	root.PersistentFlags().StringVar(&opts.configFile, "config", storage.DefaultConfigFile, "neco configuration file (etcd endpoints and client certificate)")
 	addBootstrapCommands(root, opts)
-	root.AddCommand(newStatusCommand(opts), newConfigCommand(opts), newRecoverCommand(opts), newBMCCommand(opts), newPowerCommand(opts))
+	root.AddCommand(newStatusCommand(opts), newConfigCommand(opts), newRecoverCommand(opts), newBMCCommand(opts), newPowerCommand(opts), newIdentityCommand())
 	return root
 }
 

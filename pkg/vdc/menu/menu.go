@@ -21,6 +21,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -28,6 +29,7 @@ import (
 	"github.com/openneco/neco/pkg/bgp/routers"
 	"github.com/openneco/neco/pkg/sabakan"
 	"github.com/openneco/neco/pkg/vdc/qemu"
+	"github.com/openneco/neco/pkg/vdc/rootfs"
 	"github.com/openneco/neco/pkg/vdc/spec"
 )
 
@@ -216,6 +218,9 @@ type Options struct {
 	HealthAgentBinary string
 }
 
+// DefaultSuite is the Debian release the machines run.
+const DefaultSuite = "bookworm"
+
 // RootfsName is the name of the machines' Rootfs resource.
 const RootfsName = "debian"
 
@@ -231,7 +236,7 @@ func Generate(m Menu, o Options) (*Plan, error) {
 		o.Timers = Timers()
 	}
 	if m.Suite == "" {
-		m.Suite = "bookworm"
+		m.Suite = DefaultSuite
 	}
 	if m.Agent && !filepath.IsAbs(o.AgentBinary) {
 		return nil, fmt.Errorf("menu: the BGP agent needs the absolute path of its executable (got %q)", o.AgentBinary)
@@ -446,11 +451,25 @@ func rackNet(rack, tor int) string { return fmt.Sprintf("r%d-node%d", rack, tor)
 var MachinePackages = []string{"bird2", "busybox", "ipxe", "containerd", "runc", "containernetworking-plugins",
 	"iptables", "conntrack", "openssh-server", "haproxy"}
 
+// ImagePackages make the same tree the boot servers' disk image
+// (installer/): the kernel and its initramfs (with udev), systemd-boot,
+// fsck for the EFI system partition, chrony for time and sudo for the
+// operator. nspawn machines carry them unused, so that the virtual data
+// center's boot servers run the tree operators install.
+var ImagePackages = []string{"linux-image-amd64", "udev", "systemd-boot-efi", "dosfstools", "chrony", "sudo"}
+
 // RootfsPackages is the package list of the machines' root tree (without a
 // menu's extra packages): whoever builds the same list shares the cached
 // tree.
 func RootfsPackages() []string {
-	return append(append([]string{}, spec.DefaultRootfsPackages...), MachinePackages...)
+	return slices.Concat(spec.DefaultRootfsPackages, MachinePackages, ImagePackages)
+}
+
+// TreeSpec is the data center's Debian tree: what the virtual data
+// center's machines boot (without a menu's extra packages) and what the
+// boot servers' disk image holds.
+func TreeSpec() rootfs.Spec {
+	return rootfs.Spec{Suite: DefaultSuite, Variant: "minbase", Packages: RootfsPackages()}
 }
 
 // AgentUnit is the systemd unit of the BGP node agent in a machine, as

@@ -12,6 +12,7 @@ import (
 
 	"github.com/openneco/neco/pkg/sabakan"
 	"github.com/openneco/neco/pkg/testutil"
+	"github.com/openneco/neco/pkg/vdc/rootfs"
 	"github.com/openneco/neco/pkg/vdc/spec"
 )
 
@@ -381,6 +382,28 @@ func TestGenerateBMC(t *testing.T) {
 	for _, e := range list.Machines {
 		if h := p.Hosts[e.Name]; h.BMC != e.Address || h.Serial != e.Serial {
 			t.Errorf("%s: %+v, plan %+v", BMCFile, e, h)
+		}
+	}
+}
+
+// TestTreeSpec: the machines boot the tree the boot server's image holds
+// (installer/), one cache entry.
+func TestTreeSpec(t *testing.T) {
+	p, err := Generate(Default(), Options{FilesDir: "/x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Cluster.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	r := p.Cluster.Rootfses[0]
+	got := rootfs.Spec{Suite: r.Suite, Variant: r.Variant, Mirror: r.Mirror, Packages: r.Packages}
+	if got.Key() != TreeSpec().Key() {
+		t.Errorf("the machines' tree %+v is not the image's %+v", got, TreeSpec())
+	}
+	for _, pkg := range ImagePackages {
+		if !slices.Contains(r.Packages, pkg) {
+			t.Errorf("the machines' tree lacks %s", pkg)
 		}
 	}
 }
