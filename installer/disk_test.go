@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -133,6 +134,33 @@ func TestParseSize(t *testing.T) {
 	}
 	for _, bad := range []string{"", "G", "-1G", "1.5G", "0"} {
 		if _, err := parseSize(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+func TestUsedInodes(t *testing.T) {
+	dump := `Filesystem volume name:   neco-root
+Inodes per group:         8
+
+
+Group 0: (Blocks 0-32767) csum 0x1234 [ITABLE_ZEROED]
+  Free inodes: 7-8
+Group 1: (Blocks 32768-65535) csum 0x1 [INODE_UNINIT]
+  Free inodes: 9-16
+Group 2: (Blocks 65536-98303)
+  Free inodes: 17, 19-20, 24
+`
+	got, err := UsedInodes(dump)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []uint64{1, 2, 3, 4, 5, 6, 18, 21, 22, 23}
+	if !slices.Equal(got, want) {
+		t.Errorf("used %v, want %v", got, want)
+	}
+	for _, bad := range []string{"", "Inodes per group: 8\nGroup 0: x\n  Free inodes: 9-12\n", "Group 0: (x)\n  Free inodes: 1-2\n", "Inodes per group: x\n"} {
+		if _, err := UsedInodes(bad); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
 	}

@@ -280,7 +280,7 @@ func (b *builder) configure(ctx context.Context) error {
 	for _, s := range b.o.NTPServers {
 		ntp += "server " + s + " iburst\n"
 	}
-	fstab := fmt.Sprintf("# The image's partitions (docs/installer.md).\nPARTUUID=%s / ext4 errors=remount-ro,x-systemd.growfs 0 1\nPARTUUID=%s /boot/efi vfat umask=0077,nofail 0 2\n",
+	fstab := fmt.Sprintf("# The image's partitions (docs/installer.md).\nPARTUUID=%s / ext4 errors=remount-ro,x-systemd.growfs 0 1\nPARTUUID=%s /boot/efi vfat umask=0077,nofail,x-systemd.device-timeout=5min 0 2\n",
 		b.layout.RootUUID, b.layout.ESPUUID)
 	for _, f := range []struct {
 		path, data string
@@ -462,7 +462,102 @@ func (b *builder) rootFS(ctx context.Context) error {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("mkfs.ext4: %w\n%s", err, out)
 	}
+	return b.fixCtimes(ctx)
+}
+
+// fixCtimes sets the change and access times of every inode in use to
+// the epoch: mkfs.ext4 -d copies each file's ctime, which is when this
+// build made or copied it and cannot be set on the tree, and its atime,
+// which reading the tree (relatime) moves after the clamp.
+func (b *builder) fixCtimes(ctx context.Context) error {
+	out, err := exec.CommandContext(ctx, "dumpe2fs", b.rootImg).Output()
+	if err != nil {
+		return fmt.Errorf("dumpe2fs: %w", err)
+	}
+	used, err := UsedInodes(string(out))
+	if err != nil {
+		return err
+	}
+	var script strings.Builder
+	at := "@" + strconv.FormatInt(b.o.Epoch.Unix(), 10)
+	for _, ino := range used {
+		if ino == 2 || ino > 10 { // the root directory and every file; not the other reserved inodes
+			fmt.Fprintf(&script, "sif <%d> ctime %s\nsif <%d> atime %s\n", ino, at, ino, at)
+		}
+	}
+	cmd := exec.CommandContext(ctx, "debugfs", "-w", "-f", "-", b.rootImg)
+	cmd.Stdin = strings.NewReader(script.String())
+	cmd.Env = append(b.env, "E2FSPROGS_FAKE_TIME="+strconv.FormatInt(b.o.Epoch.Unix(), 10))
+	out, err = cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("debugfs: %w\n%s", err, out)
+	}
 	return nil
+}
+
+var reGroup = regexp.MustCompile(`^Group ([0-9]+): `)
+
+// UsedInodes reads dumpe2fs's output: the inodes of each group that are
+// not in its free ranges.
+func UsedInodes(dump string) ([]uint64, error) {
+	var perGroup uint64
+	var used []uint64
+	group := -1
+	for _, line := range strings.Split(dump, "\n") {
+		t := strings.TrimSpace(line)
+		switch {
+		case strings.HasPrefix(t, "Inodes per group:"):
+			n, err := strconv.ParseUint(strings.TrimSpace(strings.TrimPrefix(t, "Inodes per group:")), 10, 64)
+			if err != nil {
+				return nil, fmt.Errorf("dumpe2fs: %q", t)
+			}
+			perGroup = n
+		case reGroup.MatchString(t):
+			n, _ := strconv.Atoi(reGroup.FindStringSubmatch(t)[1])
+			group = n
+		case strings.HasPrefix(t, "Free inodes:") && group >= 0:
+			if perGroup == 0 {
+				return nil, errors.New("dumpe2fs: no inodes per group before the groups")
+			}
+			first, last := uint64(group)*perGroup+1, uint64(group+1)*perGroup
+			free := map[uint64]bool{}
+			for _, r := range strings.Split(strings.TrimSpace(strings.TrimPrefix(t, "Free inodes:")), ",") {
+				r = strings.TrimSpace(r)
+				if r == "" {
+					continue
+				}
+				a, z, isRange := strings.Cut(r, "-")
+				lo, err1 := strconv.ParseUint(a, 10, 64)
+				hi := lo
+				var err2 error
+				if isRange {
+					hi, err2 = strconv.ParseUint(z, 10, 64)
+				}
+				if err1 != nil || err2 != nil || lo < first || hi > last || lo > hi {
+					return nil, fmt.Errorf("dumpe2fs: group %d: free inodes %q", group, r)
+				}
+				if hi-lo+1 == perGroup {
+					free = nil // the whole group
+					break
+				}
+				for i := lo; i <= hi; i++ {
+					free[i] = true
+				}
+			}
+			if free == nil {
+				continue
+			}
+			for i := first; i <= last; i++ {
+				if !free[i] {
+					used = append(used, i)
+				}
+			}
+		}
+	}
+	if perGroup == 0 || group < 0 {
+		return nil, errors.New("dumpe2fs: no groups in the output")
+	}
+	return used, nil
 }
 
 // BootEntry is systemd-boot's entry for the image's kernel.

@@ -290,7 +290,7 @@ systemctl poweroff --no-block
 
 const probeUnit = `[Unit]
 Description=installer test probe
-After=multi-user.target
+After=multi-user.target neco-identity.service bgp-node-agent.service
 
 [Service]
 Type=oneshot
@@ -371,10 +371,10 @@ func boot(t *testing.T, disk, serial string) booted {
 // checkServer checks a booted server that has its identity.
 func checkServer(t *testing.T, what string, b booted, imageSize int64) {
 	t.Helper()
-	want := map[string]string{"version": version, "multi-user": "active", "identity-unit": "active", "identity-file": "present",
+	want := map[string]string{"version": "neco version " + version, "multi-user": "active", "identity-unit": "active", "identity-file": "present",
 		"hostname": "boot-1", "ssh": "active", "chrony": "enabled"}
 	for k, v := range want {
-		if !strings.Contains(b.probe[k], v) {
+		if b.probe[k] != v {
 			t.Errorf("%s: %s = %q, want %q", what, k, b.probe[k], v)
 		}
 	}

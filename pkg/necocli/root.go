@@ -14,6 +14,7 @@ import (
 
 	"github.com/openneco/neco/pkg/etcdutil"
 	"github.com/openneco/neco/pkg/neco/storage"
+	"github.com/openneco/neco/pkg/version"
 )
 
 type globalOptions struct {
@@ -24,8 +25,9 @@ type globalOptions struct {
 func NewRootCommand() *cobra.Command {
 	opts := &globalOptions{}
 	root := &cobra.Command{
-		Use:   "neco",
-		Short: "bootstrap and operate neco boot servers",
+		Use:     "neco",
+		Version: version.Version,
+		Short:   "bootstrap and operate neco boot servers",
 		Long: `neco bootstraps the boot servers of a neco data center (etcd with mTLS,
 Vault PKI, the CD daemons) and operates them afterwards: joining and removing
 boot servers, preparing per-service etcd users and certificates, and watching

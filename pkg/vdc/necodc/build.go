@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"sigs.k8s.io/yaml"
 )
 
 // Build is a neco release built from a source tree: its programs and its
@@ -68,11 +70,23 @@ func BuildPackage(ctx context.Context, repo, dir, version string, log io.Writer,
 	if _, err := os.Stat(filepath.Join(layout, "index.json")); err != nil {
 		return nil, fmt.Errorf("necodc: the release's images: %w: run make images first", err)
 	}
-	pkg := exec.CommandContext(ctx, filepath.Join(repo, "debian", "build.sh"), version, b.BinDir, dir, kube, layout)
-	pkg.Env = append(os.Environ(), "DEB_COMPRESS=none")
-	if o.ckeTemplate != "" {
-		pkg.Env = append(pkg.Env, "NECO_CKE_TEMPLATE="+o.ckeTemplate)
+	src := o.ckeTemplate
+	if src == "" {
+		src = filepath.Join(repo, "etc", "cke-template.yml")
 	}
+	tmpl, err := os.ReadFile(src)
+	if err != nil {
+		return nil, fmt.Errorf("necodc: the cluster.yml template: %w", err)
+	}
+	if tmpl, err = SharedDiskTemplate(tmpl); err != nil {
+		return nil, fmt.Errorf("necodc: the cluster.yml template %s: %w", src, err)
+	}
+	tmplFile := filepath.Join(dir, "cke-template-"+version+".yml")
+	if err := os.WriteFile(tmplFile, tmpl, 0o644); err != nil {
+		return nil, err
+	}
+	pkg := exec.CommandContext(ctx, filepath.Join(repo, "debian", "build.sh"), version, b.BinDir, dir, kube, layout)
+	pkg.Env = append(os.Environ(), "DEB_COMPRESS=none", "NECO_CKE_TEMPLATE="+tmplFile)
 	out, err := pkg.CombinedOutput()
 	if err != nil {
 		return nil, fmt.Errorf("necodc: debian/build.sh: %w\n%s", err, out)
@@ -136,4 +150,50 @@ type buildOptions struct{ ckeTemplate string }
 // (debian/build.sh's NECO_CKE_TEMPLATE) instead of etc/cke-template.yml.
 func WithCKETemplate(file string) BuildOption {
 	return func(o *buildOptions) { o.ckeTemplate = file }
+}
+
+// SharedDiskEviction are the kubelets' hard eviction thresholds in the
+// virtual data center. Its machines share this host's file system, so
+// the default thresholds (15 % of the image file system, 10 % of the node
+// file system free) would read the host's disk and evict the pods of
+// every node at once when anything else on the host fills it; these leave
+// absolute margins instead. Every signal is named: a partial map turns
+// the others off.
+var SharedDiskEviction = map[string]string{
+	"memory.available":  "100Mi",
+	"nodefs.available":  "2Gi",
+	"imagefs.available": "2Gi",
+	"nodefs.inodesFree": "5%",
+}
+
+// SharedDiskTemplate sets options.kubelet.config.evictionHard of a
+// cluster.yml template to SharedDiskEviction, unless the template sets it.
+func SharedDiskTemplate(tmpl []byte) ([]byte, error) {
+	var m map[string]any
+	if err := yaml.Unmarshal(tmpl, &m); err != nil {
+		return nil, err
+	}
+	child := func(parent map[string]any, key string) (map[string]any, error) {
+		switch v := parent[key].(type) {
+		case nil:
+			c := map[string]any{}
+			parent[key] = c
+			return c, nil
+		case map[string]any:
+			return v, nil
+		default:
+			return nil, fmt.Errorf("%s is not a mapping", key)
+		}
+	}
+	cfg := m
+	for _, k := range []string{"options", "kubelet", "config"} {
+		var err error
+		if cfg, err = child(cfg, k); err != nil {
+			return nil, err
+		}
+	}
+	if _, ok := cfg["evictionHard"]; !ok {
+		cfg["evictionHard"] = SharedDiskEviction
+	}
+	return yaml.Marshal(m)
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/openneco/neco/pkg/cke"
 	"github.com/openneco/neco/pkg/neco"
 	"github.com/openneco/neco/pkg/osimage"
 	"github.com/openneco/neco/pkg/sabakan/content"
@@ -130,5 +131,38 @@ func TestFailedServices(t *testing.T) {
 	out, err := exec.Command(Busybox, "sh", "-c", strings.ReplaceAll(failedServices, "/run/services", list)).CombinedOutput()
 	if err != nil || string(out) != "no-such-service\n" {
 		t.Errorf("failed-services: %v: %q, want only the service that does not run", err, out)
+	}
+}
+
+func TestSharedDiskTemplate(t *testing.T) {
+	repo, err := os.ReadFile("../../../etc/cke-template.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	withOptions := append(append([]byte{}, repo...), "options:\n  kube-api:\n    extra_args: [\"--v=1\"]\n"...)
+	for name, in := range map[string][]byte{"shipped": repo, "with options": withOptions} {
+		out, err := SharedDiskTemplate(in)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		c, err := cke.ParseCluster(out)
+		if err != nil {
+			t.Fatalf("%s: the template no longer parses: %v\n%s", name, err, out)
+		}
+		got, _ := c.Options.Kubelet.Config["evictionHard"].(map[string]any)
+		if len(got) != len(SharedDiskEviction) || got["imagefs.available"] != "2Gi" {
+			t.Errorf("%s: evictionHard %v", name, got)
+		}
+		if name == "with options" && len(c.Options.APIServer.ExtraArgs) != 1 {
+			t.Errorf("the template's own options were lost: %+v", c.Options)
+		}
+	}
+	own := []byte("name: x\noptions:\n  kubelet:\n    config:\n      evictionHard: {memory.available: 1Gi}\n")
+	out, _ := SharedDiskTemplate(own)
+	if !strings.Contains(string(out), "memory.available: 1Gi") || strings.Contains(string(out), "imagefs") {
+		t.Errorf("a template's own thresholds were replaced:\n%s", out)
+	}
+	if _, err := SharedDiskTemplate([]byte("options: 3\n")); err == nil {
+		t.Error("a template whose options is not a mapping was accepted")
 	}
 }
