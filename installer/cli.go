@@ -156,7 +156,7 @@ func parseSize(s string) (int64, error) {
 
 func newSeedCommand() *cobra.Command {
 	var seed firstboot.Seed
-	var rack, index int
+	var rack, index uint
 	var keyFiles []string
 	cmd := &cobra.Command{
 		Use:   "seed --rack N DISK",
@@ -167,14 +167,12 @@ its rack, and optionally its index in the rack, serial (SMBIOS by default),
 host name and the operator's SSH keys. Nothing is mounted (mtools).`,
 		Args: cli.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if rack < 0 {
+			if !cmd.Flags().Changed("rack") {
 				return cli.UsageError("--rack is required")
 			}
-			r := uint(rack)
-			seed.Rack = &r
-			if index >= 0 {
-				i := uint(index)
-				seed.Index = &i
+			seed.Rack = &rack
+			if cmd.Flags().Changed("index") {
+				seed.Index = &index
 			}
 			for _, f := range keyFiles {
 				data, err := os.ReadFile(f)
@@ -200,8 +198,8 @@ host name and the operator's SSH keys. Nothing is mounted (mtools).`,
 		},
 	}
 	f := cmd.Flags()
-	f.IntVar(&rack, "rack", -1, "the server's rack (its logical rack number in neco setup)")
-	f.IntVar(&index, "index", -1, "the server's index in the rack (default: the IPAM's node-index-offset)")
+	f.UintVar(&rack, "rack", 0, "the server's rack (its logical rack number in neco setup); required")
+	f.UintVar(&index, "index", 0, "the server's index in the rack (default: the IPAM's node-index-offset)")
 	f.StringVar(&seed.Serial, "serial", "", "the server's serial (default: the firmware's SMBIOS serial)")
 	f.StringVar(&seed.Hostname, "hostname", "", "the host name (default: boot-<rack>)")
 	f.StringArrayVar(&keyFiles, "ssh-keys", nil, "an authorized_keys `file` whose keys the operator gets (repeatable)")
