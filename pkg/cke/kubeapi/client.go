@@ -152,7 +152,7 @@ func (c *Client) Get(ctx context.Context, path string, out any) error {
 // *json.RawMessage to keep the answer as it is. An answer other than 2xx is
 // an *APIError, wrapped.
 func (c *Client) Do(ctx context.Context, method, path, contentType string, body []byte, out any) error {
-	data, err := c.do(ctx, method, path, contentType, body)
+	data, err := c.do(ctx, method, path, contentType, body, out != nil)
 	if err != nil {
 		return err
 	}
@@ -166,8 +166,10 @@ func (c *Client) Do(ctx context.Context, method, path, contentType string, body 
 }
 
 // do sends the request to the servers in turn until one answers, and
-// returns the body of a 2xx answer.
-func (c *Client) do(ctx context.Context, method, path, contentType string, body []byte) ([]byte, error) {
+// returns the body of a 2xx answer. When wantBody, an empty 2xx answer is
+// no answer: the API server always sends JSON there, and an empty one
+// decoded as nothing (no nodes, say) would be a silent wrong result.
+func (c *Client) do(ctx context.Context, method, path, contentType string, body []byte, wantBody bool) ([]byte, error) {
 	if !strings.HasPrefix(path, "/") {
 		return nil, fmt.Errorf("kubeapi: path %q does not start with /", path)
 	}
@@ -192,6 +194,10 @@ func (c *Client) do(ctx context.Context, method, path, contentType string, body 
 			}
 			// Not reached, or no answer: the next server may do.
 			errs = append(errs, err)
+			continue
+		}
+		if wantBody && status/100 == 2 && len(data) == 0 {
+			errs = append(errs, fmt.Errorf("%s: an empty answer (status %d)", c.servers[n], status))
 			continue
 		}
 		c.next.Store(int32(n))

@@ -447,3 +447,32 @@ func TestSilentConnection(t *testing.T) {
 		}
 	}
 }
+
+// A server that answers 200 with no body, where JSON is expected, is no
+// answer: the next server is asked, and with none an error says why.
+func TestEmptyAnswer(t *testing.T) {
+	empty, cfg := fakeServer(t, func(w http.ResponseWriter, r *http.Request) {})
+	answering, _ := fakeServer(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte(`{"items":[{"metadata":{"name":"n1"}}]}`))
+	})
+	cfg.Servers = []string{empty.URL, answering.URL}
+	c, err := kubeapi.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	nodes, err := c.Nodes(t.Context())
+	if err != nil || len(nodes) != 1 || nodes[0].Name != "n1" {
+		t.Errorf("nodes %+v, %v", nodes, err)
+	}
+	cfg.Servers = []string{empty.URL}
+	only, _ := kubeapi.New(cfg)
+	defer only.Close()
+	if nodes, err := only.Nodes(t.Context()); err == nil || !strings.Contains(err.Error(), "empty answer") {
+		t.Errorf("nodes %+v, err %v: want an empty-answer error", nodes, err)
+	}
+	// Without a body to decode, an empty 200 is an answer.
+	if err := only.Do(t.Context(), http.MethodDelete, "/x", "", nil, nil); err != nil {
+		t.Errorf("delete: %v", err)
+	}
+}
