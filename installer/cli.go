@@ -70,17 +70,11 @@ identifiers derive from the inputs: the same inputs give the same image.`,
 					return fmt.Errorf("%s: %w", ipamFile, err)
 				}
 			}
-			for _, f := range keyFiles {
-				data, err := os.ReadFile(f)
-				if err != nil {
-					return err
-				}
-				for _, l := range strings.Split(string(data), "\n") {
-					if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "#") {
-						o.SSHKeys = append(o.SSHKeys, l)
-					}
-				}
+			keys, err := readKeys(keyFiles)
+			if err != nil {
+				return err
 			}
+			o.SSHKeys = append(o.SSHKeys, keys...)
 			if rootSize != "" {
 				n, err := parseSize(rootSize)
 				if err != nil {
@@ -120,6 +114,24 @@ identifiers derive from the inputs: the same inputs give the same image.`,
 	f.StringVar(&o.CacheDir, "cache-dir", rootfs.DefaultCacheDir, "where the Debian trees are cached")
 	cli.AddOutputFlag(cmd, &out, cli.OutputSimple, cli.OutputJSON)
 	return cmd
+}
+
+// readKeys reads the key lines of authorized_keys files (no blank lines,
+// no comments).
+func readKeys(files []string) ([]string, error) {
+	var keys []string
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return nil, err
+		}
+		for _, l := range strings.Split(string(data), "\n") {
+			if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "#") {
+				keys = append(keys, l)
+			}
+		}
+	}
+	return keys, nil
 }
 
 // sourceDateEpoch is SOURCE_DATE_EPOCH, or else the package's time.
@@ -174,17 +186,11 @@ host name and the operator's SSH keys. Nothing is mounted (mtools).`,
 			if cmd.Flags().Changed("index") {
 				seed.Index = &index
 			}
-			for _, f := range keyFiles {
-				data, err := os.ReadFile(f)
-				if err != nil {
-					return err
-				}
-				for _, l := range strings.Split(string(data), "\n") {
-					if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "#") {
-						seed.SSHAuthorizedKeys = append(seed.SSHAuthorizedKeys, l)
-					}
-				}
+			keys, err := readKeys(keyFiles)
+			if err != nil {
+				return err
 			}
+			seed.SSHAuthorizedKeys = append(seed.SSHAuthorizedKeys, keys...)
 			// Checked as the server will check it (with the reference IPAM
 			// for the addresses; the image's own is checked at boot).
 			if _, err := firstboot.Resolve(seed, "unknown-serial", *sabakan.ReferenceIPAM()); err != nil {
