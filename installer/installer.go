@@ -171,7 +171,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 		{"copy the tree " + filepath.Base(tree), func(ctx context.Context) error { return b.run(ctx, "cp", "-a", tree+"/.", b.root+"/") }},
 		{"install " + filepath.Base(o.Deb), b.installDeb},
 		{"configure", b.configure},
-		{"clamp times", b.clamp},
+		{"clamp times", func(context.Context) error { return clampTimes(b.root, b.o.Epoch) }},
 		{"root file system", b.rootFS},
 		{"EFI system partition", b.esp},
 		{"disk", b.disk},
@@ -394,12 +394,12 @@ func owner(p string) (int, int, error) {
 	return int(st.Uid), int(st.Gid), nil
 }
 
-// clamp sets every time later than the epoch to the epoch: files made by
+// clampTimes sets every time under dir later than t to t: files made by
 // this build or by the tree's (debootstrap's scripts) get the same times
 // from build to build; files from packages keep theirs.
-func (b *builder) clamp(context.Context) error {
-	epoch := unix.NsecToTimespec(b.o.Epoch.UnixNano())
-	return filepath.WalkDir(b.root, func(p string, d fs.DirEntry, err error) error {
+func clampTimes(dir string, t time.Time) error {
+	epoch := unix.NsecToTimespec(t.UnixNano())
+	return filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -612,7 +612,7 @@ func (b *builder) esp(ctx context.Context) error {
 			return err
 		}
 	}
-	if err := b.clampDir(stage); err != nil {
+	if err := clampTimes(stage, b.o.Epoch); err != nil {
 		return err
 	}
 	// mcopy -s copies the directories; -m keeps the (clamped) times.
@@ -621,13 +621,6 @@ func (b *builder) esp(ctx context.Context) error {
 		args = append(args, filepath.Join(stage, d))
 	}
 	return b.run(ctx, "mcopy", append(args, "::/")...)
-}
-
-func (b *builder) clampDir(dir string) error {
-	saved := b.root
-	b.root = dir
-	defer func() { b.root = saved }()
-	return b.clamp(context.Background())
 }
 
 func (b *builder) disk(ctx context.Context) error {
