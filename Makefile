@@ -18,7 +18,7 @@ SUITE       ?= .
 # Debian packages the tests, the demo and the packaging need.
 APT_PACKAGES := bird2 dnsmasq-base busybox-static iproute2 iputils-ping curl jq fakeroot lintian binutils systemd \
 	systemd-container debootstrap qemu-system-x86 qemu-utils ovmf ipxe linux-image-amd64 stress-ng zstd openssh-server \
-	containernetworking-plugins netcat-openbsd fdisk dosfstools mtools
+	containernetworking-plugins netcat-openbsd bind9-dnsutils fdisk dosfstools mtools
 
 INOTIFY_INSTANCES := 1024
 
@@ -114,11 +114,29 @@ $(BIN)/e2e.test: tools/kubernetes/go.mod tools/kubernetes/go.sum
 $(BIN)/ginkgo: tools/kubernetes/go.mod tools/kubernetes/go.sum
 	cd tools/kubernetes && CGO_ENABLED=0 $(GO) build -trimpath -o ../../bin/ginkgo github.com/onsi/ginkgo/v2/ginkgo
 
+# Debian's nginx for the nginx images: the packages are downloaded and
+# unpacked into build/nginx (their .deb files in build/nginx/debs), not
+# installed, since installing would start a web server on this host.
+NGINX_ROOT := $(CURDIR)/build/nginx
+
+$(NGINX_ROOT)/usr/sbin/nginx:
+	rm -rf $(NGINX_ROOT).tmp && mkdir -p $(NGINX_ROOT).tmp/debs
+	cd $(NGINX_ROOT).tmp/debs && { apt-get download -qq -o APT::Sandbox::User=root nginx nginx-common 2>/dev/null || \
+		{ apt-get update -qq && apt-get download -qq -o APT::Sandbox::User=root nginx nginx-common; }; }
+	for d in $(NGINX_ROOT).tmp/debs/*.deb; do dpkg-deb -x $$d $(NGINX_ROOT).tmp; done
+	rm -rf $(NGINX_ROOT) && mv $(NGINX_ROOT).tmp $(NGINX_ROOT)
+
+$(BIN)/nonewprivs: tools/kubernetes/go.mod tools/kubernetes/go.sum
+	cd tools/kubernetes && CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $@ k8s.io/kubernetes/test/images/nonewprivs
+
 .PHONY: images
-images: setup $(BIN)/pause $(BIN)/agnhost $(BIN)/coredns ## Build the registry's images (pause, busybox, agnhost, CoreDNS) into the OCI layout build/images.
+images: setup $(BIN)/pause $(BIN)/agnhost $(BIN)/coredns $(BIN)/nonewprivs $(NGINX_ROOT)/usr/sbin/nginx ## Build the registry's images (pause, CoreDNS, the conformance tests' busybox, agnhost, nginx, kitten, nautilus, nonroot, nonewprivs, glibc-dns-testing) into the OCI layout build/images.
 	$(GO) run ./tools/imagebuild -pause $(BIN)/pause -agnhost $(BIN)/agnhost -coredns $(BIN)/coredns -busybox /bin/busybox \
+		-nonewprivs $(BIN)/nonewprivs -nginx $(NGINX_ROOT) \
 		-agnhost-tool /usr/bin/curl=/usr/bin/curl -agnhost-tool /usr/bin/nc=/usr/bin/nc.openbsd -agnhost-tool /bin/sh=/usr/bin/dash \
-		-agnhost-src "$$(cd tools/kubernetes && $(GO) list -m -f '{{.Dir}}' k8s.io/kubernetes)/test/images/agnhost" -out build/images
+		-agnhost-tool /usr/bin/dig=/usr/bin/dig -agnhost-tool /usr/bin/getent=/usr/bin/getent \
+		-dns-testing-tool /usr/bin/dig=/usr/bin/dig -dns-testing-tool /usr/bin/getent=/usr/bin/getent \
+		-test-images "$$(cd tools/kubernetes && $(GO) list -m -f '{{.Dir}}' k8s.io/kubernetes)/test/images" -out build/images
 
 .PHONY: lint
 lint: ## gofmt, go vet, staticcheck and a go.mod tidiness check.

@@ -2,6 +2,8 @@ package images_test
 
 import (
 	"bytes"
+	"debug/elf"
+	"encoding/binary"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -31,13 +33,42 @@ func syntheticInputs(t *testing.T) images.Inputs {
 	for p, name := range map[*string]string{
 		&in.Pause: "pause", &in.Agnhost: "agnhost", &in.AgnhostCert: "localhost.crt",
 		&in.AgnhostKey: "localhost.key", &in.CoreDNS: "coredns", &in.Busybox: "busybox",
+		&in.NginxMimeTypes: "mime.types", &in.Nonewprivs: "nnp",
 	} {
 		*p = filepath.Join(dir, name)
 		if err := os.WriteFile(*p, []byte("synthetic "+name+"\n"), 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
+	// nginx's libraries are looked up: a static ELF executable needs none.
+	in.Nginx = filepath.Join(dir, "nginx")
+	if err := os.WriteFile(in.Nginx, staticELF(), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	in.NginxVersion = "1.22.1-9+deb12u11"
+	for p, name := range map[*string]string{&in.KittenHTML: "kitten", &in.NautilusHTML: "nautilus"} {
+		*p = filepath.Join(dir, name)
+		if err := os.Mkdir(*p, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for file, data := range map[string]string{name + ".jpg": "synthetic " + name, "data.json": `{"image": "` + name + `.jpg"}`} {
+			if err := os.WriteFile(filepath.Join(*p, file), []byte(data), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
 	return in
+}
+
+// staticELF is the header of an x86-64 executable with no program or
+// section headers: an ELF file that needs no shared library.
+func staticELF() []byte {
+	var b bytes.Buffer
+	h := elf.Header64{Type: uint16(elf.ET_EXEC), Machine: uint16(elf.EM_X86_64), Version: uint32(elf.EV_CURRENT), Ehsize: 64}
+	copy(h.Ident[:], elf.ELFMAG)
+	h.Ident[elf.EI_CLASS], h.Ident[elf.EI_DATA], h.Ident[elf.EI_VERSION] = byte(elf.ELFCLASS64), byte(elf.ELFDATA2LSB), byte(elf.EV_CURRENT)
+	_ = binary.Write(&b, binary.LittleEndian, h)
+	return b.Bytes()
 }
 
 func build(t *testing.T, in images.Inputs, dir string) []images.Entry {
@@ -143,7 +174,9 @@ func TestLayoutRoundTrip(t *testing.T) {
 	for _, e := range listed {
 		names = append(names, e.Name)
 	}
-	want := []string{images.PauseName, images.CoreDNSName, images.AgnhostName, images.AgnhostPrevName, images.BusyboxName}
+	want := []string{images.PauseName, images.CoreDNSName, images.AgnhostName, images.AgnhostPrevName, images.BusyboxName,
+		images.NginxName, images.NginxNewName, images.KittenName, images.NautilusName, images.NonRootName, images.NonewprivsName,
+		images.DNSTestingName}
 	slices.Sort(want)
 	if !slices.Equal(names, want) {
 		t.Errorf("names %v, want %v", names, want)
@@ -182,9 +215,10 @@ func TestLayoutRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// 5 manifests, 5 configs, 7 layers of which 4 distinct.
-	if len(stored) != len(blobs) || len(blobs) != 14 {
-		t.Errorf("%d blobs stored, %d distinct blobs referenced, want 14", len(stored), len(blobs))
+	// 12 manifests, 12 configs, 9 distinct layers (busybox, pause, agnhost,
+	// CoreDNS, nginx, kitten, nautilus, nnp, glibc-dns-testing's tools).
+	if len(stored) != len(blobs) || len(blobs) != 33 {
+		t.Errorf("%d blobs stored, %d distinct blobs referenced, want 33", len(stored), len(blobs))
 	}
 }
 
@@ -222,22 +256,30 @@ func testImage(t *testing.T, content string) v1.Image {
 }
 
 // TestRealImages builds the images from the real binaries (make pause
-// coredns bin/agnhost, and Debian's busybox-static), twice.
+// coredns bin/agnhost bin/nonewprivs, Debian's busybox-static, and Debian's
+// nginx that make images unpacks into build/nginx), twice.
 func TestRealImages(t *testing.T) {
 	root, err := filepath.Abs("../..")
 	if err != nil {
 		t.Fatal(err)
 	}
+	nginx := filepath.Join(root, "build", "nginx")
 	in := images.Inputs{
-		Pause:   filepath.Join(root, "bin", "pause"),
-		Agnhost: filepath.Join(root, "bin", "agnhost"),
-		CoreDNS: filepath.Join(root, "bin", "coredns"),
-		Busybox: "/bin/busybox",
+		Pause:          filepath.Join(root, "bin", "pause"),
+		Agnhost:        filepath.Join(root, "bin", "agnhost"),
+		CoreDNS:        filepath.Join(root, "bin", "coredns"),
+		Nonewprivs:     filepath.Join(root, "bin", "nonewprivs"),
+		Busybox:        "/bin/busybox",
+		Nginx:          filepath.Join(nginx, "usr", "sbin", "nginx"),
+		NginxMimeTypes: filepath.Join(nginx, "etc", "nginx", "mime.types"),
 	}
-	for _, p := range []string{in.Pause, in.Agnhost, in.CoreDNS, in.Busybox} {
+	for _, p := range []string{in.Pause, in.Agnhost, in.CoreDNS, in.Nonewprivs, in.Busybox, in.Nginx} {
 		if _, err := os.Stat(p); err != nil {
-			testutil.Missing(t, "%v (make pause coredns agnhost setup builds and installs them)", err)
+			testutil.Missing(t, "%v (make images builds, downloads and installs them)", err)
 		}
+	}
+	if in.NginxVersion, err = images.DebianPackageVersion(t.Context(), filepath.Join(nginx, "debs"), "nginx"); err != nil {
+		t.Fatal(err)
 	}
 	cmd := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "k8s.io/kubernetes")
 	cmd.Dir = filepath.Join(root, "tools", "kubernetes")
@@ -245,8 +287,10 @@ func TestRealImages(t *testing.T) {
 	if err != nil {
 		testutil.Missing(t, "the Kubernetes module (tools/kubernetes): %v", err)
 	}
-	src := filepath.Join(strings.TrimSpace(string(out)), "test", "images", "agnhost", "porter")
+	testImages := filepath.Join(strings.TrimSpace(string(out)), "test", "images")
+	src := filepath.Join(testImages, "agnhost", "porter")
 	in.AgnhostCert, in.AgnhostKey = filepath.Join(src, "localhost.crt"), filepath.Join(src, "localhost.key")
+	in.KittenHTML, in.NautilusHTML = filepath.Join(testImages, "kitten", "html"), filepath.Join(testImages, "nautilus", "html")
 	if in.BusyboxVersion, err = images.DebianVersion(t.Context(), "busybox-static"); err != nil {
 		testutil.Missing(t, "%v", err)
 	}
@@ -297,6 +341,13 @@ func TestRealImages(t *testing.T) {
 		{images.AgnhostName, []string{"/agnhost"}, []string{"pause"}, "", 2},
 		{images.AgnhostPrevName, []string{"/agnhost"}, []string{"pause"}, "", 2},
 		{images.CoreDNSName, []string{"/coredns"}, nil, "65532:65532", 1},
+		{images.NginxName, nil, []string{"nginx", "-g", "daemon off;"}, "", 2},
+		{images.NginxNewName, nil, []string{"nginx", "-g", "daemon off;"}, "", 2},
+		{images.KittenName, []string{"/agnhost"}, []string{"test-webserver"}, "", 3},
+		{images.NautilusName, []string{"/agnhost"}, []string{"test-webserver"}, "", 3},
+		{images.NonRootName, nil, []string{"sh"}, "1234", 1},
+		{images.NonewprivsName, nil, []string{"nnp"}, "", 2},
+		{images.DNSTestingName, nil, []string{"sh"}, "", 2},
 	} {
 		c := cfgs[tt.name]
 		if c == nil {

@@ -20,6 +20,7 @@ type Config struct {
 	Env          []string // "NAME=value"
 	WorkingDir   string
 	ExposedPorts []string // "53/udp", "8080/tcp"
+	StopSignal   string   // the signal that stops the container, e.g. "SIGQUIT" (default SIGTERM)
 	Labels       map[string]string
 	// Annotations go on the manifest (org.opencontainers.image.*).
 	Annotations map[string]string
@@ -44,6 +45,7 @@ type runtimeConfig struct {
 	Cmd          []string            `json:"Cmd,omitempty"`
 	WorkingDir   string              `json:"WorkingDir,omitempty"`
 	Labels       map[string]string   `json:"Labels,omitempty"`
+	StopSignal   string              `json:"StopSignal,omitempty"`
 }
 
 type rootFS struct {
@@ -75,6 +77,7 @@ func NewImage(cfg Config, layers ...*Layer) (v1.Image, error) {
 			Cmd:        cfg.Cmd,
 			WorkingDir: cfg.WorkingDir,
 			Labels:     cfg.Labels,
+			StopSignal: cfg.StopSignal,
 		},
 		RootFS: rootFS{Type: "layers"},
 	}

@@ -1,7 +1,8 @@
 // Command imagebuild builds the container images neco serves from its
-// registry (pause, busybox, agnhost, CoreDNS: see pkg/images and
-// docs/kubernetes-artifacts.md) into one OCI image layout directory and
-// prints each image's name, digest and size. `make images` runs it; it is a
+// registry (pause, CoreDNS, and the conformance tests' busybox, agnhost,
+// nginx, kitten, nautilus, nonroot, nonewprivs, glibc-dns-testing: see
+// pkg/images and docs/kubernetes-artifacts.md) into one OCI image layout
+// directory and prints each image's name, digest and size. `make images` runs it; it is a
 // build-time tool, not shipped in the Debian package.
 package main
 
@@ -21,44 +22,60 @@ import (
 func main() {
 	var (
 		in         images.Inputs
-		agnhostSrc string
+		testImages string
+		nginxRoot  string
 		out        string
 	)
 	flag.StringVar(&in.Pause, "pause", "bin/pause", "static pause binary (make pause)")
 	flag.StringVar(&in.Agnhost, "agnhost", "bin/agnhost", "static agnhost binary (make agnhost)")
-	flag.StringVar(&agnhostSrc, "agnhost-src", "", "test/images/agnhost of the Kubernetes module (porter/localhost.crt and .key)")
+	flag.StringVar(&testImages, "test-images", "", "test/images of the Kubernetes module (agnhost/porter/localhost.crt and .key, kitten/html, nautilus/html)")
+	flag.StringVar(&in.Nonewprivs, "nonewprivs", "bin/nonewprivs", "static nnp binary (make bin/nonewprivs)")
+	flag.StringVar(&nginxRoot, "nginx", "build/nginx", "Debian's nginx and nginx-common unpacked, their .deb files in debs/ (make build/nginx)")
 	flag.StringVar(&in.CoreDNS, "coredns", "bin/coredns", "static CoreDNS binary (make coredns)")
 	flag.StringVar(&in.Busybox, "busybox", "/bin/busybox", "static busybox (Debian's busybox-static)")
 	flag.StringVar(&in.BusyboxVersion, "busybox-version", "", "Debian version of -busybox (default: dpkg-query busybox-static)")
 	flag.StringVar(&out, "out", "build/images", "OCI image layout directory to write (replaced)")
 	in.AgnhostTools = map[string]string{}
-	flag.Func("agnhost-tool", "IMAGE-PATH=HOST-PATH: a host executable agnhost's image carries, with its shared libraries (repeatable)", func(v string) error {
-		img, host, ok := strings.Cut(v, "=")
-		if !ok || img == "" || host == "" {
-			return errors.New("want IMAGE-PATH=HOST-PATH")
-		}
-		if _, dup := in.AgnhostTools[img]; dup {
-			return fmt.Errorf("%s given twice", img)
-		}
-		in.AgnhostTools[img] = host
-		return nil
-	})
+	flag.Func("agnhost-tool", "IMAGE-PATH=HOST-PATH: a host executable agnhost's image carries, with its shared libraries (repeatable)", toolFlag(in.AgnhostTools))
+	in.DNSTestingTools = map[string]string{}
+	flag.Func("dns-testing-tool", "IMAGE-PATH=HOST-PATH: a host executable glibc-dns-testing's image carries, as -agnhost-tool (repeatable)", toolFlag(in.DNSTestingTools))
 	flag.Parse()
-	if err := run(context.Background(), in, agnhostSrc, out); err != nil {
+	if err := run(context.Background(), in, testImages, nginxRoot, out); err != nil {
 		fmt.Fprintln(os.Stderr, "imagebuild:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, in images.Inputs, agnhostSrc, out string) error {
-	if agnhostSrc == "" {
-		return errors.New("-agnhost-src is required: test/images/agnhost of the Kubernetes module")
+// toolFlag parses IMAGE-PATH=HOST-PATH into tools.
+func toolFlag(tools map[string]string) func(string) error {
+	return func(v string) error {
+		img, host, ok := strings.Cut(v, "=")
+		if !ok || img == "" || host == "" {
+			return errors.New("want IMAGE-PATH=HOST-PATH")
+		}
+		if _, dup := tools[img]; dup {
+			return fmt.Errorf("%s given twice", img)
+		}
+		tools[img] = host
+		return nil
 	}
-	in.AgnhostCert = filepath.Join(agnhostSrc, "porter", "localhost.crt")
-	in.AgnhostKey = filepath.Join(agnhostSrc, "porter", "localhost.key")
+}
+
+func run(ctx context.Context, in images.Inputs, testImages, nginxRoot, out string) error {
+	if testImages == "" {
+		return errors.New("-test-images is required: test/images of the Kubernetes module")
+	}
+	in.AgnhostCert = filepath.Join(testImages, "agnhost", "porter", "localhost.crt")
+	in.AgnhostKey = filepath.Join(testImages, "agnhost", "porter", "localhost.key")
+	in.KittenHTML = filepath.Join(testImages, "kitten", "html")
+	in.NautilusHTML = filepath.Join(testImages, "nautilus", "html")
+	in.Nginx = filepath.Join(nginxRoot, "usr", "sbin", "nginx")
+	in.NginxMimeTypes = filepath.Join(nginxRoot, "etc", "nginx", "mime.types")
 	for _, f := range []struct{ flag, path string }{
 		{"-pause", in.Pause}, {"-agnhost", in.Agnhost}, {"-coredns", in.CoreDNS}, {"-busybox", in.Busybox},
-		{"-agnhost-src", in.AgnhostCert}, {"-agnhost-src", in.AgnhostKey},
+		{"-nonewprivs", in.Nonewprivs}, {"-nginx", in.Nginx}, {"-nginx", in.NginxMimeTypes},
+		{"-test-images", in.AgnhostCert}, {"-test-images", in.AgnhostKey},
+		{"-test-images", filepath.Join(in.KittenHTML, "kitten.jpg")}, {"-test-images", filepath.Join(in.NautilusHTML, "nautilus.jpg")},
 	} {
 		if st, err := os.Stat(f.path); err != nil {
 			return fmt.Errorf("%s: %w", f.flag, err)
@@ -71,6 +88,9 @@ func run(ctx context.Context, in images.Inputs, agnhostSrc, out string) error {
 		if in.BusyboxVersion, err = images.DebianVersion(ctx, "busybox-static"); err != nil {
 			return fmt.Errorf("-busybox-version not given: %w", err)
 		}
+	}
+	if in.NginxVersion, err = images.DebianPackageVersion(ctx, filepath.Join(nginxRoot, "debs"), "nginx"); err != nil {
+		return fmt.Errorf("-nginx: %w", err)
 	}
 	if in.BusyboxApplets, err = images.BusyboxApplets(ctx, in.Busybox); err != nil {
 		return err
