@@ -1,7 +1,7 @@
 // Package images builds the container images neco serves from its own
-// registry (pause, busybox, agnhost, CoreDNS) without Docker, reproducibly:
-// the same inputs give byte-identical layers, configs and manifests, so the
-// same digests. It writes them into one OCI image layout directory, lists
+// registry (pause, CoreDNS and the conformance tests' images) without
+// Docker, reproducibly: the same inputs give byte-identical layers, configs
+// and manifests, so the same digests. It writes them into one OCI image layout directory, lists
 // it, and pushes it to a registry under the names a containerd mirror of the
 // upstream registry asks for. See docs/kubernetes-artifacts.md.
 package images

@@ -80,7 +80,7 @@ type Inputs struct {
 	CoreDNS         string // static CoreDNS binary (tools/coredns)
 	Busybox         string // static busybox (Debian's busybox-static)
 	// BusyboxVersion is the Debian version of Busybox, recorded in the
-	// busybox and agnhost images' labels and annotations.
+	// labels and annotations of every image with the busybox layer.
 	BusyboxVersion string
 	// BusyboxApplets are the applet names linked to /bin/busybox in /bin
 	// (BusyboxApplets lists them).
@@ -137,7 +137,8 @@ func DebianPackageVersion(ctx context.Context, dir, pkg string) (string, error) 
 
 // Build makes the images (the names above) from in. The busybox image's
 // only layer is the bottom layer of every image with a shell (agnhost,
-// kitten, nautilus, nginx, nonroot, nonewprivs); kitten and nautilus add
+// kitten, nautilus, nginx, nonroot, nonewprivs, glibc-dns-testing), whose
+// labels carry busybox's Debian version; kitten and nautilus add
 // their pictures on top of agnhost's layers, and the two tags of agnhost
 // and of nginx share their layers.
 func Build(in Inputs) (*Set, error) {
@@ -230,9 +231,10 @@ func Build(in Inputs) (*Set, error) {
 			Labels: merge(meta("nonroot", "1.5", "Debian's busybox-static "+in.BusyboxVersion+" run as user 1234"), map[string]string{"io.openneco.busybox.debian-version": in.BusyboxVersion}),
 		}, []*Layer{busybox}},
 		{NonewprivsName, Config{
-			Cmd:    []string{"nnp"},
-			Env:    []string{defaultPath},
-			Labels: meta("nonewprivs", "1.4", "nnp of Kubernetes "+KubernetesVersion+" (test/images/nonewprivs), set-user-ID root, on Debian's busybox-static "+in.BusyboxVersion),
+			Cmd: []string{"nnp"},
+			Env: []string{defaultPath},
+			Labels: merge(meta("nonewprivs", "1.4", "nnp of Kubernetes "+KubernetesVersion+" (test/images/nonewprivs), set-user-ID root, on Debian's busybox-static "+in.BusyboxVersion),
+				map[string]string{"io.openneco.busybox.debian-version": in.BusyboxVersion}),
 		}, []*Layer{busybox, nnp}},
 		{DNSTestingName, Config{
 			Cmd:    []string{"sh"},
@@ -363,7 +365,7 @@ func nginxConfig(in Inputs, tag string) Config {
 		StopSignal:   "SIGQUIT",
 		Labels: merge(meta("nginx", tag, "Debian's nginx "+in.NginxVersion+" on Debian's busybox-static "+in.BusyboxVersion+
 			", under the tag upstream Kubernetes "+KubernetesVersion+" uses for nginx "+strings.SplitN(tag, "-", 2)[0]),
-			map[string]string{"io.openneco.nginx.debian-version": in.NginxVersion}),
+			map[string]string{"io.openneco.nginx.debian-version": in.NginxVersion, "io.openneco.busybox.debian-version": in.BusyboxVersion}),
 	}
 }
 
