@@ -26,11 +26,11 @@ import (
 const conformanceSkips = "conformance-skips.txt"
 
 // conformanceSmoke is what `make dctest` (CI) runs: a focus that fits its
-// budget (35 specs): Services and the pods' network as the upstream tests
-// see them, the container runtime on the nodes, namespaces' deletion
-// (Serial) and watches. `make conformance` (CONFORMANCE=full) runs every
-// selected spec.
-const conformanceSmoke = `\[sig-network\] (Services|Networking) .*\[Conformance\]|\[sig-node\] Container Runtime .*\[Conformance\]|\[sig-api-machinery\] (Namespaces|Watchers) .*\[Conformance\]`
+// budget (43 specs): Services, the cluster DNS and the pods' network as the
+// upstream tests see them, the container runtime on the nodes, namespaces'
+// deletion (Serial) and watches. `make conformance` (CONFORMANCE=full) runs
+// every selected spec.
+const conformanceSmoke = `\[sig-network\] (Services|Networking|DNS) .*\[Conformance\]|\[sig-node\] Container Runtime .*\[Conformance\]|\[sig-api-machinery\] (Namespaces|Watchers) .*\[Conformance\]`
 
 // TestConformance runs the upstream [Conformance] tests of the pinned
 // Kubernetes (bin/e2e.test, make e2e) on the data center's cluster, from
