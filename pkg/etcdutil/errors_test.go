@@ -25,6 +25,7 @@ func TestUnavailable(t *testing.T) {
 		{rpctypes.ErrNoLeader, true},
 		{wrap(rpctypes.ErrTimeout), true},
 		{rpctypes.ErrTimeoutDueToLeaderFail, true},
+		{wrap(rpctypes.ErrTimeoutDueToConnectionLost), true},
 		{rpctypes.ErrTooManyRequests, true},
 		{wrap(status.Error(codes.Unavailable, "connection refused")), true},
 		// A member restarting answered a gRPC call from its HTTP side.
