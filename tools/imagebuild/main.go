@@ -2,8 +2,8 @@
 // registry (pause, CoreDNS, and the conformance tests' busybox, agnhost,
 // nginx, kitten, nautilus, nonroot, nonewprivs, glibc-dns-testing: see
 // pkg/images and docs/kubernetes-artifacts.md) into one OCI image layout
-// directory and prints each image's name, digest and size. `make images` runs it; it is a
-// build-time tool, not shipped in the Debian package.
+// directory and prints each image's name, digest and size. `make images`
+// runs it; it is a build-time tool, not shipped in the Debian package.
 package main
 
 import (
@@ -29,8 +29,8 @@ func main() {
 	flag.StringVar(&in.Pause, "pause", "bin/pause", "static pause binary (make pause)")
 	flag.StringVar(&in.Agnhost, "agnhost", "bin/agnhost", "static agnhost binary (make agnhost)")
 	flag.StringVar(&testImages, "test-images", "", "test/images of the Kubernetes module (agnhost/porter/localhost.crt and .key, kitten/html, nautilus/html)")
-	flag.StringVar(&in.Nonewprivs, "nonewprivs", "bin/nonewprivs", "static nnp binary (make bin/nonewprivs)")
-	flag.StringVar(&nginxRoot, "nginx", "build/nginx", "Debian's nginx and nginx-common unpacked, their .deb files in debs/ (make build/nginx)")
+	flag.StringVar(&in.Nonewprivs, "nonewprivs", "bin/nonewprivs", "static nnp binary (test/images/nonewprivs; make images builds it)")
+	flag.StringVar(&nginxRoot, "nginx", "build/nginx", "Debian's nginx and nginx-common unpacked, their .deb files in debs/ (make images downloads them)")
 	flag.StringVar(&in.CoreDNS, "coredns", "bin/coredns", "static CoreDNS binary (make coredns)")
 	flag.StringVar(&in.Busybox, "busybox", "/bin/busybox", "static busybox (Debian's busybox-static)")
 	flag.StringVar(&in.BusyboxVersion, "busybox-version", "", "Debian version of -busybox (default: dpkg-query busybox-static)")
