@@ -228,18 +228,18 @@ func Build(in Inputs) (*Set, error) {
 			Cmd:    []string{"sh"},
 			User:   "1234",
 			Env:    []string{defaultPath},
-			Labels: merge(meta("nonroot", "1.5", "Debian's busybox-static "+in.BusyboxVersion+" run as user 1234"), map[string]string{"io.openneco.busybox.debian-version": in.BusyboxVersion}),
+			Labels: merge(meta("nonroot", "1.5", "Debian's busybox-static "+in.BusyboxVersion+" run as user 1234"), busyboxLabel(in)),
 		}, []*Layer{busybox}},
 		{NonewprivsName, Config{
 			Cmd: []string{"nnp"},
 			Env: []string{defaultPath},
 			Labels: merge(meta("nonewprivs", "1.4", "nnp of Kubernetes "+KubernetesVersion+" (test/images/nonewprivs), set-user-ID root, on Debian's busybox-static "+in.BusyboxVersion),
-				map[string]string{"io.openneco.busybox.debian-version": in.BusyboxVersion}),
+				busyboxLabel(in)),
 		}, []*Layer{busybox, nnp}},
 		{DNSTestingName, Config{
 			Cmd:    []string{"sh"},
 			Env:    []string{defaultPath},
-			Labels: merge(meta("glibc-dns-testing", "2.1.1", "Debian's dig and glibc's getent on Debian's busybox-static "+in.BusyboxVersion), map[string]string{"io.openneco.busybox.debian-version": in.BusyboxVersion}),
+			Labels: merge(meta("glibc-dns-testing", "2.1.1", "Debian's dig and glibc's getent on Debian's busybox-static "+in.BusyboxVersion), busyboxLabel(in)),
 		}, []*Layer{busybox, dnsTesting}},
 	}
 	set := &Set{}
@@ -265,8 +265,14 @@ func agnhostConfig(in Inputs, note string) Config {
 		Env:          []string{defaultPath},
 		ExposedPorts: []string{"80/tcp", "8080/tcp", "8081/tcp", "9376/tcp", "5000/tcp"},
 		Labels: merge(meta("agnhost", "2.66.1", "agnhost of Kubernetes "+KubernetesVersion+" on Debian's busybox-static "+
-			in.BusyboxVersion+note), map[string]string{"io.openneco.busybox.debian-version": in.BusyboxVersion}),
+			in.BusyboxVersion+note), busyboxLabel(in)),
 	}
+}
+
+// busyboxLabel is the label of every image with the busybox layer: the
+// Debian version of the busybox inside.
+func busyboxLabel(in Inputs) map[string]string {
+	return map[string]string{"io.openneco.busybox.debian-version": in.BusyboxVersion}
 }
 
 func meta(title, version, description string) map[string]string {
@@ -448,7 +454,7 @@ func webserverConfig(in Inputs, name string) Config {
 	c := agnhostConfig(in, "")
 	c.Cmd = []string{"test-webserver"}
 	c.Labels = merge(meta(name, "1.8", "agnhost's test-webserver of Kubernetes "+KubernetesVersion+" serving "+name+".jpg and data.json"),
-		map[string]string{"io.openneco.busybox.debian-version": in.BusyboxVersion})
+		busyboxLabel(in))
 	return c
 }
 
