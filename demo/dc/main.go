@@ -222,8 +222,13 @@ func status(ctx context.Context) error {
 				"http://"+ips[0]+":8080/dial?request=hostname&protocol=http&host=pods.default.svc.cluster.local&port=80&tries=3")
 		}
 	}
-	if ws := d.Workers(); len(ws) > 0 {
-		show("A worker's pod blocks (table 119; its BIRD announces them to both ToRs)", ws[0], "ip", "route", "show", "table", "119")
+	// The first worker that runs pods on the pod network (control planes
+	// may run none, and then have no table 119).
+	for _, w := range d.Workers() {
+		if out, err := d.In.Run(ctx, w, "ip", "route", "show", "table", "119"); err == nil && strings.TrimSpace(out) != "" {
+			show("A worker's pod blocks (table 119; its BIRD announces them to both ToRs)", w, "ip", "route", "show", "table", "119")
+			break
+		}
 	}
 	show("A ToR's routes to the pods' blocks", "rack0-tor1", "sh", "-c", "ip route | grep -A2 '^10.6[4-7]'")
 
