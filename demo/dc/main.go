@@ -129,11 +129,13 @@ func status(ctx context.Context) error {
 		return err
 	}
 	boot0 := d.BootServers()[0]
-	show := func(title, host string, argv ...string) {
-		fmt.Printf("\n== %s   (vdc exec %s -- %s)\n", title, host, strings.Join(argv, " "))
+	run := func(host string, argv ...string) (string, error) {
 		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
-		out, err := d.In.Run(cctx, host, argv...)
+		return d.In.Run(cctx, host, argv...)
+	}
+	printResult := func(title, host string, argv []string, out string, err error) {
+		fmt.Printf("\n== %s   (vdc exec %s -- %s)\n", title, host, strings.Join(argv, " "))
 		if err != nil {
 			fmt.Println(err)
 			return
@@ -142,6 +144,10 @@ func status(ctx context.Context) error {
 		if !strings.HasSuffix(out, "\n") {
 			fmt.Println()
 		}
+	}
+	show := func(title, host string, argv ...string) {
+		out, err := run(host, argv...)
+		printResult(title, host, argv, out, err)
 	}
 
 	fmt.Println("\n== Hosts   (vdc list)")
@@ -224,9 +230,10 @@ func status(ctx context.Context) error {
 	}
 	// The first worker that runs pods on the pod network (control planes
 	// may run none, and then have no table 119).
+	table119 := []string{"ip", "route", "show", "table", "119"}
 	for _, w := range d.Workers() {
-		if out, err := d.In.Run(ctx, w, "ip", "route", "show", "table", "119"); err == nil && strings.TrimSpace(out) != "" {
-			show("A worker's pod blocks (table 119; its BIRD announces them to both ToRs)", w, "ip", "route", "show", "table", "119")
+		if out, err := run(w, table119...); err == nil && strings.TrimSpace(out) != "" {
+			printResult("A worker's pod blocks (table 119; its BIRD announces them to both ToRs)", w, table119, out, nil)
 			break
 		}
 	}

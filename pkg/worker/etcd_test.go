@@ -141,16 +141,9 @@ func TestEtcdStep(t *testing.T) {
 			wg.Go(func() {
 				sctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 				defer cancel()
-				env := &worker.StepEnv{LRN: lrn, Request: req, Index: i, Storage: st}
-				err := step.Run(sctx, env)
-				// As the worker does (runStep): a step that failed while
-				// etcd was unavailable, here while another member
-				// restarted, runs again.
-				for err != nil && sctx.Err() == nil && etcdutil.Unavailable(err) {
-					t.Logf("etcd step on %d failed while etcd was unavailable, running it again: %v", lrn, err)
-					time.Sleep(500 * time.Millisecond)
-					err = step.Run(sctx, env)
-				}
+				// As the worker runs it: again while etcd is unavailable,
+				// here while another member restarts.
+				err := step.RunRetrying(sctx, &worker.StepEnv{LRN: lrn, Request: req, Index: i, Storage: st})
 				if err != nil {
 					t.Errorf("etcd step on %d: %v", lrn, err)
 				}

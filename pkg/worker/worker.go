@@ -37,6 +37,20 @@ type Step struct {
 	Run     func(ctx context.Context, e *StepEnv) error
 }
 
+// RunRetrying runs the step, and runs it again after stepRetryInterval
+// while it fails because etcd was unavailable and ctx lasts.
+func (s Step) RunRetrying(ctx context.Context, e *StepEnv) error {
+	err := s.Run(ctx, e)
+	for err != nil && ctx.Err() == nil && etcdutil.Unavailable(err) {
+		slog.Warn("update step failed while etcd was unavailable; running it again", "name", s.Name, "error", err)
+		sleep(ctx, stepRetryInterval)
+		if ctx.Err() == nil {
+			err = s.Run(ctx, e)
+		}
+	}
+	return err
+}
+
 // StepEnv is what a step knows about the update it is part of.
 type StepEnv struct {
 	LRN     int
@@ -214,14 +228,7 @@ func (w *Worker) runStep(ctx context.Context, snap *storage.Snapshot, n int) err
 	env := &StepEnv{LRN: w.LRN, Request: snap.Request, Index: snap.Request.Index(w.LRN), Storage: w.Storage}
 	start := time.Now()
 	slog.Info("running update step", "step", n, "name", step.Name, "timeout", timeout)
-	err := step.Run(sctx, env)
-	for err != nil && sctx.Err() == nil && etcdutil.Unavailable(err) {
-		slog.Warn("update step failed while etcd was unavailable; running it again", "step", n, "name", step.Name, "error", err)
-		sleep(sctx, stepRetryInterval)
-		if sctx.Err() == nil {
-			err = step.Run(sctx, env)
-		}
-	}
+	err := step.RunRetrying(sctx, env)
 	if err != nil && sctx.Err() == context.DeadlineExceeded && ctx.Err() == nil {
 		err = fmt.Errorf("step %s timed out after %s: %w", step.Name, timeout, err)
 	}
